@@ -1,0 +1,3 @@
+"""inspectord: bare-metal hardware introspection for OpenStack Ironic."""
+
+__version__ = "0.1.0"

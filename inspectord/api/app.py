@@ -1,0 +1,252 @@
+"""The HTTP API (Klein): ironic-inspector's API, same paths and bodies.
+
+Routes are thin: negotiate the version, parse, call the domain, render.
+Domain errors become ``{"error": {"message": ...}}`` with their status in
+one place (:meth:`API._respond`).
+"""
+
+import functools
+import json
+import uuid as uuidlib
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.web import server
+from werkzeug import exceptions as werkzeug_exceptions
+
+from inspectord import errors
+from inspectord.api import versions
+
+JSON = "application/json"
+
+
+def _is_uuid(value):
+    try:
+        uuidlib.UUID(value)
+        return True
+    except ValueError:
+        return False
+
+
+def _bool_arg(request, name, default=None):
+    raw = request.args.get(name.encode())
+    if not raw:
+        return default
+    text = raw[-1].decode("utf-8", "replace").strip().lower()
+    if text in ("true", "1", "yes", "on", "y", "t"):
+        return True
+    if text in ("false", "0", "no", "off", "n", "f"):
+        return False
+    raise errors.BadRequest("Invalid boolean value for {}: {!r}".format(name, text))
+
+
+def _str_arg(request, name):
+    raw = request.args.get(name.encode())
+    return raw[-1].decode("utf-8", "replace") if raw else None
+
+
+def endpoint(public=False):
+    """Wrap a route: version negotiation, headers, error rendering."""
+
+    def wrap(f):
+        @functools.wraps(f)
+        async def wrapper(self, request, *args, **kwargs):
+            return await self._respond(f, request, args, kwargs, public)
+
+        return wrapper
+
+    return wrap
+
+
+class LimitedRequest(server.Request):
+    """A request that stops buffering a body past ``max_body_size``."""
+
+    max_body_size = 16 * 1024 * 1024
+    too_large = False
+    _received = 0
+
+    def gotLength(self, length):
+        if length is not None and length > self.max_body_size:
+            self.too_large = True
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):
+        if self.too_large:
+            return
+        self._received += len(data)
+        if self._received > self.max_body_size:
+            self.too_large = True
+            self.content.seek(0)
+            self.content.truncate()
+            return
+        super().handleContentChunk(data)
+
+
+def make_site(resource, max_body_size):
+    class Request(LimitedRequest):
+        pass
+
+    Request.max_body_size = max_body_size
+    site = server.Site(resource)
+    site.requestFactory = Request
+    site.displayTracebacks = False
+    return site
+
+
+class API:
+    """The API resource tree.
+
+    :param introspection: :class:`inspectord.introspection.Introspection`.
+    :param auth: checks a request (``await auth.check(request, public)``).
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, introspection, store, ironic, config, auth):
+        self.introspection = introspection
+        self.store = store
+        self.ironic = ironic
+        self.config = config
+        self.auth = auth
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _headers(self, request):
+        request.setHeader(versions.MIN_HEADER, versions.fmt(versions.MINIMUM))
+        request.setHeader(versions.MAX_HEADER, versions.fmt(versions.CURRENT))
+        request.setHeader(versions.VERSION_HEADER, versions.fmt(getattr(request, "api_version", versions.DEFAULT)))
+
+    def _error(self, request, code, message):
+        request.setResponseCode(code)
+        request.setHeader("Content-Type", JSON)
+        return json.dumps({"error": {"message": message}}).encode()
+
+    async def _respond(self, f, request, args, kwargs, public):
+        try:
+            header = request.getHeader(versions.VERSION_HEADER)
+            standard = request.getHeader(versions.STANDARD_HEADER)
+            request.api_version = versions.negotiate(header, standard)
+            self._headers(request)
+            if getattr(request, "too_large", False):
+                raise errors.InspectordError(
+                    "Request body is larger than the limit of {} bytes".format(request.max_body_size), code=413
+                )
+            await self.auth.check(request, public)
+            result = await f(self, request, *args, **kwargs)
+        except errors.InspectordError as e:
+            self._headers(request)
+            if e.code >= 500:
+                self.log.error("{method} {path}: {error}", method=request.method.decode(), path=request.path.decode("utf-8", "replace"), error=e.message)
+            return self._error(request, e.code, e.message)
+        except Exception:
+            self.log.failure("Unexpected error in {method} {path}", method=request.method.decode(), path=request.path.decode("utf-8", "replace"))
+            self._headers(request)
+            return self._error(request, 500, "Internal error; see the inspectord log")
+        if result is None:
+            request.setHeader("Content-Type", "text/plain")
+            return b""
+        request.setHeader("Content-Type", JSON)
+        return json.dumps(result).encode()
+
+    def _root_url(self, request):
+        host = request.getHeader("host") or "{}:{}".format(request.getHost().host, request.getHost().port)
+        return "{}://{}/".format("https" if request.isSecure() else "http", host)
+
+    def _link(self, request, path):
+        return [{"rel": "self", "href": self._root_url(request) + path}]
+
+    def _json_body(self, request):
+        raw = request.content.read()
+        try:
+            return json.loads(raw)
+        except ValueError as e:
+            raise errors.BadRequest("Invalid JSON in the request body: {}".format(e)) from None
+
+    def _status(self, request, record):
+        return {
+            "uuid": record.uuid,
+            "finished": record.finished,
+            "state": record.state,
+            "started_at": record.started_at.isoformat(),
+            "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+            "error": record.error,
+            "links": self._link(request, "v1/introspection/" + record.uuid),
+        }
+
+    async def _node_uuid(self, node_id):
+        """A node's UUID from a UUID or (from API 1.5) a name."""
+        if _is_uuid(node_id):
+            return node_id.lower()
+        try:
+            node = await self.ironic.get_node(node_id)
+        except errors.IronicNotFound:
+            raise errors.NotFound("Node {} was not found in Ironic".format(node_id)) from None
+        return node["uuid"]
+
+    # -- routes -----------------------------------------------------------
+
+    @app.route("/", methods=["GET"])
+    @endpoint(public=True)
+    async def root(self, request):
+        return {
+            "versions": [
+                {
+                    "id": versions.fmt(versions.CURRENT),
+                    "status": "CURRENT",
+                    "links": self._link(request, "v1"),
+                }
+            ]
+        }
+
+    @app.route("/v1", methods=["GET"])
+    @endpoint(public=True)
+    async def version_root(self, request):
+        return {
+            "resources": [
+                {"name": name, "links": self._link(request, "v1/" + name)}
+                for name in ("continue", "introspection", "rules")
+            ]
+        }
+
+    @app.route("/v1/continue", methods=["POST"])
+    @endpoint(public=True)
+    async def continue_(self, request):
+        data = self._json_body(request)
+        return await self.introspection.process(data)
+
+    @app.route("/v1/introspection/<node_id>", methods=["POST"])
+    @endpoint()
+    async def start(self, request, node_id):
+        manage_boot = _bool_arg(request, "manage_boot")
+        if _str_arg(request, "new_ipmi_username") is not None or _str_arg(request, "new_ipmi_password") is not None:
+            raise errors.BadRequest(
+                "Setting IPMI credentials is disabled; enable it with "
+                "[processing]enable_setting_ipmi_credentials"
+            )
+        await self.introspection.start(node_id, manage_boot=manage_boot)
+        request.setResponseCode(202)
+        return None
+
+    @app.route("/v1/introspection/<node_id>", methods=["GET"])
+    @endpoint()
+    async def status(self, request, node_id):
+        uuid = await self._node_uuid(node_id)
+        try:
+            record = await self.store.get_node(uuid)
+        except errors.NotFound:
+            raise errors.NotFound("Node {} was never introspected".format(node_id)) from None
+        return self._status(request, record)
+
+    @app.handle_errors(werkzeug_exceptions.NotFound)
+    def not_found(self, request, failure):
+        self._headers(request)
+        return self._error(request, 404, "No resource at {}".format(request.path.decode("utf-8", "replace")))
+
+    @app.handle_errors(werkzeug_exceptions.MethodNotAllowed)
+    def not_allowed(self, request, failure):
+        self._headers(request)
+        return self._error(
+            request, 405, "Method {} is not allowed on {}".format(request.method.decode(), request.path.decode("utf-8", "replace"))
+        )

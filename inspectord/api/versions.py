@@ -1,0 +1,64 @@
+"""API microversions: negotiation and the headers every response carries."""
+
+import re
+
+from inspectord import errors
+
+MINIMUM = (1, 0)
+CURRENT = (1, 18)
+# What a request without a version header gets (ironic-inspector: the latest).
+DEFAULT = CURRENT
+
+VERSION_HEADER = "X-OpenStack-Ironic-Inspector-API-Version"
+MIN_HEADER = "X-OpenStack-Ironic-Inspector-API-Minimum-Version"
+MAX_HEADER = "X-OpenStack-Ironic-Inspector-API-Maximum-Version"
+STANDARD_HEADER = "OpenStack-API-Version"
+SERVICE_TYPE = "baremetal-introspection"
+
+_VERSION = re.compile(r"^\s*(\d+)\.(\d+)\s*$")
+
+
+def fmt(version):
+    return "{}.{}".format(*version)
+
+
+def parse(text):
+    """``(major, minor)`` from ``X.Y`` or ``latest``.
+
+    :raises errors.BadRequest: malformed.
+    """
+    if text.strip().lower() == "latest":
+        return CURRENT
+    m = _VERSION.match(text)
+    if not m:
+        raise errors.BadRequest("Malformed API version {!r}: expected string in form of X.Y or latest".format(text))
+    return int(m.group(1)), int(m.group(2))
+
+
+def _from_standard(value):
+    """The version for our service in an ``OpenStack-API-Version`` header."""
+    for item in value.split(","):
+        parts = item.strip().split(None, 1)
+        if len(parts) == 2 and parts[0].lower() == SERVICE_TYPE:
+            return parts[1]
+    return None
+
+
+def negotiate(inspector_header, standard_header):
+    """The version a request asks for (either header), checked.
+
+    :raises errors.BadRequest: malformed (400).
+    :raises errors.InspectordError: unsupported (406).
+    """
+    text = inspector_header
+    if text is None and standard_header is not None:
+        text = _from_standard(standard_header)
+    if text is None:
+        return DEFAULT
+    version = parse(text)
+    if version < MINIMUM or version > CURRENT:
+        raise errors.InspectordError(
+            "Unsupported API version {}, supported range is {} to {}".format(fmt(version), fmt(MINIMUM), fmt(CURRENT)),
+            code=406,
+        )
+    return version

@@ -1,0 +1,438 @@
+"""Configuration: the ironic-inspector file format, frozen into plain records.
+
+An ``ironic-inspector.conf`` works unchanged: the sections and option names
+are ironic-inspector's, parsed by oslo.config (and keystoneauth1 for
+``[ironic]``) on a local :class:`oslo_config.cfg.ConfigOpts`, never the global
+one.  :func:`load` returns a :class:`Config` of frozen dataclasses; nothing
+else in inspectord reads oslo.config.
+
+Options of ironic-inspector that inspectord does not use (oslo.log and
+oslo.messaging settings, ``[coordination]``, ``[mdns]``...) are accepted
+and reported as ignored.  Anything else unknown is a start-up error naming
+the option.  Options of inspectord's own live in sections of their own
+(``[ironic_client]``).
+"""
+
+import configparser
+import dataclasses
+import os
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+from inspectord import errors
+
+DEFAULT_DATABASE = "sqlite:////var/lib/inspectord/inspectord.sqlite"
+
+DEFAULT_HOOKS = "ramdisk_error,root_disk_selection,scheduler,validate_interfaces,capabilities,pci_devices"
+
+_OPTS = {
+    "DEFAULT": [
+        cfg.StrOpt("listen_address", default="::", help="IP address to listen on."),
+        cfg.PortOpt("listen_port", default=5050, help="Port to listen on."),
+        cfg.StrOpt("host", default="localhost", help="Name of this instance, used in logs."),
+        cfg.StrOpt(
+            "auth_strategy",
+            default="keystone",
+            choices=["keystone", "noauth", "http_basic"],
+            help="Authentication method for the API.",
+        ),
+        cfg.StrOpt(
+            "http_basic_auth_user_file",
+            default="/etc/ironic-inspector/htpasswd",
+            help="htpasswd file for auth_strategy=http_basic.",
+        ),
+        cfg.IntOpt(
+            "timeout",
+            default=3600,
+            min=0,
+            help="Seconds after which an introspection is failed; 0 disables timeouts.",
+        ),
+        cfg.IntOpt(
+            "clean_up_period",
+            default=60,
+            min=0,
+            help="Seconds between scans for timed-out introspections; 0 disables the scan.",
+        ),
+        cfg.IntOpt(
+            "introspection_delay",
+            default=5,
+            min=0,
+            help="Seconds between consecutive power-ons by this instance "
+            "(avoids power surges when a rack is introspected at once).",
+        ),
+        cfg.ListOpt(
+            "ipmi_address_fields",
+            default=["redfish_address", "ilo_address", "drac_host", "drac_address", "ibmc_address"],
+            help="driver_info fields holding the BMC address, besides *_address of the driver.",
+        ),
+        cfg.IntOpt("api_max_limit", default=1000, min=1, help="Largest page size of list requests."),
+        cfg.BoolOpt(
+            "can_manage_boot",
+            default=True,
+            help="Whether inspectord may set the boot device and power nodes on.",
+        ),
+    ],
+    "ironic": [
+        cfg.IntOpt("max_retries", default=30, min=0, help="Retries of a failed Ironic request."),
+        cfg.FloatOpt(
+            "retry_interval", default=2, min=0, help="Base seconds between retries (doubled each time, up to 30 s)."
+        ),
+    ],
+    "ironic_client": [
+        cfg.IntOpt(
+            "max_in_flight",
+            default=8,
+            min=1,
+            help="Ironic requests inspectord has in flight at once. A single "
+            "Ironic resets connections beyond a few dozen writes at once.",
+        ),
+        cfg.FloatOpt("request_timeout", default=60, min=1, help="Seconds before an Ironic request is abandoned."),
+        cfg.StrOpt(
+            "api_version",
+            default="1.46",
+            help="Ironic API microversion sent with every request.",
+        ),
+    ],
+    "database": [
+        cfg.StrOpt(
+            "connection",
+            default=DEFAULT_DATABASE,
+            secret=True,
+            help="SQLAlchemy URL of the database.",
+        ),
+    ],
+    "processing": [
+        cfg.StrOpt(
+            "add_ports",
+            default="pxe",
+            choices=["all", "active", "pxe", "disabled"],
+            help="Which interfaces get an Ironic port.",
+        ),
+        cfg.StrOpt(
+            "keep_ports",
+            default="all",
+            choices=["all", "present", "added"],
+            help="Which existing ports to keep.",
+        ),
+        cfg.BoolOpt("overwrite_existing", default=True, help="Overwrite properties that already have a value."),
+        cfg.StrOpt("default_processing_hooks", default=DEFAULT_HOOKS, help="Hooks run by default."),
+        cfg.StrOpt(
+            "processing_hooks",
+            default="$default_processing_hooks",
+            help="Hooks to run, in order; $default_processing_hooks stands for the defaults.",
+        ),
+        cfg.StrOpt("ramdisk_logs_dir", help="Where ramdisk logs are stored."),
+        cfg.BoolOpt("always_store_ramdisk_logs", default=False, help="Store ramdisk logs even on success."),
+        cfg.StrOpt("node_not_found_hook", help="What to do with data no node matches."),
+        cfg.StrOpt(
+            "store_data",
+            default="none",
+            choices=["none", "database"],
+            help="Where processed and raw introspection data is kept after processing.",
+        ),
+        cfg.BoolOpt("disk_partitioning_spacing", default=True, help="Leave 1 GiB of local_gb for partitioning."),
+        cfg.StrOpt(
+            "ramdisk_logs_filename_format",
+            default="{uuid}_{dt:%Y%m%d-%H%M%S.%f}.tar.gz",
+            help="File name of stored ramdisk logs.",
+        ),
+        cfg.BoolOpt("power_off", default=True, help="Power nodes off after introspection."),
+        cfg.BoolOpt(
+            "permit_active_introspection", default=False, help="Allow introspection of nodes in the active state."
+        ),
+        cfg.BoolOpt("update_pxe_enabled", default=True, help="Update pxe_enabled of existing ports."),
+        cfg.BoolOpt(
+            "enable_setting_ipmi_credentials",
+            default=False,
+            help="Allow new_ipmi_username/new_ipmi_password when starting introspection.",
+        ),
+    ],
+    "pxe_filter": [
+        cfg.StrOpt("driver", default="noop", help="PXE filter driver."),
+        cfg.IntOpt("sync_period", default=15, min=0, help="Seconds between full filter syncs."),
+        cfg.BoolOpt("deny_unknown_macs", default=False, help="Deny DHCP to MACs no Ironic port has."),
+    ],
+    "discovery": [
+        cfg.StrOpt("enroll_node_driver", default="fake-hardware"),
+        cfg.DictOpt("enroll_node_fields", default={}),
+        cfg.ListOpt("enabled_bmc_address_version", default=["4", "6"]),
+    ],
+    "iptables": [
+        cfg.StrOpt("dnsmasq_interface", default="br-ctlplane"),
+        cfg.StrOpt("firewall_chain", default="ironic-inspector"),
+        cfg.ListOpt("ethoib_interfaces", default=[]),
+        cfg.StrOpt("ip_version", default="4", choices=["4", "6"]),
+    ],
+    "dnsmasq_pxe_filter": [
+        cfg.StrOpt("dhcp_hostsdir", default="/var/lib/ironic-inspector/dhcp-hostsdir"),
+        cfg.BoolOpt("purge_dhcp_hostsdir", default=True),
+        cfg.StrOpt("dnsmasq_start_command", default=""),
+        cfg.StrOpt("dnsmasq_stop_command", default=""),
+    ],
+    "capabilities": [
+        cfg.BoolOpt("boot_mode", default=False, help="Set the boot_mode capability."),
+        cfg.DictOpt(
+            "cpu_flags",
+            default={
+                "vmx": "cpu_vt",
+                "svm": "cpu_vt",
+                "aes": "cpu_aes",
+                "pse": "cpu_hugepages",
+                "pdpe1gb": "cpu_hugepages_1g",
+                "smx": "cpu_txt",
+            },
+            help="CPU flag -> capability set to true.",
+        ),
+    ],
+    "pci_devices": [
+        cfg.MultiStrOpt(
+            "alias",
+            default=[],
+            help='JSON {"vendor_id": ..., "product_id": ..., "name": ...}; counts become capabilities.',
+        ),
+    ],
+    "port_physnet": [cfg.ListOpt("cidr_map", default=[])],
+    "healthcheck": [cfg.BoolOpt("enabled", default=False)],
+}
+
+# Options ironic-inspector knew that inspectord accepts but does not use.
+IGNORED_DEFAULT_OPTIONS = frozenset(
+    """debug verbose log_file log_dir log_config_append log_date_format use_stderr
+    use_syslog use_journal use_json syslog_log_facility logging_context_format_string
+    logging_default_format_string logging_debug_format_suffix logging_exception_prefix
+    logging_user_identity_format default_log_levels publish_errors instance_format
+    instance_uuid_format rate_limit_interval rate_limit_burst rate_limit_except_level
+    fatal_deprecations watch_log_file log_rotation_type log_rotate_interval
+    log_rotate_interval_type max_logfile_count max_logfile_size_mb
+    transport_url rpc_transport rpc_response_timeout control_exchange executor_thread_pool_size
+    listen_unix_socket listen_unix_socket_mode leader_election_interval use_ssl
+    max_concurrency rootwrap_config enable_mdns standalone""".split()
+)
+IGNORED_SECTIONS = frozenset(
+    """coordination mdns swift service_catalog exception extra_hardware oslo_concurrency
+    oslo_middleware oslo_policy cors json_rpc ssl keystone_authtoken
+    oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
+    oslo_messaging_amqp oslo_reports profiler accelerators""".split()
+)
+# keystoneauth plugins whose options may appear in [ironic] whatever auth_type says.
+_KNOWN_AUTH_PLUGINS = ("password", "v3applicationcredential", "token", "none", "http_basic")
+
+
+def _group_attr(group):
+    return "default" if group == "DEFAULT" else group
+
+
+def _make_conf():
+    conf = cfg.ConfigOpts()
+    for group, opts in _OPTS.items():
+        conf.register_opts(opts, group=None if group == "DEFAULT" else group)
+    ks_loading.register_auth_conf_options(conf, "ironic")
+    ks_loading.register_session_conf_options(conf, "ironic")
+    ks_loading.register_adapter_conf_options(conf, "ironic")
+    return conf
+
+
+def _known_ironic_options(conf):
+    names = set(conf.ironic)
+    for plugin in _KNOWN_AUTH_PLUGINS:
+        try:
+            loader = ks_loading.get_plugin_loader(plugin)
+        except Exception:  # plugin not installed with this keystoneauth
+            continue
+        names.update(o.dest for o in loader.get_options())
+    return names
+
+
+def _check_unknown(conf, path):
+    """Raise ConfigError for unknown options; return the ignored ones."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0none")
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except configparser.Error as e:
+        raise errors.ConfigError("cannot parse {}: {}".format(path, e)) from None
+    ignored, unknown = [], []
+    for section in parser.sections():
+        keys = list(parser[section])
+        if section in IGNORED_SECTIONS or section.startswith("oslo_messaging_"):
+            ignored.extend("[{}]{}".format(section, k) for k in keys)
+            continue
+        if section == "ironic":
+            known = _known_ironic_options(conf)
+        elif section in _OPTS:
+            known = {o.dest for o in _OPTS[section]}
+        else:
+            unknown.extend("[{}]{}".format(section, k) for k in keys)
+            if not keys:
+                unknown.append("[{}]".format(section))
+            continue
+        for key in keys:
+            dest = key.replace("-", "_")
+            if dest in known:
+                continue
+            if section == "DEFAULT" and dest in IGNORED_DEFAULT_OPTIONS:
+                ignored.append("[DEFAULT]{}".format(key))
+            else:
+                unknown.append("[{}]{}".format(section, key))
+    if unknown:
+        raise errors.ConfigError("unknown option(s) in {}: {}".format(path, ", ".join(unknown)))
+    return ignored
+
+
+def _freeze(conf, group, opts):
+    values = conf if group == "DEFAULT" else conf[group]
+    fields, data = [], {}
+    for opt in opts:
+        value = values[opt.dest]
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        fields.append((opt.dest, object))
+        data[opt.dest] = value
+    cls = dataclasses.make_dataclass(
+        "{}Options".format(group.title().replace("_", "")), fields, frozen=True
+    )
+    return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class IronicAuthOptions:
+    """What the Ironic client needs to authenticate: a plugin or none."""
+
+    auth_type: str
+    endpoint_override: str
+    service_type: str
+    interface: object
+    region_name: str
+    # Loaded keystoneauth plugin and session; None for auth_type=none.
+    auth: object = dataclasses.field(repr=False, compare=False, default=None)
+    session: object = dataclasses.field(repr=False, compare=False, default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    default: object
+    ironic: object
+    ironic_client: object
+    ironic_auth: IronicAuthOptions
+    database: object
+    processing: object
+    pxe_filter: object
+    discovery: object
+    iptables: object
+    dnsmasq_pxe_filter: object
+    capabilities: object
+    pci_devices: object
+    port_physnet: object
+    healthcheck: object
+    path: str = None
+    ignored_options: tuple = ()
+
+    @property
+    def processing_hooks(self):
+        return tuple(h.strip() for h in self.processing.processing_hooks.split(",") if h.strip())
+
+
+def load(path=None, overrides=None):
+    """Read ``path`` (or only defaults) and return a frozen :class:`Config`.
+
+    :param overrides: ``{(group, option): value}`` applied after the file,
+        for tests and command-line flags.
+    :raises errors.ConfigError: naming the unknown or invalid option.
+    """
+    conf = _make_conf()
+    ignored = []
+    if path is not None:
+        if not os.path.exists(path):
+            raise errors.ConfigError("configuration file {} does not exist".format(path))
+        ignored = _check_unknown(conf, path)
+    try:
+        conf(
+            args=[],
+            project="inspectord",
+            default_config_files=[path] if path else [],
+            default_config_dirs=[],
+            validate_default_values=True,
+            use_env=False,
+        )
+        for (group, name), value in (overrides or {}).items():
+            conf.set_override(name, value, group=None if group == "DEFAULT" else group)
+        frozen = {_group_attr(g): _freeze(conf, g, opts) for g, opts in _OPTS.items()}
+    except (cfg.Error, ValueError) as e:
+        raise errors.ConfigError("invalid configuration: {}".format(e)) from None
+    ironic_auth = _load_ironic_auth(conf)
+    result = Config(ironic_auth=ironic_auth, path=path, ignored_options=tuple(ignored), **frozen)
+    validate(result)
+    return result
+
+
+def _load_ironic_auth(conf):
+    group = conf.ironic
+    auth_type = group.auth_type or "none"
+    try:
+        if auth_type == "none":
+            auth = session = None
+        else:
+            auth = ks_loading.load_auth_from_conf_options(conf, "ironic")
+            session = ks_loading.load_session_from_conf_options(conf, "ironic", auth=auth)
+    except Exception as e:  # keystoneauth raises many types; all mean bad config
+        raise errors.ConfigError("invalid [ironic] authentication options: {}".format(e)) from None
+    if auth_type == "none" and not group.endpoint_override:
+        raise errors.ConfigError("[ironic]endpoint_override is required with [ironic]auth_type=none")
+    return IronicAuthOptions(
+        auth_type=auth_type,
+        endpoint_override=group.endpoint_override,
+        service_type=group.service_type or "baremetal",
+        interface=tuple(group.valid_interfaces or ["internal", "public"]),
+        region_name=group.region_name,
+        auth=auth,
+        session=session,
+    )
+
+
+SUPPORTED_PXE_FILTERS = ("noop",)
+
+
+def validate(config):
+    """Cross-option checks; raise ConfigError naming the option."""
+    from inspectord.processing import hooks  # the hook registry
+
+    if config.default.auth_strategy != "noauth":
+        raise errors.ConfigError(
+            "[DEFAULT]auth_strategy={} is not available in this release of "
+            "inspectord; set auth_strategy=noauth and keep the API on a trusted "
+            "network".format(config.default.auth_strategy)
+        )
+    if config.processing.enable_setting_ipmi_credentials:
+        raise errors.ConfigError(
+            "[processing]enable_setting_ipmi_credentials is not available in this release of inspectord"
+        )
+    if config.pxe_filter.driver not in SUPPORTED_PXE_FILTERS:
+        raise errors.ConfigError(
+            "[pxe_filter]driver={} is not available in this release of inspectord "
+            "(available: {})".format(config.pxe_filter.driver, ", ".join(SUPPORTED_PXE_FILTERS))
+        )
+    if config.processing.node_not_found_hook:
+        raise errors.ConfigError(
+            "[processing]node_not_found_hook={} is not available in this release of "
+            "inspectord".format(config.processing.node_not_found_hook)
+        )
+    if config.processing.add_ports == "disabled" and config.processing.keep_ports == "added":
+        raise errors.ConfigError(
+            "[processing]add_ports=disabled cannot be combined with keep_ports=added; set keep_ports=all"
+        )
+    try:
+        hooks.resolve(config.processing_hooks)
+    except KeyError as e:
+        raise errors.ConfigError(
+            "[processing]processing_hooks names unknown hook {} (known: {})".format(
+                e.args[0], ", ".join(sorted(hooks.HOOKS))
+            )
+        ) from None
+    for alias in config.pci_devices.alias:
+        try:
+            hooks.parse_pci_alias(alias)
+        except ValueError as e:
+            raise errors.ConfigError("[pci_devices]alias {!r}: {}".format(alias, e)) from None

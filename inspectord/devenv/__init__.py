@@ -1,0 +1,1 @@
+"""Development environment: real OpenStack services for tests, the demo and benchmarks."""

@@ -1,0 +1,408 @@
+"""The introspection lifecycle: one async method per transition.
+
+Every state change is a compare-and-set in the store, so the API, periodic
+tasks and other inspectord instances sharing the database never apply the
+same transition twice.  Nothing here keeps state another instance needs.
+"""
+
+import copy
+import datetime
+import ipaddress
+import socket
+import urllib.parse
+
+from twisted.internet import defer, task
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from inspectord import errors
+from inspectord import state as st
+from inspectord.processing import data as ramdisk_data
+from inspectord.processing import hooks as hooks_mod
+from inspectord.processing import logs as ramdisk_logs
+from inspectord.processing.update import apply as apply_update
+from inspectord.store.sql import utc
+
+VALID_PROVISION_STATES = ("enroll", "manageable", "inspecting", "inspect wait", "inspect failed")
+ACTIVE_PROVISION_STATES = ("active", "rescue")
+# How long an instance holds a node it is processing before another
+# instance may take the work over from the stored raw data.
+PROCESSING_LEASE = datetime.timedelta(seconds=300)
+# driver_info fields that must never be recorded.
+_SECRET_MARKERS = ("password", "secret", "token", "key", "credential")
+
+
+def _sanitize_driver_info(info):
+    return {k: v for k, v in (info or {}).items() if not any(m in k.lower() for m in _SECRET_MARKERS)}
+
+
+def _looks_like_ip(value):
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+class Introspection:
+    """Starts introspections, processes ramdisk data, enforces timeouts.
+
+    :param store: :class:`inspectord.store.SQLStore`.
+    :param ironic: :class:`inspectord.ironic.client.IronicClient`.
+    :param config: the frozen :class:`inspectord.config.Config`.
+    :param clock: ``IReactorTime``.
+    :param io_pool: thread pool for blocking host work (resolving BMC
+        host names, writing ramdisk logs).
+    :param pxe_filter: told whenever the set of nodes under introspection
+        changes (``notify()``).
+    """
+
+    log = Logger()
+
+    def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None):
+        self.store = store
+        self.ironic = ironic
+        self.config = config
+        self.clock = clock
+        self._reactor = reactor or clock
+        self._io_pool = io_pool
+        self._pxe_filter = pxe_filter
+        self.hooks = hooks_mod.load(config)
+        # Earliest time this instance may power on the next node.
+        self._next_power_on = 0.0
+        # Background work (Deferreds) in flight, for orderly shutdown and tests.
+        self._pending = set()
+
+    def now(self):
+        return utc(self.clock.seconds())
+
+    def _background(self, coro, what):
+        d = defer.Deferred.fromCoroutine(coro)
+        self._pending.add(d)
+
+        def done(result):
+            self._pending.discard(d)
+            return result
+
+        d.addBoth(done)
+        d.addErrback(lambda f: self.log.failure("Unexpected failure while {what}", f, what=what))
+        return d
+
+    def wait_idle(self):
+        """A Deferred that fires when no background work is in flight."""
+        return defer.DeferredList(list(self._pending), consumeErrors=True)
+
+    def _filter_changed(self):
+        if self._pxe_filter is not None:
+            self._pxe_filter.notify()
+
+    # -- start ------------------------------------------------------------
+
+    async def start(self, node_id, manage_boot=None):
+        """Start introspection of a node (UUID or name).
+
+        Returns once the start is recorded; booting the node continues in
+        the background.
+        """
+        config = self.config
+        if manage_boot is None:
+            manage_boot = config.default.can_manage_boot
+        elif manage_boot and not config.default.can_manage_boot:
+            raise errors.BadRequest(
+                "Managed boot is requested, but this installation cannot manage boot "
+                "([DEFAULT]can_manage_boot is false)"
+            )
+        try:
+            node = await self.ironic.get_node(node_id)
+        except errors.IronicNotFound:
+            raise errors.NotFound("Node {} was not found in Ironic".format(node_id)) from None
+        uuid = node["uuid"]
+        self._check_provision_state(node)
+        if manage_boot:
+            ok, reason = await self.ironic.validate_power(uuid)
+            if not ok:
+                raise errors.BadRequest("Failed validation of power interface for node {}: {}".format(uuid, reason))
+        ports = await self.ironic.list_ports(uuid)
+        port_map = {
+            p["address"].lower(): {"uuid": p["uuid"], "pxe_enabled": p.get("pxe_enabled", True)}
+            for p in ports
+            if p.get("address")
+        }
+        attributes = [("mac", mac) for mac in port_map]
+        attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
+        snapshot = {
+            "name": node.get("name"),
+            "driver": node.get("driver"),
+            "provision_state": node.get("provision_state"),
+            "properties": node.get("properties") or {},
+            "driver_info": _sanitize_driver_info(node.get("driver_info")),
+        }
+        record = await self.store.start(uuid, self.now(), manage_boot, snapshot, port_map, attributes)
+        self.log.info(
+            "Node {node}: introspection started ({ports} port(s), manage_boot={manage_boot})",
+            node=uuid,
+            ports=len(port_map),
+            manage_boot=manage_boot,
+        )
+        self._filter_changed()
+        self._background(self._boot(record), "starting introspection of node " + uuid)
+        return record
+
+    def _check_provision_state(self, node):
+        state = node.get("provision_state")
+        valid = VALID_PROVISION_STATES
+        if self.config.processing.permit_active_introspection:
+            valid = valid + ACTIVE_PROVISION_STATES
+        if state not in valid:
+            raise errors.BadRequest(
+                'Invalid provision state for introspection: "{}", valid states are "{}"'.format(state, '", "'.join(valid))
+            )
+
+    async def _bmc_addresses(self, node):
+        info = node.get("driver_info") or {}
+        driver = node.get("driver") or ""
+        fields = ["ipmi_address"] + list(self.config.default.ipmi_address_fields)
+        fields += ["{}_address".format(driver.replace("-", "_"))]
+        found = []
+        for field in fields:
+            value = info.get(field)
+            if not value or not isinstance(value, str):
+                continue
+            host = urllib.parse.urlsplit(value).hostname if "://" in value else value.strip("[]")
+            if not host:
+                continue
+            if _looks_like_ip(host):
+                found.append(host)
+            else:
+                found.extend(await self._resolve(host))
+        return sorted(set(found))
+
+    async def _resolve(self, host):
+        if self._io_pool is None:
+            return []
+        try:
+            infos = await deferToThreadPool(self._reactor, self._io_pool, socket.getaddrinfo, host, None)
+        except OSError as e:
+            self.log.warn("Cannot resolve BMC address {host}: {error}", host=host, error=str(e))
+            return []
+        return sorted({info[4][0] for info in infos})
+
+    async def _boot(self, record):
+        uuid = record.uuid
+        try:
+            if record.manage_boot:
+                await self._wait_for_turn()
+                try:
+                    await self.ironic.set_boot_device_pxe(uuid)
+                except errors.IronicError as e:
+                    self.log.warn("Node {node}: failed to set boot device to PXE: {error}", node=uuid, error=str(e))
+                try:
+                    await self.ironic.set_power_state(uuid, "rebooting")
+                except errors.IronicError as e:
+                    raise errors.ProcessingError("Failed to power on the node, check its power management: {}".format(e))
+            await self.store.transition(uuid, st.Event.wait, self.now(), expected=st.State.starting)
+            self.log.info("Node {node}: waiting for the ramdisk", node=uuid)
+        except errors.StateChanged:
+            self.log.info("Node {node}: changed by another request while starting", node=uuid)
+        except errors.InspectordError as e:
+            await self._fail(uuid, str(e), expected=st.State.starting)
+
+    async def _wait_for_turn(self):
+        delay = self.config.default.introspection_delay
+        if not delay:
+            return
+        now = self.clock.seconds()
+        slot = max(now, self._next_power_on)
+        self._next_power_on = slot + delay
+        if slot > now:
+            await task.deferLater(self.clock, slot - now, lambda: None)
+
+    async def _fail(self, uuid, message, expected=None):
+        self.log.error("Node {node}: introspection failed: {error}", node=uuid, error=message)
+        try:
+            record = await self.store.transition(uuid, st.Event.error, self.now(), error=message, expected=expected)
+        except (errors.StateChanged, errors.InvalidTransition) as e:
+            self.log.warn("Node {node}: could not record the error: {reason}", node=uuid, reason=str(e))
+            return None
+        self._filter_changed()
+        return record
+
+    # -- ramdisk data -----------------------------------------------------
+
+    async def process(self, raw):
+        """Handle data posted by the ramdisk; returns the response body."""
+        data = ramdisk_data.normalize(raw)
+        failures = []
+        for hook in self.hooks:
+            try:
+                await defer.maybeDeferred(hook.before_processing, data)
+            except errors.InspectordError as e:
+                failures.append("Preprocessing hook {}: {}".format(hook.name, e))
+            except Exception as e:
+                self.log.failure("Hook {hook} failed", hook=hook.name)
+                failures.append(
+                    "Unexpected exception {} during preprocessing in hook {}: {}".format(type(e).__name__, hook.name, e)
+                )
+        macs = ramdisk_data.all_macs(data)
+        bmcs = ramdisk_data.bmc_addresses(data)
+        match = await self.store.lookup(macs, bmcs)
+        if match is None:
+            lookup = "Could not find a node for attributes {}".format(
+                ", ".join(["mac " + m for m in macs] + ["bmc_address " + b for b in bmcs]) or "(none in the data)"
+            )
+            if failures:
+                await self._store_logs(data, None)
+                raise errors.BadRequest(
+                    "The following failures happened during running pre-processing hooks:\n"
+                    + "\n".join(failures + ["Look up error: " + lookup])
+                )
+            raise errors.NotFound(lookup)
+        record = match.record
+        uuid = record.uuid
+        if record.state != st.State.waiting.value:
+            if record.state in (st.State.processing.value, st.State.reapplying.value):
+                raise errors.Conflict("Node {} is already being processed".format(uuid))
+            if record.state == st.State.starting.value:
+                raise errors.Conflict("Node {} is still starting introspection; try again".format(uuid))
+            raise errors.Forbidden(
+                "Node {} is not under introspection (state {}{})".format(
+                    uuid, record.state, ", error: " + record.error if record.error else ""
+                )
+            )
+        # Nothing accepted is lost: the raw data is stored before anything else.
+        await self.store.store_data(uuid, raw, False, self.now())
+        if failures:
+            message = "\n".join(failures)
+            await self._fail(uuid, message, expected=st.State.waiting)
+            await self._store_logs(data, uuid)
+            raise errors.ProcessingError(
+                "The following failures happened during running pre-processing hooks:\n" + message
+            )
+        try:
+            record = await self.store.transition(
+                uuid, st.Event.process, self.now(), expected=st.State.waiting, lease_until=self.now() + PROCESSING_LEASE
+            )
+        except errors.StateChanged:
+            raise errors.Conflict("Node {} is already being processed".format(uuid)) from None
+        await self._process_node(record, data)
+        # Like ironic-inspector, answer the ramdisk before powering it off.
+        self._background(self._finish(record, data), "finishing node " + uuid)
+        return {"uuid": uuid}
+
+    async def _process_node(self, record, data):
+        """Run the hooks and write the result to Ironic; errors end the node."""
+        uuid = record.uuid
+        try:
+            node = hooks_mod.NodeContext(record, self.config)
+            for hook in self.hooks:
+                await defer.maybeDeferred(hook.before_update, data, node)
+            await apply_update(self.ironic, uuid, node.update)
+            if self.config.processing.store_data == "database":
+                stored = {k: v for k, v in data.items() if k != "logs"}
+                await self.store.store_data(uuid, stored, True, self.now())
+        except errors.InspectordError as e:
+            await self._store_logs(data, uuid)
+            await self._fail(uuid, str(e), expected=st.State.processing)
+            raise
+        except Exception as e:
+            self.log.failure("Node {node}: unexpected failure while processing", node=uuid)
+            await self._store_logs(data, uuid)
+            message = "Unexpected exception {} during processing: {}".format(type(e).__name__, e)
+            await self._fail(uuid, message, expected=st.State.processing)
+            raise errors.InspectordError(message, code=500) from None
+
+    async def _finish(self, record, data):
+        uuid = record.uuid
+        try:
+            if self.config.processing.always_store_ramdisk_logs:
+                await self._store_logs(data, uuid)
+            await self._power_off(record)
+            await self.store.transition(uuid, st.Event.finish, self.now(), expected=st.State.processing)
+        except errors.StateChanged as e:
+            self.log.warn("Node {node}: changed while finishing: {reason}", node=uuid, reason=str(e))
+            return
+        except errors.InspectordError as e:
+            await self._fail(uuid, str(e), expected=st.State.processing)
+            return
+        if self.config.processing.store_data != "database":
+            await self.store.delete_data(uuid)
+        self.log.info("Node {node}: introspection finished", node=uuid)
+        self._filter_changed()
+
+    async def _store_logs(self, data, uuid):
+        if self._io_pool is None:
+            return
+        await deferToThreadPool(
+            self._reactor, self._io_pool, ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now()
+        )
+
+    async def _power_off(self, record):
+        if not record.manage_boot or not self.config.processing.power_off:
+            return
+        if record.provision_state in ACTIVE_PROVISION_STATES:
+            return
+        try:
+            await self.ironic.set_power_state(record.uuid, "power off")
+        except errors.IronicError as e:
+            if record.provision_state == "enroll":
+                self.log.info("Node {node}: power off failed in enroll state, ignored: {error}", node=record.uuid, error=str(e))
+                return
+            raise errors.ProcessingError(
+                "Failed to power off node {}, check its power management configuration: {}".format(record.uuid, e)
+            ) from None
+
+    # -- periodic ---------------------------------------------------------
+
+    async def check_timeouts(self):
+        """Fail every introspection older than ``[DEFAULT]timeout``."""
+        timeout = self.config.default.timeout
+        if not timeout:
+            return []
+        threshold = self.now() - datetime.timedelta(seconds=timeout)
+        failed = []
+        for uuid in await self.store.timed_out(threshold):
+            try:
+                await self.store.transition(uuid, st.Event.timeout, self.now(), error="Introspection timeout")
+            except (errors.StateChanged, errors.InvalidTransition):
+                continue
+            self.log.error("Node {node}: introspection timed out", node=uuid)
+            failed.append(uuid)
+        if failed:
+            self._filter_changed()
+        return failed
+
+    async def resume_abandoned(self):
+        """Process again, from the stored raw data, what a stopped instance left."""
+        resumed = []
+        for record in await self.store.expired_leases(self.now()):
+            try:
+                record = await self.store.claim(record, self.now(), self.now() + PROCESSING_LEASE)
+                raw = await self.store.get_data(record.uuid, False)
+            except (errors.StateChanged, errors.NotFound):
+                continue
+            self.log.warn("Node {node}: resuming processing left unfinished", node=record.uuid)
+            data = ramdisk_data.normalize(copy.deepcopy(raw))
+            try:
+                for hook in self.hooks:
+                    await defer.maybeDeferred(hook.before_processing, data)
+            except errors.InspectordError as e:
+                await self._fail(record.uuid, str(e), expected=st.State.processing)
+                continue
+            resumed.append(record.uuid)
+            self._background(self._resume(record, data), "resuming node " + record.uuid)
+        return resumed
+
+    async def _resume(self, record, data):
+        try:
+            await self._process_node(record, data)
+        except errors.InspectordError:
+            return
+        await self._finish(record, data)
+
+    async def periodic(self):
+        """One pass of the periodic work; never raises."""
+        try:
+            await self.check_timeouts()
+            await self.resume_abandoned()
+        except Exception:
+            self.log.failure("Periodic introspection check failed")

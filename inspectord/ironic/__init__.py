@@ -1,0 +1,1 @@
+"""Ironic: the asynchronous client and how it finds and authenticates to Ironic."""

@@ -1,0 +1,60 @@
+"""Where Ironic is and how to authenticate to it.
+
+``auth_type=none`` with ``endpoint_override`` needs nothing but the URL.
+Keystone auth (password, application credential...) goes through
+keystoneauth1, whose calls block: the token and the catalog endpoint are
+resolved in a thread pool and cached until the token is close to expiry.
+"""
+
+import time
+
+from hyperlink import DecodedURL
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from inspectord.ironic.client import static_endpoint
+
+# Ask keystoneauth again this long before the token expires.
+_REFRESH_MARGIN = 120
+
+
+def endpoint_for(auth_options, reactor, threadpool):
+    """An ``async`` callable returning ``(base URL, headers)`` for Ironic."""
+    if auth_options.auth is None:
+        return static_endpoint(auth_options.endpoint_override)
+    return KeystoneEndpoint(auth_options, reactor, threadpool)
+
+
+class KeystoneEndpoint:
+    log = Logger()
+
+    def __init__(self, auth_options, reactor, threadpool):
+        self._options = auth_options
+        self._reactor = reactor
+        self._threadpool = threadpool
+        self._cached = None
+        self._expires = 0.0
+
+    def _thd_resolve(self):
+        session, options = self._options.session, self._options
+        headers = session.get_auth_headers(auth=options.auth)
+        url = options.endpoint_override or session.get_endpoint(
+            auth=options.auth,
+            service_type=options.service_type,
+            interface=list(options.interface),
+            region_name=options.region_name,
+        )
+        access = options.auth.get_access(session)
+        expires = access.expires.timestamp() if access.expires else time.time() + 3600
+        return url, headers, expires
+
+    async def __call__(self):
+        if self._cached is None or self._reactor.seconds() > self._expires - _REFRESH_MARGIN:
+            url, headers, expires = await deferToThreadPool(self._reactor, self._threadpool, self._thd_resolve)
+            base = DecodedURL.from_text(url.rstrip("/"))
+            if base.path and base.path[-1] == "v1":
+                base = base.replace(path=base.path[:-1])
+            self._cached = (base, headers)
+            self._expires = expires
+            self.log.info("Ironic endpoint resolved to {url}", url=url)
+        return self._cached

@@ -1,0 +1,242 @@
+"""An asynchronous Ironic client on treq.
+
+Every call has a timeout on the injected clock, goes through a semaphore
+that bounds the requests in flight (a single Ironic resets connections when
+dozens of writes arrive at once), and is retried with exponential backoff
+when Ironic answers 503, says the node is locked (409), or the connection
+fails.  Other errors are final and raised at once.
+"""
+
+import json
+
+from hyperlink import DecodedURL
+from twisted.internet import defer, error as net_error, task
+from twisted.logger import Logger
+from twisted.web import client as web_client
+
+from inspectord import errors
+
+API_VERSION_HEADER = "X-OpenStack-Ironic-API-Version"
+_MAX_BACKOFF = 30.0
+_PAGE = 1000
+
+_CONNECTION_ERRORS = (
+    net_error.ConnectError,
+    net_error.ConnectionLost,
+    net_error.ConnectionClosed,
+    net_error.TimeoutError,
+    net_error.DNSLookupError,
+    defer.CancelledError,
+    defer.TimeoutError,
+    web_client.ResponseNeverReceived,
+    web_client.ResponseFailed,
+)
+
+
+def _fault(body):
+    """The human message of an Ironic error body."""
+    if isinstance(body, dict):
+        message = body.get("error_message", body)
+        if isinstance(message, str):
+            try:
+                message = json.loads(message)
+            except ValueError:
+                return message
+        if isinstance(message, dict):
+            return message.get("faultstring") or json.dumps(message)
+    return str(body)
+
+
+class IronicClient:
+    """Talks to Ironic's REST API.
+
+    :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
+    :param endpoint: ``async`` callable returning ``(DecodedURL base,
+        headers dict)``; see :mod:`inspectord.ironic.auth`.
+    :param clock: an ``IReactorTime`` for timeouts and backoff.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        http,
+        endpoint,
+        clock,
+        api_version="1.46",
+        timeout=60.0,
+        max_retries=30,
+        retry_interval=2.0,
+        max_in_flight=8,
+    ):
+        self._http = http
+        self._endpoint = endpoint
+        self._clock = clock
+        self._api_version = api_version
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._retry_interval = retry_interval
+        self._semaphore = defer.DeferredSemaphore(max_in_flight)
+        #: Requests made, by method: for benchmarks and the health view.
+        self.calls = {}
+
+    async def _once(self, method, path, body, params):
+        base, headers = await self._endpoint()
+        url = base.child(*path.strip("/").split("/"))
+        headers = dict(headers)
+        headers[API_VERSION_HEADER] = self._api_version
+        headers["Accept"] = "application/json"
+        kwargs = {"headers": headers, "params": params}
+        if body is not None:
+            kwargs["json"] = body
+        self.calls[method] = self.calls.get(method, 0) + 1
+        d = self._http.request(method, url, **kwargs)
+        d.addTimeout(self._timeout, self._clock)
+        response = await d
+        content = await response.content()
+        try:
+            parsed = json.loads(content) if content else None
+        except ValueError:
+            parsed = content.decode("utf-8", "replace")
+        return response.code, parsed
+
+    async def request(self, method, path, body=None, params=None, ok=(200,)):
+        """Make one request, retrying what can be retried.
+
+        :returns: the decoded JSON body (or None).
+        :raises errors.IronicNotFound: 404.
+        :raises errors.IronicError: any other failure.
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                code, parsed = await self._semaphore.run(
+                    lambda: defer.Deferred.fromCoroutine(self._once(method, path, body, params))
+                )
+            except _CONNECTION_ERRORS as e:
+                problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
+                code = None
+            else:
+                if code in ok:
+                    return parsed
+                problem = "Ironic answered {} to {} {}: {}".format(code, method, path, _fault(parsed))
+                if code == 404:
+                    raise errors.IronicNotFound(problem)
+                if not (code == 503 or (code == 409 and "locked" in problem.lower())):
+                    raise errors.IronicError(problem, status=code)
+            if attempt > self._max_retries:
+                raise errors.IronicError(problem + " (gave up after {} attempts)".format(attempt), status=code)
+            delay = min(self._retry_interval * 2 ** (attempt - 1), _MAX_BACKOFF)
+            self.log.warn(
+                "{method} {path} failed ({problem}); retry {attempt} of {retries} in {delay}s",
+                method=method,
+                path=path,
+                problem=problem,
+                attempt=attempt,
+                retries=self._max_retries,
+                delay=delay,
+            )
+            await task.deferLater(self._clock, delay, lambda: None)
+
+    # -- nodes ---------------------------------------------------------------
+
+    def get_node(self, node_id):
+        """A node by UUID or name (``node_id`` is passed through as is)."""
+        return self.request("GET", "/v1/nodes/" + node_id)
+
+    async def validate_power(self, uuid):
+        """``(ok, reason)`` of Ironic's validation of the power interface."""
+        result = await self.request("GET", "/v1/nodes/{}/validate".format(uuid))
+        power = (result or {}).get("power") or {}
+        return bool(power.get("result")), power.get("reason")
+
+    def set_boot_device_pxe(self, uuid):
+        return self.request(
+            "PUT",
+            "/v1/nodes/{}/management/boot_device".format(uuid),
+            {"boot_device": "pxe", "persistent": False},
+            ok=(200, 202, 204),
+        )
+
+    def set_power_state(self, uuid, target):
+        """``target``: ``power on``, ``power off`` or ``rebooting``."""
+        return self.request(
+            "PUT", "/v1/nodes/{}/states/power".format(uuid), {"target": target}, ok=(200, 202, 204)
+        )
+
+    def patch_node(self, uuid, patch):
+        """Apply one JSON patch (every property change of a run at once)."""
+        return self.request("PATCH", "/v1/nodes/" + uuid, patch)
+
+    async def find_node_by_bmc(self, addresses, fields):
+        """Nodes whose ``driver_info`` has one of ``addresses`` in ``fields``."""
+        found = []
+        async for node in self._paged("/v1/nodes", "nodes", {"fields": "uuid,driver_info"}):
+            info = node.get("driver_info") or {}
+            if any(str(info.get(f)) in addresses for f in fields if info.get(f)):
+                found.append(node["uuid"])
+        return found
+
+    # -- ports ---------------------------------------------------------------
+
+    async def _paged(self, path, key, params):
+        params = dict(params, limit=str(_PAGE))
+        while True:
+            body = await self.request("GET", path, params=params)
+            items = body.get(key) or []
+            for item in items:
+                yield item
+            if not body.get("next") or len(items) < _PAGE:
+                return
+            params["marker"] = items[-1]["uuid"]
+
+    async def list_ports(self, node_uuid):
+        """Every port of a node, with uuid, address and pxe_enabled."""
+        return [
+            port
+            async for port in self._paged(
+                "/v1/ports", "ports", {"node_uuid": node_uuid, "fields": "uuid,address,pxe_enabled"}
+            )
+        ]
+
+    async def find_port(self, address):
+        body = await self.request(
+            "GET", "/v1/ports", params={"address": address, "fields": "uuid,address,node_uuid,pxe_enabled"}
+        )
+        ports = body.get("ports") or []
+        return ports[0] if ports else None
+
+    async def create_port(self, node_uuid, address, pxe_enabled=True, extra=None):
+        body = {"node_uuid": node_uuid, "address": address, "pxe_enabled": pxe_enabled}
+        body.update(extra or {})
+        try:
+            return await self.request("POST", "/v1/ports", body, ok=(201,))
+        except errors.IronicError as e:
+            if e.status != 409:
+                raise
+            # A retried POST whose first attempt went through, or a port
+            # another node already has: tell which.
+            existing = await self.find_port(address)
+            if existing is None or existing.get("node_uuid") != node_uuid:
+                raise
+            return existing
+
+    def patch_port(self, port_uuid, patch):
+        return self.request("PATCH", "/v1/ports/" + port_uuid, patch)
+
+    def delete_port(self, port_uuid):
+        return self.request("DELETE", "/v1/ports/" + port_uuid, ok=(204,))
+
+
+def static_endpoint(url, headers=None):
+    """An endpoint callable for ``auth_type=none`` + ``endpoint_override``."""
+    base = DecodedURL.from_text(url.rstrip("/"))
+    if base.path and base.path[-1] == "v1":
+        base = base.replace(path=base.path[:-1])
+    frozen = dict(headers or {})
+
+    async def endpoint():
+        return base, frozen
+
+    return endpoint

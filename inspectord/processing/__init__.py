@@ -1,0 +1,1 @@
+"""Processing of ramdisk data: formats, hooks, and the changes they make."""

@@ -1,0 +1,45 @@
+"""Database tables (SQLAlchemy Core).  Changes need an Alembic migration."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+nodes = sa.Table(
+    "nodes",
+    metadata,
+    sa.Column("uuid", sa.String(36), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("manage_boot", sa.Boolean, nullable=False, default=True),
+    # Changes with every update: compare-and-set guard.
+    sa.Column("version_id", sa.String(36), nullable=False),
+    # Until when the instance processing this node holds it; past that,
+    # another instance may resume processing from the stored raw data.
+    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("node", sa.JSON, nullable=False),
+    sa.Column("ports", sa.JSON, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),
+    sa.Index("nodes_state_started_idx", "state", "started_at"),
+)
+
+attributes = sa.Table(
+    "attributes",
+    metadata,
+    sa.Column("node_uuid", sa.String(36), sa.ForeignKey("nodes.uuid", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.PrimaryKeyConstraint("node_uuid", "name", "value"),
+    sa.Index("attributes_name_value_idx", "name", "value"),
+)
+
+introspection_data = sa.Table(
+    "introspection_data",
+    metadata,
+    sa.Column("node_uuid", sa.String(36), sa.ForeignKey("nodes.uuid", ondelete="CASCADE"), nullable=False),
+    sa.Column("processed", sa.Boolean, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    sa.Column("stored_at", sa.DateTime, nullable=False),
+    sa.PrimaryKeyConstraint("node_uuid", "processed"),
+)

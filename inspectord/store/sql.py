@@ -1,0 +1,369 @@
+"""The SQL node store.
+
+Every ``thd_*`` method is blocking and runs in the database thread pool
+(:class:`inspectord.store.pool.DatabasePool`); the public methods of
+:class:`SQLStore` hand them to the pool and return Deferreds firing with
+plain records.  State changes are compare-and-set on ``version_id``, so
+several inspectord processes may share one database: whoever updates a row
+first wins, the other gets :class:`~inspectord.errors.StateChanged`.
+"""
+
+import collections
+import datetime
+import json
+import os
+import uuid as uuidlib
+
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.pool import StaticPool
+
+from inspectord import errors
+from inspectord import state as st
+from inspectord.store import schema
+from inspectord.store.records import Match, NodeRecord
+
+_MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+_ACTIVE = tuple(s.value for s in st.ACTIVE)
+
+
+def make_engine(url):
+    """An engine for ``url``; SQLite gets WAL and a busy timeout."""
+    if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            engine = sa.create_engine(
+                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            path = url.split("///", 1)[1] if "///" in url else None
+            if path and os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            if url not in ("sqlite://", "sqlite:///:memory:"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def thd_upgrade(engine):
+    """Apply every Alembic migration (blocking)."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        alembic_command.upgrade(cfg, "head")
+
+
+def _record(row):
+    return NodeRecord(
+        uuid=row.uuid,
+        state=row.state,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        manage_boot=row.manage_boot,
+        version_id=row.version_id,
+        node=row.node or {},
+        ports=row.ports or {},
+        options=row.options or {},
+        lease_until=row.lease_until,
+    )
+
+
+def _new_version():
+    return uuidlib.uuid4().hex
+
+
+class SQLStore:
+    """Asynchronous node store over a :class:`DatabasePool`.
+
+    :param pool: has ``run(f, *args) -> Deferred`` running ``f`` in the
+        database thread pool (a synchronous stand-in in unit tests).
+    """
+
+    def __init__(self, engine, pool):
+        self.engine = engine
+        self._pool = pool
+
+    def _run(self, f, *args, **kwargs):
+        return self._pool.run(f, *args, **kwargs)
+
+    # -- blocking helpers (database thread) ---------------------------------
+
+    def _thd_get(self, conn, uuid):
+        row = conn.execute(sa.select(schema.nodes).where(schema.nodes.c.uuid == uuid)).first()
+        if row is None:
+            raise errors.NotFound("Node {} was not found in inspectord's records".format(uuid))
+        return row
+
+    def thd_get_node(self, uuid):
+        with self.engine.connect() as conn:
+            return _record(self._thd_get(conn, uuid))
+
+    def thd_start(self, uuid, now, manage_boot, node, ports, attributes, options=None):
+        """Record the start of an introspection (compare-and-set).
+
+        Refused when the node is in a state ``start`` cannot leave or when
+        another node under introspection already has one of the lookup
+        attributes (two nodes sharing a MAC could not be told apart).
+        """
+        values = dict(
+            state=st.State.starting.value,
+            started_at=now,
+            finished_at=None,
+            error=None,
+            manage_boot=manage_boot,
+            version_id=_new_version(),
+            lease_until=None,
+            node=node,
+            ports=ports,
+            options=options or {},
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(schema.nodes).where(schema.nodes.c.uuid == uuid)).first()
+            if row is not None:
+                st.next_state(row.state, st.Event.start)
+            self._thd_check_conflicts(conn, uuid, attributes)
+            if row is None:
+                conn.execute(schema.nodes.insert().values(uuid=uuid, **values))
+            else:
+                updated = conn.execute(
+                    schema.nodes.update()
+                    .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
+                    .values(**values)
+                ).rowcount
+                if not updated:
+                    raise errors.StateChanged("Node {} is being changed by another request".format(uuid))
+                conn.execute(schema.attributes.delete().where(schema.attributes.c.node_uuid == uuid))
+            if attributes:
+                conn.execute(
+                    schema.attributes.insert(),
+                    [{"node_uuid": uuid, "name": n, "value": v} for n, v in sorted(set(attributes))],
+                )
+            return _record(self._thd_get(conn, uuid))
+
+    def _thd_check_conflicts(self, conn, uuid, attributes):
+        if not attributes:
+            return
+        a, n = schema.attributes, schema.nodes
+        pairs = sorted(set(attributes))
+        rows = conn.execute(
+            sa.select(a.c.name, a.c.value, a.c.node_uuid)
+            .join(n, n.c.uuid == a.c.node_uuid)
+            .where(
+                a.c.node_uuid != uuid,
+                n.c.state.in_(_ACTIVE),
+                sa.tuple_(a.c.name, a.c.value).in_(pairs),
+            )
+        ).all()
+        if rows:
+            raise errors.BadRequest(
+                "Node {} cannot be introspected: {} already under introspection".format(
+                    uuid,
+                    ", ".join("{} {} of node {}".format(r.name, r.value, r.node_uuid) for r in rows),
+                )
+            )
+
+    def thd_transition(self, uuid, event, now, error=None, expected=None, lease_until=None, **fields):
+        """Apply ``event`` to the node's state (compare-and-set).
+
+        :param expected: if given, the state the caller believes the node
+            is in; anything else raises StateChanged.
+        """
+        with self.engine.begin() as conn:
+            row = self._thd_get(conn, uuid)
+            if expected is not None and row.state not in _states(expected):
+                raise errors.StateChanged(
+                    "Node {} is in state {}, not {}".format(uuid, row.state, "/".join(_states(expected)))
+                )
+            target = st.next_state(row.state, event)
+            values = dict(state=target.value, version_id=_new_version(), lease_until=lease_until, **fields)
+            if target in st.FINAL:
+                values["finished_at"] = now
+                values["error"] = error
+            elif error is not None:
+                values["error"] = error
+            updated = conn.execute(
+                schema.nodes.update()
+                .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
+                .values(**values)
+            ).rowcount
+            if not updated:
+                raise errors.StateChanged("Node {} was changed by another request".format(uuid))
+            return _record(self._thd_get(conn, uuid))
+
+    def thd_lookup(self, macs, bmc_addresses):
+        """The unique best match among all recorded nodes, or None.
+
+        Each matching attribute scores one point; a tie at the top is an
+        error (404, as ironic-inspector).  Nodes under introspection are
+        preferred over finished ones, so a MAC moved to another machine
+        after a finished introspection does not shadow the live one.
+        """
+        pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
+        if not pairs:
+            return None
+        a, n = schema.attributes, schema.nodes
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(a.c.node_uuid, n.c.state)
+                .join(n, n.c.uuid == a.c.node_uuid)
+                .where(sa.tuple_(a.c.name, a.c.value).in_(sorted(set(pairs))))
+            ).all()
+            if not rows:
+                return None
+            active = [r.node_uuid for r in rows if r.state in _ACTIVE]
+            scores = collections.Counter(active or [r.node_uuid for r in rows])
+            ranked = scores.most_common()
+            best = [u for u, s in ranked if s == ranked[0][1]]
+            if len(best) > 1:
+                raise errors.NotFound(
+                    "Multiple nodes match the same number of attributes ({}): {}".format(
+                        ", ".join("{}={}".format(*p) for p in pairs), ", ".join(sorted(best))
+                    )
+                )
+            return Match(uuid=best[0], score=ranked[0][1], record=_record(self._thd_get(conn, best[0])))
+
+    def thd_store_data(self, uuid, data, processed, now):
+        text = json.dumps(data, sort_keys=True)
+        with self.engine.begin() as conn:
+            key = dict(node_uuid=uuid, processed=processed)
+            t = schema.introspection_data
+            updated = conn.execute(
+                t.update()
+                .where(t.c.node_uuid == uuid, t.c.processed == processed)
+                .values(data=text, stored_at=now)
+            ).rowcount
+            if not updated:
+                conn.execute(t.insert().values(data=text, stored_at=now, **key))
+
+    def thd_get_data(self, uuid, processed):
+        t = schema.introspection_data
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.c.data).where(t.c.node_uuid == uuid, t.c.processed == processed)
+            ).first()
+        if row is None:
+            raise errors.NotFound(
+                "No {} introspection data stored for node {}".format(
+                    "processed" if processed else "unprocessed", uuid
+                )
+            )
+        return json.loads(row.data)
+
+    def thd_delete_data(self, uuid):
+        t = schema.introspection_data
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(t.c.node_uuid == uuid))
+
+    def thd_timed_out(self, threshold):
+        n = schema.nodes
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(n.c.uuid).where(n.c.state.in_(_ACTIVE), n.c.started_at < threshold).order_by(n.c.started_at)
+            ).all()
+        return [r.uuid for r in rows]
+
+    def thd_expired_leases(self, now):
+        """Nodes left in ``processing`` by an instance that stopped."""
+        n = schema.nodes
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(n).where(
+                    n.c.state == st.State.processing.value,
+                    n.c.lease_until.is_not(None),
+                    n.c.lease_until < now,
+                )
+            ).all()
+        return [_record(r) for r in rows]
+
+    def thd_claim(self, record, now, lease_until):
+        """Take over a node whose lease expired (compare-and-set)."""
+        n = schema.nodes
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                n.update()
+                .where(n.c.uuid == record.uuid, n.c.version_id == record.version_id)
+                .values(version_id=_new_version(), lease_until=lease_until)
+            ).rowcount
+            if not updated:
+                raise errors.StateChanged("Node {} was claimed by another instance".format(record.uuid))
+            return _record(self._thd_get(conn, record.uuid))
+
+    def thd_list(self, limit, marker=None, states=None):
+        """Newest first; ``marker`` is the UUID the previous page ended with."""
+        n = schema.nodes
+        query = sa.select(n)
+        if states:
+            query = query.where(n.c.state.in_(list(states)))
+        if marker is not None:
+            with self.engine.connect() as conn:
+                m = self._thd_get(conn, marker)
+            query = query.where(
+                sa.or_(
+                    n.c.started_at < m.started_at,
+                    sa.and_(n.c.started_at == m.started_at, n.c.uuid < m.uuid),
+                )
+            )
+        query = query.order_by(n.c.started_at.desc(), n.c.uuid.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_record(r) for r in conn.execute(query).all()]
+
+    # -- asynchronous interface ---------------------------------------------
+
+    def upgrade(self):
+        return self._run(thd_upgrade, self.engine)
+
+    def get_node(self, uuid):
+        return self._run(self.thd_get_node, uuid)
+
+    def start(self, uuid, now, manage_boot, node, ports, attributes, options=None):
+        return self._run(self.thd_start, uuid, now, manage_boot, node, ports, attributes, options)
+
+    def transition(self, uuid, event, now, **kwargs):
+        return self._run(self.thd_transition, uuid, event, now, **kwargs)
+
+    def lookup(self, macs, bmc_addresses):
+        return self._run(self.thd_lookup, macs, bmc_addresses)
+
+    def store_data(self, uuid, data, processed, now):
+        return self._run(self.thd_store_data, uuid, data, processed, now)
+
+    def get_data(self, uuid, processed):
+        return self._run(self.thd_get_data, uuid, processed)
+
+    def delete_data(self, uuid):
+        return self._run(self.thd_delete_data, uuid)
+
+    def timed_out(self, threshold):
+        return self._run(self.thd_timed_out, threshold)
+
+    def expired_leases(self, now):
+        return self._run(self.thd_expired_leases, now)
+
+    def claim(self, record, now, lease_until):
+        return self._run(self.thd_claim, record, now, lease_until)
+
+    def list_nodes(self, limit, marker=None, states=None):
+        return self._run(self.thd_list, limit, marker, states)
+
+
+def _states(expected):
+    if isinstance(expected, (str, st.State)):
+        expected = [expected]
+    return [st.State(s).value for s in expected]
+
+
+def utc(seconds):
+    """A naive UTC datetime (as stored) from POSIX seconds."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)

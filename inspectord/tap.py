@@ -1,0 +1,66 @@
+"""``twistd inspectord``: command-line options and the service maker.
+
+The only module that looks up the global reactor.
+"""
+
+import sys
+
+from twisted.python import usage
+
+from inspectord import config as config_mod
+from inspectord import errors
+
+
+class Options(usage.Options):
+    synopsis = "--config-file FILE"
+    optParameters = [
+        ["config-file", "c", None, "ironic-inspector compatible configuration file."],
+    ]
+    longdesc = "inspectord: bare-metal introspection for OpenStack Ironic (ironic-inspector API)."
+
+    def postOptions(self):
+        try:
+            self["config"] = config_mod.load(self["config-file"])
+        except errors.ConfigError as e:
+            raise usage.UsageError("configuration error: {}".format(e)) from None
+
+
+def makeService(options):
+    from twisted.internet import reactor
+    from twisted.logger import Logger
+
+    from inspectord.service import make_service
+
+    config = options["config"]
+    log = Logger(namespace="inspectord")
+    if config.ignored_options:
+        log.warn(
+            "Ignoring ironic-inspector option(s) inspectord does not use: {options}",
+            options=", ".join(config.ignored_options),
+        )
+    log.info("inspectord starting with {path}", path=config.path or "built-in defaults")
+    return make_service(config, reactor)
+
+
+def main_dbsync(argv=None):
+    """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
+    import argparse
+
+    from inspectord.store.sql import make_engine, thd_upgrade
+
+    parser = argparse.ArgumentParser(prog="inspectord-dbsync", description="Manage inspectord's database schema.")
+    parser.add_argument("--config-file", required=False)
+    parser.add_argument("command", choices=["upgrade"])
+    args = parser.parse_args(argv)
+    try:
+        config = config_mod.load(args.config_file)
+    except errors.ConfigError as e:
+        print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
+        return 2
+    thd_upgrade(make_engine(config.database.connection))
+    print("database schema is up to date")
+    return 0
+
+
+def main_dbsync_exit():
+    sys.exit(main_dbsync())

@@ -1,0 +1,233 @@
+"""Fakes shipped with inspectord, for its tests and for tests of code using it.
+
+:class:`FakeIronic` is a Klein app speaking the part of Ironic's REST API
+inspectord uses, with in-memory nodes and ports, a request log and fault
+injection.  Use it through treq's ``StubTreq(FakeIronic().app.resource())``.
+"""
+
+import json
+import uuid as uuidlib
+
+from klein import Klein
+
+from inspectord import errors
+
+
+def _apply_patch(target, patch):
+    """Apply a JSON patch (add/replace/remove on object paths) in place."""
+    for op in patch:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].strip("/").split("/")]
+        parent = target
+        for part in parts[:-1]:
+            parent = parent.setdefault(part, {})
+        if op["op"] in ("add", "replace"):
+            parent[parts[-1]] = op["value"]
+        elif op["op"] == "remove":
+            if parts[-1] not in parent:
+                raise errors.BadRequest("cannot remove missing {}".format(op["path"]))
+            del parent[parts[-1]]
+        else:
+            raise errors.BadRequest("unsupported op {}".format(op["op"]))
+
+
+class FakeIronic:
+    app = Klein()
+
+    def __init__(self):
+        self.nodes = {}
+        self.ports = {}
+        #: (method, path) of every request, in order.
+        self.requests = []
+        #: PATCH bodies sent to nodes, in order: (uuid, patch).
+        self.patches = []
+        self._faults = []
+        self.validate_power = {}
+
+    # -- test helpers -----------------------------------------------------
+
+    def add_node(self, name=None, uuid=None, provision_state="manageable", macs=(), driver="fake-hardware",
+                 driver_info=None, properties=None, power_state="power off"):
+        uuid = uuid or str(uuidlib.uuid4())
+        self.nodes[uuid] = {
+            "uuid": uuid,
+            "name": name,
+            "driver": driver,
+            "provision_state": provision_state,
+            "power_state": power_state,
+            "driver_info": dict(driver_info or {}),
+            "properties": dict(properties or {}),
+            "extra": {},
+            "boot_device": None,
+        }
+        for mac in macs:
+            self.add_port(uuid, mac)
+        return uuid
+
+    def add_port(self, node_uuid, address, pxe_enabled=True):
+        port_uuid = str(uuidlib.uuid4())
+        self.ports[port_uuid] = {"uuid": port_uuid, "node_uuid": node_uuid, "address": address.lower(),
+                                 "pxe_enabled": pxe_enabled, "extra": {}}
+        return port_uuid
+
+    def node_ports(self, node_uuid):
+        return sorted((p for p in self.ports.values() if p["node_uuid"] == node_uuid), key=lambda p: p["address"])
+
+    def fail(self, method, path_prefix, code, times=1, body=None):
+        """Answer the next ``times`` matching requests with ``code``."""
+        self._faults.append([method, path_prefix, code, times, body])
+
+    def calls(self, method=None):
+        return [r for r in self.requests if method is None or r[0] == method]
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _error(self, request, code, message):
+        request.setResponseCode(code)
+        request.setHeader("Content-Type", "application/json")
+        return json.dumps({"error_message": json.dumps({"faultstring": message, "debuginfo": None})})
+
+    def _json(self, request, body, code=200):
+        request.setResponseCode(code)
+        request.setHeader("Content-Type", "application/json")
+        return json.dumps(body)
+
+    def _enter(self, request):
+        method, path = request.method.decode(), request.path.decode()
+        self.requests.append((method, path))
+        for fault in self._faults:
+            if fault[0] == method and path.startswith(fault[1]) and fault[3] > 0:
+                fault[3] -= 1
+                return self._error(request, fault[2], fault[4] or "injected fault")
+        return None
+
+    def _node(self, node_id):
+        if node_id in self.nodes:
+            return self.nodes[node_id]
+        for node in self.nodes.values():
+            if node["name"] == node_id:
+                return node
+        return None
+
+    # -- routes -----------------------------------------------------------
+
+    @app.route("/v1/nodes/<node_id>", methods=["GET"])
+    def get_node(self, request, node_id):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        return self._json(request, node)
+
+    @app.route("/v1/nodes", methods=["GET"])
+    def list_nodes(self, request):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        return self._json(request, {"nodes": list(self.nodes.values())})
+
+    @app.route("/v1/nodes/<node_id>", methods=["PATCH"])
+    def patch_node(self, request, node_id):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        patch = json.loads(request.content.read())
+        self.patches.append((node["uuid"], patch))
+        try:
+            _apply_patch(node, patch)
+        except errors.BadRequest as e:
+            return self._error(request, 400, str(e))
+        return self._json(request, node)
+
+    @app.route("/v1/nodes/<node_id>/validate", methods=["GET"])
+    def validate(self, request, node_id):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        reason = self.validate_power.get(node["uuid"])
+        return self._json(request, {"power": {"result": reason is None, "reason": reason}})
+
+    @app.route("/v1/nodes/<node_id>/management/boot_device", methods=["PUT"])
+    def boot_device(self, request, node_id):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        node["boot_device"] = json.loads(request.content.read())["boot_device"]
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/v1/nodes/<node_id>/states/power", methods=["PUT"])
+    def power(self, request, node_id):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        target = json.loads(request.content.read())["target"]
+        node["power_state"] = "power on" if target == "rebooting" else target
+        request.setResponseCode(202)
+        return b""
+
+    @app.route("/v1/ports", methods=["GET"])
+    def list_ports(self, request):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        args = {k.decode(): v[-1].decode() for k, v in request.args.items()}
+        ports = sorted(self.ports.values(), key=lambda p: p["uuid"])
+        if "node_uuid" in args:
+            ports = [p for p in ports if p["node_uuid"] == args["node_uuid"]]
+        if "address" in args:
+            ports = [p for p in ports if p["address"] == args["address"].lower()]
+        if "marker" in args:
+            ports = [p for p in ports if p["uuid"] > args["marker"]]
+        limit = int(args.get("limit", 1000))
+        page = ports[:limit]
+        body = {"ports": page}
+        if len(ports) > limit:
+            body["next"] = "http://fake/v1/ports?marker=" + page[-1]["uuid"]
+        return self._json(request, body)
+
+    @app.route("/v1/ports", methods=["POST"])
+    def create_port(self, request):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        body = json.loads(request.content.read())
+        address = body["address"].lower()
+        if any(p["address"] == address for p in self.ports.values()):
+            return self._error(request, 409, "A port with MAC address {} already exists.".format(address))
+        port_uuid = self.add_port(body["node_uuid"], address, body.get("pxe_enabled", True))
+        self.ports[port_uuid]["extra"] = body.get("extra", {})
+        return self._json(request, self.ports[port_uuid], code=201)
+
+    @app.route("/v1/ports/<port_uuid>", methods=["PATCH"])
+    def patch_port(self, request, port_uuid):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        if port_uuid not in self.ports:
+            return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
+        _apply_patch(self.ports[port_uuid], json.loads(request.content.read()))
+        return self._json(request, self.ports[port_uuid])
+
+    @app.route("/v1/ports/<port_uuid>", methods=["DELETE"])
+    def delete_port(self, request, port_uuid):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        if self.ports.pop(port_uuid, None) is None:
+            return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
+        request.setResponseCode(204)
+        return b""

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="inspectord",
+    version="0.1.0",
+    description="Bare-metal hardware introspection for OpenStack Ironic, a drop-in ironic-inspector replacement",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
+    package_data={"inspectord": ["store/migrations/script.py.mako"]},
+    install_requires=[
+        "twisted>=24.3",
+        "klein>=23.5",
+        "treq>=23.11",
+        "sqlalchemy>=2.0",
+        "alembic>=1.12",
+        "oslo.config>=9.0",
+        "keystoneauth1>=5.0",
+    ],
+    extras_require={
+        "test": ["python-ironicclient>=5.0"],
+        "postgresql": ["psycopg2-binary"],
+    },
+    entry_points={"console_scripts": ["inspectord-dbsync=inspectord.tap:main_dbsync_exit"]},
+    zip_safe=False,
+)
