@@ -274,7 +274,9 @@ class IronicServer:
             if self._conductor_ready():
                 return
             if time.monotonic() > deadline:
-                raise IronicError(f"Ironic was not ready at {self.url} in time; end of {self.log_path}:\n{self._log_tail()}")
+                raise IronicError(
+                    f"Ironic was not ready at {self.url} in time; end of {self.log_path}:\n{self._log_tail()}"
+                )
             time.sleep(0.2)
 
     def _conductor_ready(self) -> bool:

@@ -1,0 +1,171 @@
+"""Run inspectord as a real ``twistd`` process (integration tests, demo, benchmarks).
+
+Blocking helpers on the standard library only: this module is used from
+test set-up and command-line tools, never from the daemon.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+BASE_CONFIG = """\
+[DEFAULT]
+listen_address = 127.0.0.1
+listen_port = {port}
+auth_strategy = noauth
+timeout = {timeout}
+clean_up_period = {clean_up_period}
+introspection_delay = 0
+
+[ironic]
+auth_type = none
+endpoint_override = {ironic_url}
+retry_interval = 0.5
+
+[database]
+connection = sqlite:///{workdir}/inspectord.sqlite
+
+[pxe_filter]
+driver = noop
+
+[processing]
+store_data = database
+ramdisk_logs_dir = {workdir}/ramdisk-logs
+"""
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class InspectordProcess:
+    """``twistd -n inspectord`` with a config written into ``workdir``.
+
+    :param extra_config: appended to the generated file (later sections
+        and options win in oslo.config).
+    """
+
+    def __init__(self, workdir, ironic_url, port=None, timeout=3600, clean_up_period=60, extra_config=""):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.url = "http://127.0.0.1:{}".format(self.port)
+        self.config_path = self.workdir / "inspectord.conf"
+        self.log_path = self.workdir / "inspectord.log"
+        self.config_path.write_text(
+            BASE_CONFIG.format(
+                port=self.port,
+                timeout=timeout,
+                clean_up_period=clean_up_period,
+                ironic_url=ironic_url,
+                workdir=self.workdir,
+            )
+            + extra_config
+        )
+        self.process = None
+
+    def command(self):
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        return [
+            twistd, "-n", "--logfile", str(self.log_path), "--pidfile", "",
+            "inspectord", "--config-file", str(self.config_path),
+        ]
+
+    def start(self, timeout=60, detach=False):
+        self.process = subprocess.Popen(
+            self.command(), cwd=str(self.workdir), stdin=subprocess.DEVNULL,
+            stdout=open(self.workdir / "twistd.out", "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        (self.workdir / "inspectord.pid").write_text(str(self.process.pid))
+        (self.workdir / "inspectord.url").write_text(self.url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("inspectord exited with {}:\n{}".format(self.process.returncode, self.log_tail()))
+            try:
+                with _HTTP.open(self.url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("inspectord did not answer within {} s:\n{}".format(timeout, self.log_tail()))
+
+    def stop(self, timeout=15):
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines=40):
+        texts = []
+        for path in (self.workdir / "twistd.out", self.log_path):
+            if path.exists():
+                texts.append("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(texts)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # -- the API, blocking ---------------------------------------------------
+
+    def call(self, method, path, body=None, headers=None):
+        """``(status, headers, decoded JSON or None)``; HTTP errors are returned, not raised."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with _HTTP.open(request, timeout=60) as r:
+                status, hdrs, raw = r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            status, hdrs, raw = e.code, dict(e.headers), e.read()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return status, hdrs, parsed
+
+    def wait_finished(self, uuid, timeout=60):
+        """The status once the introspection of ``uuid`` finished (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, _, body = self.call("GET", "/v1/introspection/" + uuid)
+            if status == 200 and body["finished"]:
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError("introspection of {} not finished after {} s: {}".format(uuid, timeout, body))
+            time.sleep(0.1)
+
+
+def stop_detached(workdir):
+    """Stop an inspectord started with :meth:`InspectordProcess.start` by another process."""
+    pidfile = pathlib.Path(workdir) / "inspectord.pid"
+    if not pidfile.exists():
+        return False
+    try:
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    except (ProcessLookupError, ValueError):
+        pass
+    pidfile.unlink()
+    return True
