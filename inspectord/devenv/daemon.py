@@ -130,16 +130,19 @@ class InspectordProcess:
     # -- the API, blocking ---------------------------------------------------
 
     def call(self, method, path, body=None, headers=None):
-        """``(status, headers, decoded JSON or None)``; HTTP errors are returned, not raised."""
+        """``(status, headers, decoded JSON or None)``; HTTP errors are returned, not raised.
+
+        ``headers`` is case-insensitive (an ``email.message.Message``).
+        """
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
             with _HTTP.open(request, timeout=60) as r:
-                status, hdrs, raw = r.status, dict(r.headers), r.read()
+                status, hdrs, raw = r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
-            status, hdrs, raw = e.code, dict(e.headers), e.read()
+            status, hdrs, raw = e.code, e.headers, e.read()
         try:
             parsed = json.loads(raw) if raw else None
         except ValueError:

@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -122,13 +121,14 @@ class IronicServer:
         """Build the venv if needed, configure, create the schema, start and wait until ready.
 
         Ready means ``GET /v1`` answers 200 and the conductor has registered
-        the fake-hardware driver.  On failure the process is stopped and
+        the fake-hardware driver.  ``timeout`` counts from the end of the
+        venv build.  On failure the process is stopped and
         :class:`IronicError` carries the end of the log.
         """
         if self._process is not None:
             raise IronicError(f"Ironic is already running at {self.url}")
-        deadline = time.monotonic() + timeout
         venv = venvs.ensure_venv(IRONIC_VENV, IRONIC_REQUIREMENTS)
+        deadline = time.monotonic() + timeout
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
             self.port = _free_port(self.host)
@@ -262,6 +262,8 @@ class IronicServer:
         except subprocess.CalledProcessError as error:
             output = (error.stdout + error.stderr).decode(errors="replace")
             raise IronicError(f"ironic-dbsync {command[-1]} failed:\n{output}") from None
+        except subprocess.TimeoutExpired:
+            raise IronicError(f"ironic-dbsync {command[-1]} did not finish in time") from None
 
     def _wait_until_ready(self, deadline: float) -> None:
         assert self._process is not None
@@ -335,7 +337,8 @@ def _live_group_members(pgid: int) -> list[int]:
 def _free_port(host: str) -> int:
     with _tcp_socket(host) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _port_is_free(host: str, port: int) -> bool:

@@ -20,7 +20,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 MARKER_NAME = ".inspectord-requirements"
 """File inside a venv holding its requirement list, one per line, once installed."""
@@ -50,6 +50,7 @@ def ensure_venv(name: str, requirements: Sequence[str], python: str = "python3.1
     Raises :class:`VenvError` if the build fails.
     """
     venv = venv_dir(name)
+    requirements = list(requirements)
     wanted = "".join(f"{requirement}\n" for requirement in requirements)
     if _is_built(venv, wanted):
         return venv
@@ -57,7 +58,9 @@ def ensure_venv(name: str, requirements: Sequence[str], python: str = "python3.1
     with _exclusive_lock(venv.parent / f".{name}.lock", name):
         if _is_built(venv, wanted):  # another process built it while we waited
             return venv
-        _build(venv, list(requirements), python, wanted)
+        _build(venv, requirements, python)
+        _write_atomically(venv / MARKER_NAME, wanted)
+        _progress(f"virtualenv {venv} is ready")
     return venv
 
 
@@ -82,22 +85,22 @@ def _exclusive_lock(path: pathlib.Path, name: str) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-def _build(venv: pathlib.Path, requirements: list[str], python: str, wanted: str) -> None:
+def _build(venv: pathlib.Path, requirements: list[str], python: str) -> None:
     _progress(f"building virtualenv {venv} with {' '.join(requirements)}")
     if venv.exists():
         _progress(f"removing incomplete or outdated {venv}")
         shutil.rmtree(venv)
     uv = _uv_command()
     _run([*uv, "venv", "--no-python-downloads", "--python", shutil.which(python) or python, str(venv)])
-    _run(
-        [*uv, "pip", "install", *requirements],
-        env={**os.environ, "VIRTUAL_ENV": str(venv)},
-    )
-    marker = venv / MARKER_NAME
-    partial = marker.with_suffix(".partial")
-    partial.write_text(wanted)
-    partial.replace(marker)
-    _progress(f"virtualenv {venv} is ready")
+    # --python, not VIRTUAL_ENV: "python -m uv pip" would install into the
+    # interpreter running uv instead.
+    _run([*uv, "pip", "install", "--python", str(venv / "bin" / "python"), *requirements])
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _uv_command() -> list[str]:
@@ -113,12 +116,11 @@ def _uv_command() -> list[str]:
     return [sys.executable, "-m", "uv"]
 
 
-def _run(command: list[str], env: Mapping[str, str] | None = None) -> None:
+def _run(command: list[str]) -> None:
     """Run ``command``, copying its output to stderr; raise :class:`VenvError` on failure."""
     _progress("$ " + " ".join(command))
     with subprocess.Popen(
         command,
-        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
