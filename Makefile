@@ -1,0 +1,31 @@
+# inspectord: the two commands of the quick start, and a few more.
+PY := .venv/bin/python
+
+.PHONY: demo demo-stop test unit integration sample-config clean
+
+.venv/.bootstrapped: setup.py tools/bootstrap
+	tools/bootstrap
+
+## Start a real Ironic and inspectord and introspect three nodes.
+demo: .venv/.bootstrapped
+	$(PY) -m inspectord.devenv.demo start
+
+demo-stop: .venv/.bootstrapped
+	$(PY) -m inspectord.devenv.demo stop
+
+## Every test: unit, then integration against a real Ironic and real IPA.
+test: .venv/.bootstrapped
+	tools/run-tests $(PY) tests
+
+unit: .venv/.bootstrapped
+	tools/run-tests $(PY) tests.unit
+
+integration: .venv/.bootstrapped
+	tools/run-tests $(PY) tests.integration
+
+## Regenerate etc/inspectord/inspectord.conf.sample from the option definitions.
+sample-config: .venv/.bootstrapped
+	$(PY) -m inspectord.config > etc/inspectord/inspectord.conf.sample
+
+clean:
+	rm -rf .venv .demo _trial_temp* build *.egg-info
