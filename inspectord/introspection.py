@@ -28,12 +28,23 @@ ACTIVE_PROVISION_STATES = ("active", "rescue")
 # How long an instance holds a node it is processing before another
 # instance may take the work over from the stored raw data.
 PROCESSING_LEASE = datetime.timedelta(seconds=300)
+_SNAPSHOT_SKIP = frozenset(
+    {"links", "ports", "portgroups", "states", "volume", "instance_info", "driver_internal_info"}
+)
 # driver_info fields that must never be recorded.
 _SECRET_MARKERS = ("password", "secret", "token", "key", "credential")
 
 
 def _sanitize_driver_info(info):
     return {k: v for k, v in (info or {}).items() if not any(m in k.lower() for m in _SECRET_MARKERS)}
+
+
+def node_snapshot(node):
+    """What inspectord keeps of an Ironic node: everything but secrets and links."""
+    snapshot = {k: v for k, v in node.items() if k not in _SNAPSHOT_SKIP}
+    snapshot["driver_info"] = _sanitize_driver_info(node.get("driver_info"))
+    snapshot["properties"] = node.get("properties") or {}
+    return snapshot
 
 
 def _looks_like_ip(value):
@@ -130,13 +141,7 @@ class Introspection:
         }
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
-        snapshot = {
-            "name": node.get("name"),
-            "driver": node.get("driver"),
-            "provision_state": node.get("provision_state"),
-            "properties": node.get("properties") or {},
-            "driver_info": _sanitize_driver_info(node.get("driver_info")),
-        }
+        snapshot = node_snapshot(node)
         record = await self.store.start(uuid, self.now(), manage_boot, snapshot, port_map, attributes)
         self.log.info(
             "Node {node}: introspection started ({ports} port(s), manage_boot={manage_boot})",

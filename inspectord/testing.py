@@ -11,23 +11,23 @@ import uuid as uuidlib
 from klein import Klein
 
 from inspectord import errors
+from inspectord.processing.hooks import apply_json_patch
 
 
 def _apply_patch(target, patch):
-    """Apply a JSON patch (add/replace/remove on object paths) in place."""
     for op in patch:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].strip("/").split("/")]
-        parent = target
-        for part in parts[:-1]:
-            parent = parent.setdefault(part, {})
-        if op["op"] in ("add", "replace"):
-            parent[parts[-1]] = op["value"]
-        elif op["op"] == "remove":
-            if parts[-1] not in parent:
-                raise errors.BadRequest("cannot remove missing {}".format(op["path"]))
-            del parent[parts[-1]]
-        else:
-            raise errors.BadRequest("unsupported op {}".format(op["op"]))
+        if op["op"] == "remove" and op["path"].strip("/").split("/")[-1] not in _parent(target, op["path"]):
+            raise errors.BadRequest("cannot remove missing {}".format(op["path"]))
+    try:
+        apply_json_patch(target, patch)
+    except ValueError as e:
+        raise errors.BadRequest(str(e)) from None
+
+
+def _parent(target, path):
+    for part in path.strip("/").split("/")[:-1]:
+        target = target.get(part) or {}
+    return target
 
 
 class FakeIronic:
@@ -57,6 +57,7 @@ class FakeIronic:
             "driver_info": dict(driver_info or {}),
             "properties": dict(properties or {}),
             "extra": {},
+            "traits": [],
             "boot_device": None,
         }
         for mac in macs:
@@ -177,6 +178,24 @@ class FakeIronic:
         target = json.loads(request.content.read())["target"]
         node["power_state"] = "power on" if target == "rebooting" else target
         request.setResponseCode(202)
+        return b""
+
+    @app.route("/v1/nodes/<node_id>/traits/<trait>", methods=["PUT", "DELETE"])
+    def trait(self, request, node_id, trait):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        if request.method == b"PUT":
+            if trait not in node["traits"]:
+                node["traits"].append(trait)
+        elif trait in node["traits"]:
+            node["traits"].remove(trait)
+        else:
+            return self._error(request, 404, "Node {} has no trait {}".format(node_id, trait))
+        request.setResponseCode(204)
         return b""
 
     @app.route("/v1/ports", methods=["GET"])

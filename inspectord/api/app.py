@@ -45,13 +45,17 @@ def _str_arg(request, name):
     return raw[-1].decode("utf-8", "replace") if raw else None
 
 
-def endpoint(public=False):
-    """Wrap a route: version negotiation, headers, error rendering."""
+def endpoint(rule=None):
+    """Wrap a route: version negotiation, authorization, headers, error rendering.
+
+    :param rule: the policy rule the request must pass (ironic-inspector's
+        names, e.g. ``introspection:status``); None for public endpoints.
+    """
 
     def wrap(f):
         @functools.wraps(f)
         async def wrapper(self, request, *args, **kwargs):
-            return await self._respond(f, request, args, kwargs, public)
+            return await self._respond(f, request, args, kwargs, rule)
 
         return wrapper
 
@@ -98,7 +102,9 @@ class API:
     """The API resource tree.
 
     :param introspection: :class:`inspectord.introspection.Introspection`.
-    :param auth: checks a request (``await auth.check(request, public)``).
+    :param auth: authenticates and authorizes a request:
+        ``await auth.check(request, rule)`` raises an InspectordError (401,
+        403, 503) or returns; ``rule`` is None for public endpoints.
     """
 
     app = Klein()
@@ -123,7 +129,7 @@ class API:
         request.setHeader("Content-Type", JSON)
         return json.dumps({"error": {"message": message}}).encode()
 
-    async def _respond(self, f, request, args, kwargs, public):
+    async def _respond(self, f, request, args, kwargs, rule):
         try:
             header = request.getHeader(versions.VERSION_HEADER)
             standard = request.getHeader(versions.STANDARD_HEADER)
@@ -133,7 +139,7 @@ class API:
                 raise errors.InspectordError(
                     "Request body is larger than the limit of {} bytes".format(request.max_body_size), code=413
                 )
-            await self.auth.check(request, public)
+            await self.auth.check(request, rule)
             result = await f(self, request, *args, **kwargs)
         except errors.InspectordError as e:
             self._headers(request)
@@ -188,7 +194,7 @@ class API:
     # -- routes -----------------------------------------------------------
 
     @app.route("/", methods=["GET"])
-    @endpoint(public=True)
+    @endpoint()
     async def root(self, request):
         return {
             "versions": [
@@ -201,7 +207,7 @@ class API:
         }
 
     @app.route("/v1", methods=["GET"])
-    @endpoint(public=True)
+    @endpoint()
     async def version_root(self, request):
         return {
             "resources": [
@@ -211,13 +217,13 @@ class API:
         }
 
     @app.route("/v1/continue", methods=["POST"])
-    @endpoint(public=True)
+    @endpoint()
     async def continue_(self, request):
         data = self._json_body(request)
         return await self.introspection.process(data)
 
     @app.route("/v1/introspection/<node_id>", methods=["POST"])
-    @endpoint()
+    @endpoint("introspection:start")
     async def start(self, request, node_id):
         manage_boot = _bool_arg(request, "manage_boot")
         if _str_arg(request, "new_ipmi_username") is not None or _str_arg(request, "new_ipmi_password") is not None:
@@ -230,7 +236,7 @@ class API:
         return None
 
     @app.route("/v1/introspection/<node_id>", methods=["GET"])
-    @endpoint()
+    @endpoint("introspection:status")
     async def status(self, request, node_id):
         uuid = await self._node_uuid(node_id)
         try:

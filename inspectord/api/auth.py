@@ -16,7 +16,7 @@ class NoAuth:
                 address=listen_address,
             )
 
-    async def check(self, request, public):
+    async def check(self, request, rule):
         return None
 
 

@@ -178,6 +178,15 @@ class IronicClient:
                 found.append(node["uuid"])
         return found
 
+    def add_trait(self, uuid, trait):
+        return self.request("PUT", "/v1/nodes/{}/traits/{}".format(uuid, trait), ok=(204,))
+
+    async def remove_trait(self, uuid, trait):
+        try:
+            await self.request("DELETE", "/v1/nodes/{}/traits/{}".format(uuid, trait), ok=(204,))
+        except errors.IronicNotFound:
+            pass  # the node does not have it: nothing to remove
+
     # -- ports ---------------------------------------------------------------
 
     async def _paged(self, path, key, params):

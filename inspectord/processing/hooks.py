@@ -6,6 +6,7 @@ may only change the data) and ``before_update(data, node)`` (runs with a
 return a Deferred.  Names and behaviour are ironic-inspector's default set.
 """
 
+import copy
 import ipaddress
 import json
 
@@ -40,6 +41,28 @@ class NodeContext:
         self.update.properties.update(properties)
         self.properties.update(properties)
 
+    def patch(self, operations):
+        """Record JSON-patch operations on the node (sent with the properties)."""
+        self.update.node_patch.extend(operations)
+
+    def add_trait(self, trait):
+        self.update.removed_traits.discard(trait)
+        self.update.added_traits.add(trait)
+
+    def remove_trait(self, trait):
+        self.update.added_traits.discard(trait)
+        self.update.removed_traits.add(trait)
+
+    def view(self):
+        """The node as it will be once the recorded changes are applied."""
+        node = copy.deepcopy(self.node)
+        node["uuid"] = self.uuid
+        node["properties"] = copy.deepcopy(self.properties)
+        apply_json_patch(node, self.update.node_patch)
+        traits = (set(node.get("traits") or []) | self.update.added_traits) - self.update.removed_traits
+        node["traits"] = sorted(traits)
+        return node
+
     def update_capabilities(self, **caps):
         current = parse_capabilities(self.properties.get("capabilities"))
         current.update({k: str(v) for k, v in caps.items()})
@@ -60,6 +83,24 @@ class NodeContext:
 
     def patch_port(self, mac, patch):
         self.update.port_patches.setdefault(self.ports[mac]["uuid"], []).extend(patch)
+
+
+def apply_json_patch(target, patch):
+    """Apply JSON-patch ``add``/``replace``/``remove`` on object paths, in place."""
+    for op in patch:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].strip("/").split("/")]
+        parent = target
+        for part in parts[:-1]:
+            child = parent.get(part)
+            if not isinstance(child, dict):
+                child = parent[part] = {}
+            parent = child
+        if op["op"] in ("add", "replace"):
+            parent[parts[-1]] = op["value"]
+        elif op["op"] == "remove":
+            parent.pop(parts[-1], None)
+        else:
+            raise ValueError("unsupported JSON-patch operation {!r}".format(op["op"]))
 
 
 def parse_capabilities(value):

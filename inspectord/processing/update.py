@@ -18,6 +18,8 @@ class NodeUpdate:
     # port uuid -> JSON-patch operations.
     port_patches: dict = dataclasses.field(default_factory=dict)
     deleted_ports: list = dataclasses.field(default_factory=list)
+    added_traits: set = dataclasses.field(default_factory=set)
+    removed_traits: set = dataclasses.field(default_factory=set)
 
     def node_operations(self):
         ops = [
@@ -28,7 +30,15 @@ class NodeUpdate:
 
     @property
     def empty(self):
-        return not (self.properties or self.node_patch or self.new_ports or self.port_patches or self.deleted_ports)
+        return not (
+            self.properties
+            or self.node_patch
+            or self.new_ports
+            or self.port_patches
+            or self.deleted_ports
+            or self.added_traits
+            or self.removed_traits
+        )
 
 
 async def apply(ironic, uuid, update):
@@ -44,4 +54,8 @@ async def apply(ironic, uuid, update):
         created.append(await ironic.create_port(uuid, port["address"], port.get("pxe_enabled", True), extra))
     for port_uuid, patch in sorted(update.port_patches.items()):
         await ironic.patch_port(port_uuid, patch)
+    for trait in sorted(update.added_traits):
+        await ironic.add_trait(uuid, trait)
+    for trait in sorted(update.removed_traits):
+        await ironic.remove_trait(uuid, trait)
     return created
