@@ -18,6 +18,7 @@ setup(
         "alembic>=1.12",
         "oslo.config>=9.0",
         "keystoneauth1>=5.0",
+        "jsonpath-ng>=1.5",
     ],
     extras_require={
         "test": ["python-ironicclient>=5.0"],

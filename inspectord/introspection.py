@@ -20,6 +20,7 @@ from inspectord import state as st
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import hooks as hooks_mod
 from inspectord.processing import logs as ramdisk_logs
+from inspectord.processing import rules as rules_mod
 from inspectord.processing.update import apply as apply_update
 from inspectord.store.sql import utc
 
@@ -45,6 +46,14 @@ def node_snapshot(node):
     snapshot["driver_info"] = _sanitize_driver_info(node.get("driver_info"))
     snapshot["properties"] = node.get("properties") or {}
     return snapshot
+
+
+def _port_map(ports):
+    return {
+        p["address"].lower(): {"uuid": p["uuid"], "pxe_enabled": p.get("pxe_enabled", True)}
+        for p in ports
+        if p.get("address")
+    }
 
 
 def _looks_like_ip(value):
@@ -133,12 +142,7 @@ class Introspection:
             ok, reason = await self.ironic.validate_power(uuid)
             if not ok:
                 raise errors.BadRequest("Failed validation of power interface for node {}: {}".format(uuid, reason))
-        ports = await self.ironic.list_ports(uuid)
-        port_map = {
-            p["address"].lower(): {"uuid": p["uuid"], "pxe_enabled": p.get("pxe_enabled", True)}
-            for p in ports
-            if p.get("address")
-        }
+        port_map = _port_map(await self.ironic.list_ports(uuid))
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
         snapshot = node_snapshot(node)
@@ -301,33 +305,38 @@ class Introspection:
             node = hooks_mod.NodeContext(record, self.config)
             for hook in self.hooks:
                 await defer.maybeDeferred(hook.before_update, data, node)
+            rules = await self.store.list_rules()
+            applied = rules_mod.apply_all(rules, node, data)
+            if applied:
+                self.log.info("Node {node}: applied rule(s) {rules}", node=uuid, rules=", ".join(applied))
             await apply_update(self.ironic, uuid, node.update)
             if self.config.processing.store_data == "database":
                 stored = {k: v for k, v in data.items() if k != "logs"}
                 await self.store.store_data(uuid, stored, True, self.now())
         except errors.InspectordError as e:
             await self._store_logs(data, uuid)
-            await self._fail(uuid, str(e), expected=st.State.processing)
+            await self._fail(uuid, str(e), expected=record.state)
             raise
         except Exception as e:
             self.log.failure("Node {node}: unexpected failure while processing", node=uuid)
             await self._store_logs(data, uuid)
             message = "Unexpected exception {} during processing: {}".format(type(e).__name__, e)
-            await self._fail(uuid, message, expected=st.State.processing)
+            await self._fail(uuid, message, expected=record.state)
             raise errors.InspectordError(message, code=500) from None
 
-    async def _finish(self, record, data):
+    async def _finish(self, record, data, power_off=True):
         uuid = record.uuid
         try:
             if self.config.processing.always_store_ramdisk_logs:
                 await self._store_logs(data, uuid)
-            await self._power_off(record)
-            await self.store.transition(uuid, st.Event.finish, self.now(), expected=st.State.processing)
+            if power_off:
+                await self._power_off(record)
+            await self.store.transition(uuid, st.Event.finish, self.now(), expected=record.state)
         except errors.StateChanged as e:
             self.log.warn("Node {node}: changed while finishing: {reason}", node=uuid, reason=str(e))
             return
         except errors.InspectordError as e:
-            await self._fail(uuid, str(e), expected=st.State.processing)
+            await self._fail(uuid, str(e), expected=record.state)
             return
         if self.config.processing.store_data != "database":
             await self.store.delete_data(uuid)
@@ -355,6 +364,83 @@ class Introspection:
             raise errors.ProcessingError(
                 "Failed to power off node {}, check its power management configuration: {}".format(record.uuid, e)
             ) from None
+
+    # -- abort and reapply ---------------------------------------------------
+
+    async def abort(self, uuid):
+        """Stop a waiting introspection: power the node off, end in error."""
+        record = await self.store.get_node(uuid)
+        if record.state in (st.State.finished.value, st.State.error.value):
+            raise errors.BadRequest(
+                "Introspection of node {} already ended ({}); nothing to abort".format(uuid, record.state)
+            )
+        if record.state != st.State.waiting.value:
+            raise errors.Conflict("Node {} is {}; try to abort again later".format(uuid, record.state))
+        try:
+            record = await self.store.transition(uuid, st.Event.abort, self.now(), expected=st.State.waiting)
+        except errors.StateChanged:
+            raise errors.Conflict("Node {} changed state while aborting; try again".format(uuid)) from None
+        self._background(self._end_abort(record), "aborting node " + uuid)
+
+    async def _end_abort(self, record):
+        if record.manage_boot:
+            try:
+                await self.ironic.set_power_state(record.uuid, "power off")
+            except errors.IronicError as e:
+                self.log.warn("Node {node}: power off after abort failed: {error}", node=record.uuid, error=str(e))
+        await self.store.transition(
+            record.uuid, st.Event.abort_end, self.now(), error="Canceled by operator", expected=st.State.aborting
+        )
+        self.log.info("Node {node}: introspection aborted", node=record.uuid)
+        self._filter_changed()
+
+    async def reapply(self, uuid, raw=None):
+        """Process stored (or given) raw data again; no power actions."""
+        record = await self.store.get_node(uuid)
+        if record.state not in (st.State.finished.value, st.State.error.value):
+            raise errors.Conflict("Node {} is {}; reapply once it is finished".format(uuid, record.state))
+        if raw is None:
+            try:
+                raw = await self.store.get_data(uuid, False)
+            except errors.NotFound:
+                raise errors.BadRequest(
+                    "No unprocessed data is stored for node {} (set [processing]store_data=database, "
+                    "or post the data to reapply)".format(uuid)
+                ) from None
+        data = ramdisk_data.normalize(copy.deepcopy(raw))
+        try:
+            node = await self.ironic.get_node(uuid)
+            ports = await self.ironic.list_ports(uuid)
+        except errors.IronicNotFound:
+            raise errors.NotFound("Node {} was not found in Ironic".format(uuid)) from None
+        try:
+            record = await self.store.transition(
+                uuid,
+                st.Event.reapply,
+                self.now(),
+                expected=record.state,
+                started_at=self.now(),
+                node=node_snapshot(node),
+                ports=_port_map(ports),
+            )
+        except errors.StateChanged:
+            raise errors.Conflict("Node {} is locked, please, try again later".format(uuid)) from None
+        await self.store.store_data(uuid, raw, False, self.now())
+        self._background(self._reapply(record, data), "reapplying node " + uuid)
+
+    async def _reapply(self, record, data):
+        for hook in self.hooks:
+            try:
+                await defer.maybeDeferred(hook.before_processing, data)
+            except errors.InspectordError as e:
+                await self._fail(record.uuid, "Pre-processing failures detected reapplying: {}".format(e),
+                                 expected=record.state)
+                return
+        try:
+            await self._process_node(record, data)
+        except errors.InspectordError:
+            return
+        await self._finish(record, data, power_off=False)
 
     # -- periodic ---------------------------------------------------------
 

@@ -15,7 +15,9 @@ from twisted.web import server
 from werkzeug import exceptions as werkzeug_exceptions
 
 from inspectord import errors
+from inspectord import state as st
 from inspectord.api import versions
+from inspectord.processing import rules as rules_mod
 
 JSON = "application/json"
 
@@ -26,6 +28,14 @@ def _is_uuid(value):
         return True
     except ValueError:
         return False
+
+
+def _rule_uuid(value):
+    """Rules are stored under canonical UUIDs; anything else cannot match."""
+    try:
+        return str(uuidlib.UUID(value))
+    except ValueError:
+        raise errors.NotFound("Rule {} was not found".format(value)) from None
 
 
 def _bool_arg(request, name, default=None):
@@ -143,6 +153,8 @@ class API:
             result = await f(self, request, *args, **kwargs)
         except errors.InspectordError as e:
             self._headers(request)
+            for name, value in getattr(e, "headers", {}).items():  # e.g. WWW-Authenticate on a 401
+                request.setHeader(name, value)
             if e.code >= 500:
                 self.log.error("{method} {path}: {error}", method=request.method.decode(), path=request.path.decode("utf-8", "replace"), error=e.message)
             return self._error(request, e.code, e.message)
@@ -152,6 +164,8 @@ class API:
             return self._error(request, 500, "Internal error; see the inspectord log")
         if result is None:
             request.setHeader("Content-Type", "text/plain")
+            if request.code == 204:
+                request.setHeader("Content-Length", b"0")
             return b""
         request.setHeader("Content-Type", JSON)
         return json.dumps(result).encode()
@@ -244,6 +258,135 @@ class API:
         except errors.NotFound:
             raise errors.NotFound("Node {} was never introspected".format(node_id)) from None
         return self._status(request, record)
+
+    @app.route("/v1/introspection", methods=["GET"])
+    @endpoint("introspection:status")
+    async def list_statuses(self, request):
+        limit = self._limit(request)
+        marker = _str_arg(request, "marker")
+        if marker is not None and not _is_uuid(marker):
+            raise errors.BadRequest("Invalid marker {!r}: expected a node UUID".format(marker))
+        states = []
+        for raw in request.args.get(b"state", []):
+            states.extend(s.strip() for s in raw.decode("utf-8", "replace").split(",") if s.strip())
+        unknown = [s for s in states if s not in {x.value for x in st.State}]
+        if unknown:
+            raise errors.BadRequest(
+                "Invalid state(s) {}; valid states are {}".format(
+                    ", ".join(unknown), ", ".join(x.value for x in st.State)
+                )
+            )
+        if marker is not None:
+            try:
+                await self.store.get_node(marker.lower())
+            except errors.NotFound:
+                raise errors.BadRequest("Marker {} does not match any introspection".format(marker)) from None
+        records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None)
+        return {"introspection": [self._status(request, r) for r in records]}
+
+    def _limit(self, request):
+        maximum = self.config.default.api_max_limit
+        raw = _str_arg(request, "limit")
+        if raw is None:
+            return maximum
+        try:
+            limit = int(raw)
+        except ValueError:
+            raise errors.BadRequest("Invalid limit {!r}: expected a positive integer".format(raw)) from None
+        if limit < 0:
+            raise errors.BadRequest("Invalid limit {}: expected a positive integer".format(limit))
+        if limit > maximum:
+            raise errors.BadRequest("Limit {} is larger than the maximum of {}".format(limit, maximum))
+        return limit or maximum
+
+    @app.route("/v1/introspection/<node_id>/abort", methods=["POST"])
+    @endpoint("introspection:abort")
+    async def abort(self, request, node_id):
+        uuid = await self._node_uuid(node_id)
+        try:
+            await self.introspection.abort(uuid)
+        except errors.NotFound:
+            raise errors.NotFound("Node {} is not being introspected".format(node_id)) from None
+        request.setResponseCode(202)
+        return None
+
+    async def _data(self, node_id, processed):
+        if self.config.processing.store_data != "database":
+            raise errors.NotFound(
+                "Inspector is not configured to store data. Set the [processing]store_data "
+                "configuration option to change this."
+            )
+        uuid = await self._node_uuid(node_id)
+        return await self.store.get_data(uuid, processed)
+
+    @app.route("/v1/introspection/<node_id>/data", methods=["GET"])
+    @endpoint("introspection:data")
+    async def data(self, request, node_id):
+        return await self._data(node_id, True)
+
+    @app.route("/v1/introspection/<node_id>/data/unprocessed", methods=["GET"])
+    @endpoint("introspection:data")
+    async def unprocessed_data(self, request, node_id):
+        return await self._data(node_id, False)
+
+    @app.route("/v1/introspection/<node_id>/data/unprocessed", methods=["POST"])
+    @endpoint("introspection:reapply")
+    async def reapply(self, request, node_id):
+        raw = request.content.read()
+        data = None
+        if raw.strip():
+            try:
+                data = json.loads(raw)
+            except ValueError as e:
+                raise errors.BadRequest("Invalid data: expected a JSON object: {}".format(e)) from None
+            if not isinstance(data, dict):
+                raise errors.BadRequest("Invalid data: expected a JSON object, got {}".format(type(data).__name__))
+        uuid = await self._node_uuid(node_id)
+        try:
+            await self.introspection.reapply(uuid, data)
+        except errors.NotFound as e:
+            raise errors.NotFound("Node {} was never introspected: {}".format(node_id, e)) from None
+        request.setResponseCode(202)
+        return None
+
+    # -- rules --------------------------------------------------------------
+
+    def _rule(self, request, rule, short=False):
+        result = rules_mod.as_dict(rule, short=short)
+        result["links"] = [{"href": "/v1/rules/" + rule["uuid"], "rel": "self"}]
+        return result
+
+    @app.route("/v1/rules", methods=["GET"])
+    @endpoint("introspection:rule:get")
+    async def list_rules(self, request):
+        return {"rules": [self._rule(request, r, short=True) for r in await self.store.list_rules()]}
+
+    @app.route("/v1/rules", methods=["POST"])
+    @endpoint("introspection:rule:create")
+    async def create_rule(self, request):
+        rule = rules_mod.validate(self._json_body(request))
+        await self.store.create_rule(rule, self.introspection.now())
+        request.setResponseCode(200 if request.api_version < (1, 6) else 201)
+        return self._rule(request, rule)
+
+    @app.route("/v1/rules", methods=["DELETE"])
+    @endpoint("introspection:rule:delete")
+    async def delete_rules(self, request):
+        await self.store.delete_all_rules()
+        request.setResponseCode(204)
+        return None
+
+    @app.route("/v1/rules/<uuid>", methods=["GET"])
+    @endpoint("introspection:rule:get")
+    async def get_rule(self, request, uuid):
+        return self._rule(request, await self.store.get_rule(_rule_uuid(uuid)))
+
+    @app.route("/v1/rules/<uuid>", methods=["DELETE"])
+    @endpoint("introspection:rule:delete")
+    async def delete_rule(self, request, uuid):
+        await self.store.delete_rule(_rule_uuid(uuid))
+        request.setResponseCode(204)
+        return None
 
     @app.handle_errors(werkzeug_exceptions.NotFound)
     def not_found(self, request, failure):

@@ -43,3 +43,16 @@ introspection_data = sa.Table(
     sa.Column("stored_at", sa.DateTime, nullable=False),
     sa.PrimaryKeyConstraint("node_uuid", "processed"),
 )
+
+rules = sa.Table(
+    "rules",
+    metadata,
+    # Creation order: rules are applied in it.
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("uuid", sa.String(36), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("scope", sa.String(255), nullable=True),
+    sa.Column("conditions", sa.JSON, nullable=False),
+    sa.Column("actions", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)

@@ -191,6 +191,10 @@ class SQLStore:
             if target in st.FINAL:
                 values["finished_at"] = now
                 values["error"] = error
+            elif st.State(row.state) in st.FINAL:
+                # Leaving a final state (reapply): the node is active again.
+                values["finished_at"] = None
+                values["error"] = None
             elif error is not None:
                 values["error"] = error
             updated = conn.execute(
@@ -319,6 +323,69 @@ class SQLStore:
         with self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(query).all()]
 
+    def thd_filter_macs(self):
+        """For the PXE filter: ``(MACs of nodes under introspection, how many such nodes)``."""
+        a, n = schema.attributes, schema.nodes
+        with self.engine.connect() as conn:
+            macs = conn.execute(
+                sa.select(a.c.value).join(n, n.c.uuid == a.c.node_uuid).where(n.c.state.in_(_ACTIVE), a.c.name == "mac")
+            ).scalars().all()
+            count = conn.execute(sa.select(sa.func.count()).select_from(n).where(n.c.state.in_(_ACTIVE))).scalar()
+        return list(macs), count
+
+    # -- rules ---------------------------------------------------------------
+
+    def thd_create_rule(self, rule, now):
+        r = schema.rules
+        with self.engine.begin() as conn:
+            exists = conn.execute(sa.select(r.c.uuid).where(r.c.uuid == rule["uuid"])).first()
+            if exists is not None:
+                raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"]))
+            conn.execute(
+                r.insert().values(
+                    uuid=rule["uuid"],
+                    description=rule.get("description"),
+                    scope=rule.get("scope"),
+                    conditions=rule["conditions"],
+                    actions=rule["actions"],
+                    created_at=now,
+                )
+            )
+        return rule
+
+    @staticmethod
+    def _rule(row):
+        return {
+            "uuid": row.uuid,
+            "description": row.description,
+            "scope": row.scope,
+            "conditions": row.conditions,
+            "actions": row.actions,
+        }
+
+    def thd_list_rules(self):
+        r = schema.rules
+        with self.engine.connect() as conn:
+            return [self._rule(row) for row in conn.execute(sa.select(r).order_by(r.c.position)).all()]
+
+    def thd_get_rule(self, uuid):
+        r = schema.rules
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(r).where(r.c.uuid == uuid)).first()
+        if row is None:
+            raise errors.NotFound("Rule {} was not found".format(uuid))
+        return self._rule(row)
+
+    def thd_delete_rule(self, uuid):
+        r = schema.rules
+        with self.engine.begin() as conn:
+            if not conn.execute(r.delete().where(r.c.uuid == uuid)).rowcount:
+                raise errors.NotFound("Rule {} was not found".format(uuid))
+
+    def thd_delete_all_rules(self):
+        with self.engine.begin() as conn:
+            conn.execute(schema.rules.delete())
+
     # -- asynchronous interface ---------------------------------------------
 
     def upgrade(self):
@@ -356,6 +423,24 @@ class SQLStore:
 
     def list_nodes(self, limit, marker=None, states=None):
         return self._run(self.thd_list, limit, marker, states)
+
+    def filter_macs(self):
+        return self._run(self.thd_filter_macs)
+
+    def create_rule(self, rule, now):
+        return self._run(self.thd_create_rule, rule, now)
+
+    def list_rules(self):
+        return self._run(self.thd_list_rules)
+
+    def get_rule(self, uuid):
+        return self._run(self.thd_get_rule, uuid)
+
+    def delete_rule(self, uuid):
+        return self._run(self.thd_delete_rule, uuid)
+
+    def delete_all_rules(self):
+        return self._run(self.thd_delete_all_rules)
 
 
 def _states(expected):
