@@ -1,7 +1,7 @@
 # inspectord: the two commands of the quick start, and a few more.
 PY := .venv/bin/python
 
-.PHONY: demo demo-stop test unit integration sample-config clean
+.PHONY: demo demo-stop test unit integration sample-config bench clean
 
 .venv/.bootstrapped: setup.py tools/bootstrap
 	tools/bootstrap
@@ -22,6 +22,13 @@ unit: .venv/.bootstrapped
 
 integration: .venv/.bootstrapped
 	tools/run-tests $(PY) tests.integration
+
+## Boot-storm benchmark vs ironic-inspector 12.5.0 and the floor; results in bench/results/.
+## Quick by default; e.g. make bench BENCH_ARGS="--nodes 100,500,1000 --runs 3".
+BENCH_ARGS ?=
+bench: .venv/.bootstrapped
+	bench/setup
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 ## Regenerate etc/inspectord/inspectord.conf.sample from the option definitions.
 sample-config: .venv/.bootstrapped

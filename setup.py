@@ -19,10 +19,13 @@ setup(
         "oslo.config>=9.0",
         "keystoneauth1>=5.0",
         "jsonpath-ng>=1.5",
+        "scapy>=2.5",
     ],
     extras_require={
         "test": ["python-ironicclient>=5.0"],
         "postgresql": ["psycopg2-binary"],
+        # benchmarks (bench/, make bench): process figures, plots, profiles
+        "bench": ["psutil>=5.9", "matplotlib>=3.7", "py-spy>=0.3"],
     },
     entry_points={"console_scripts": ["inspectord-dbsync=inspectord.tap:main_dbsync_exit"]},
     zip_safe=False,

@@ -149,9 +149,25 @@ _OPTS = {
         ),
     ],
     "pxe_filter": [
-        cfg.StrOpt("driver", default="noop", help="PXE filter driver."),
-        cfg.IntOpt("sync_period", default=15, min=0, help="Seconds between full filter syncs."),
-        cfg.BoolOpt("deny_unknown_macs", default=False, help="Deny DHCP to MACs no Ironic port has."),
+        cfg.StrOpt(
+            "driver",
+            default="noop",
+            help="PXE filter driver: nftables (recommended), iptables, dnsmasq or noop (no filtering).",
+        ),
+        cfg.IntOpt(
+            "sync_period",
+            default=15,
+            min=0,
+            help="Seconds between full filter syncs, which re-read every Ironic port; 0 syncs only on "
+            "introspection events (and once at start).",
+        ),
+        cfg.BoolOpt(
+            "deny_unknown_macs",
+            default=False,
+            help="Deny DHCP to MACs no Ironic port has even while a node is under introspection "
+            "(unknown MACs are always denied when nothing is under introspection and no "
+            "node_not_found_hook is set).",
+        ),
     ],
     "discovery": [
         cfg.StrOpt("enroll_node_driver", default="fake-hardware"),
@@ -159,16 +175,54 @@ _OPTS = {
         cfg.ListOpt("enabled_bmc_address_version", default=["4", "6"]),
     ],
     "iptables": [
-        cfg.StrOpt("dnsmasq_interface", default="br-ctlplane"),
-        cfg.StrOpt("firewall_chain", default="ironic-inspector"),
-        cfg.ListOpt("ethoib_interfaces", default=[]),
-        cfg.StrOpt("ip_version", default="4", choices=["4", "6"]),
+        cfg.StrOpt(
+            "dnsmasq_interface",
+            default="br-ctlplane",
+            help="Interface the DHCP server listens on; the iptables and nftables drivers filter "
+            "DHCP requests arriving there.",
+        ),
+        cfg.StrOpt(
+            "firewall_chain", default="ironic-inspector", help="iptables chain the iptables driver owns."
+        ),
+        cfg.ListOpt(
+            "ethoib_interfaces",
+            default=[],
+            help="Accepted for compatibility; Ethernet-over-InfiniBand MAC mapping is not implemented.",
+        ),
+        cfg.StrOpt(
+            "ip_version",
+            default="4",
+            choices=["4", "6"],
+            help="Filter DHCPv4 (UDP 67, iptables) or DHCPv6 (UDP 547, ip6tables); also used by nftables.",
+        ),
     ],
     "dnsmasq_pxe_filter": [
-        cfg.StrOpt("dhcp_hostsdir", default="/var/lib/ironic-inspector/dhcp-hostsdir"),
-        cfg.BoolOpt("purge_dhcp_hostsdir", default=True),
-        cfg.StrOpt("dnsmasq_start_command", default=""),
-        cfg.StrOpt("dnsmasq_stop_command", default=""),
+        cfg.StrOpt(
+            "dhcp_hostsdir",
+            default="/var/lib/ironic-inspector/dhcp-hostsdir",
+            help="Directory given to dnsmasq as --dhcp-hostsdir; the dnsmasq driver writes one file per MAC.",
+        ),
+        cfg.BoolOpt(
+            "purge_dhcp_hostsdir",
+            default=True,
+            help="Remove every file of dhcp_hostsdir when inspectord starts (otherwise they are read back).",
+        ),
+        cfg.StrOpt(
+            "dnsmasq_start_command",
+            default="",
+            help="Shell command starting dnsmasq, run once the hosts directory is first written.",
+        ),
+        cfg.StrOpt(
+            "dnsmasq_stop_command", default="", help="Shell command stopping dnsmasq, run when inspectord stops."
+        ),
+    ],
+    "nftables": [
+        cfg.StrOpt(
+            "table",
+            default="inspectord",
+            help="nftables table (family inet) the nftables driver owns; it filters DHCP requests "
+            "arriving on [iptables]dnsmasq_interface.",
+        ),
     ],
     "capabilities": [
         cfg.BoolOpt("boot_mode", default=False, help="Set the boot_mode capability."),
@@ -194,6 +248,75 @@ _OPTS = {
     ],
     "port_physnet": [cfg.ListOpt("cidr_map", default=[])],
     "healthcheck": [cfg.BoolOpt("enabled", default=False)],
+    # keystonemiddleware's auth_token options that inspectord uses to validate
+    # tokens itself (see inspectord.api.auth); the others are ignored.
+    "keystone_authtoken": [
+        cfg.StrOpt(
+            "www_authenticate_uri",
+            deprecated_name="auth_uri",
+            help="Keystone endpoint announced to clients in WWW-Authenticate; defaults to auth_url.",
+        ),
+        cfg.StrOpt(
+            "auth_type",
+            default="password",
+            choices=["password", "v3password", "v3applicationcredential"],
+            help="How inspectord authenticates its service user.",
+        ),
+        cfg.StrOpt("auth_url", help="Keystone identity endpoint, e.g. http://keystone:5000/v3."),
+        cfg.StrOpt("username", help="Service user name."),
+        cfg.StrOpt("user_id", help="Service user ID (instead of username)."),
+        cfg.StrOpt("password", secret=True, help="Service user password."),
+        cfg.StrOpt("user_domain_name", help="Domain of the service user (by name)."),
+        cfg.StrOpt("user_domain_id", help="Domain of the service user (by ID)."),
+        cfg.StrOpt("project_name", help="Project the service token is scoped to."),
+        cfg.StrOpt("project_id", help="Project the service token is scoped to (by ID)."),
+        cfg.StrOpt("project_domain_name", help="Domain of project_name (by name)."),
+        cfg.StrOpt("project_domain_id", help="Domain of project_name (by ID)."),
+        cfg.StrOpt("system_scope", help="Scope the service token to the system (all) instead of a project."),
+        cfg.StrOpt("application_credential_id", help="For auth_type=v3applicationcredential."),
+        cfg.StrOpt("application_credential_name", help="For auth_type=v3applicationcredential (with username)."),
+        cfg.StrOpt("application_credential_secret", secret=True, help="For auth_type=v3applicationcredential."),
+        cfg.IntOpt(
+            "token_cache_time",
+            default=300,
+            min=-1,
+            help="Seconds a token validation is cached (never past the token's expiry); -1 disables the cache.",
+        ),
+        cfg.IntOpt(
+            "http_connect_timeout",
+            min=1,
+            help="Seconds before a request to Keystone is abandoned (the API answers 503); default 10.",
+        ),
+        cfg.StrOpt("cafile", help="PEM CA bundle to verify Keystone's HTTPS certificate."),
+        cfg.BoolOpt("insecure", default=False, help="Do not verify Keystone's HTTPS certificate."),
+    ],
+    "oslo_policy": [
+        cfg.StrOpt(
+            "policy_file",
+            default="policy.yaml",
+            help="YAML file overriding API policy rules; a relative path is looked up next to the "
+            "configuration file (a missing default file means the built-in defaults).",
+        ),
+        cfg.BoolOpt(
+            "enforce_new_defaults",
+            default=True,
+            help="False also allows what the rules' pre-Wallaby defaults allowed (rule:is_admin...).",
+        ),
+    ],
+    "http_basic": [
+        cfg.ListOpt(
+            "default_roles",
+            default=["admin"],
+            help="Policy roles of http_basic users not listed in user_roles (admin: every valid user "
+            "may do everything, as in ironic-inspector).",
+        ),
+        cfg.DictOpt(
+            "user_roles",
+            default={},
+            help="user:roles pairs giving http_basic users policy roles, e.g. alice:admin,bob:reader "
+            "(several roles separated by ;, e.g. carol:reader;member).",
+        ),
+    ],
 }
 
 # Options ironic-inspector knew that inspectord accepts but does not use.
@@ -211,10 +334,40 @@ IGNORED_DEFAULT_OPTIONS = frozenset(
 )
 IGNORED_SECTIONS = frozenset(
     """coordination mdns swift service_catalog exception extra_hardware oslo_concurrency
-    oslo_middleware oslo_policy cors json_rpc ssl keystone_authtoken
+    oslo_middleware cors json_rpc ssl
     oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
     oslo_messaging_amqp oslo_reports profiler accelerators""".split()
 )
+# keystonemiddleware and keystoneauth options inspectord accepts but does not use.
+IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS = frozenset(
+    """auth_section auth_version cache certfile keyfile delay_auth_decision enforce_token_bind
+    http_request_max_retries include_service_catalog interface region_name service_type
+    service_token_roles service_token_roles_required memcached_servers memcache_security_strategy
+    memcache_secret_key memcache_pool_dead_retry memcache_pool_maxsize memcache_pool_socket_timeout
+    memcache_pool_unused_timeout memcache_pool_conn_get_timeout memcache_use_advanced_pool
+    memcache_tls_enabled memcache_tls_cafile memcache_tls_certfile memcache_tls_keyfile
+    memcache_tls_allowed_ciphers memcache_sasl_enabled memcache_username memcache_password
+    default_domain_id default_domain_name domain_id domain_name trust_id
+    timeout collect_timing split_loggers tls_ciphers tls_min_version""".split()
+)
+# oslo.db options an ironic-inspector.conf may carry in [database].
+IGNORED_DATABASE_OPTIONS = frozenset(
+    """backend sqlite_synchronous slave_connection mysql_sql_mode mysql_wsrep_sync_wait
+    mysql_enable_ndb connection_recycle_time max_pool_size max_retries retry_interval
+    max_overflow connection_debug connection_trace pool_timeout use_db_reconnect
+    db_retry_interval db_inc_retry_interval db_max_retry_interval db_max_retries
+    connection_parameters idle_timeout min_pool_size sqlite_db use_tpool""".split()
+)
+IGNORED_OPTIONS = {
+    "DEFAULT": IGNORED_DEFAULT_OPTIONS,
+    "database": IGNORED_DATABASE_OPTIONS,
+    "keystone_authtoken": IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS,
+    "oslo_policy": frozenset(
+        """enforce_scope policy_default_rule policy_dirs remote_content_type remote_ssl_ca_crt_file
+        remote_ssl_client_crt_file remote_ssl_client_key_file remote_ssl_verify_server_crt
+        remote_timeout""".split()
+    ),
+}
 # keystoneauth plugins whose options may appear in [ironic] whatever auth_type says.
 _KNOWN_AUTH_PLUGINS = ("password", "v3applicationcredential", "token", "none", "http_basic")
 
@@ -262,6 +415,7 @@ def _check_unknown(conf, path):
             known = _known_ironic_options(conf)
         elif section in _OPTS:
             known = {o.dest for o in _OPTS[section]}
+            known |= {d.name for o in _OPTS[section] for d in o.deprecated_opts if d.name}  # e.g. auth_uri
         else:
             unknown.extend("[{}]{}".format(section, k) for k in keys)
             if not keys:
@@ -271,8 +425,8 @@ def _check_unknown(conf, path):
             dest = key.replace("-", "_")
             if dest in known:
                 continue
-            if section == "DEFAULT" and dest in IGNORED_DEFAULT_OPTIONS:
-                ignored.append("[DEFAULT]{}".format(key))
+            if dest in IGNORED_OPTIONS.get(section, ()):
+                ignored.append("[{}]{}".format(section, key))
             else:
                 unknown.append("[{}]{}".format(section, key))
     if unknown:
@@ -329,6 +483,10 @@ class Config:
     healthcheck: object
     path: str = None
     ignored_options: tuple = ()
+    keystone_authtoken: object = None
+    oslo_policy: object = None
+    http_basic: object = None
+    nftables: object = None
 
     @property
     def processing_hooks(self):
@@ -392,19 +550,40 @@ def _load_ironic_auth(conf):
     )
 
 
-SUPPORTED_PXE_FILTERS = ("noop",)
+SUPPORTED_PXE_FILTERS = ("noop", "iptables", "nftables", "dnsmasq")
+
+
+def _validate_keystone_authtoken(ks):
+    """What auth_strategy=keystone needs to get a service token; the message names the option."""
+    def missing(option, why):
+        return errors.ConfigError(
+            "[DEFAULT]auth_strategy=keystone needs [keystone_authtoken]{} ({})".format(option, why)
+        )
+
+    if not ks.auth_url:
+        raise missing("auth_url", "the Keystone endpoint tokens are validated with")
+    if ks.auth_type == "v3applicationcredential":
+        if not ks.application_credential_secret:
+            raise missing("application_credential_secret", "auth_type=v3applicationcredential")
+        if not ks.application_credential_id and not (ks.application_credential_name and (ks.user_id or ks.username)):
+            raise missing("application_credential_id", "or application_credential_name with username")
+        return
+    if not (ks.username or ks.user_id):
+        raise missing("username", "the service user inspectord validates tokens as")
+    if not ks.password:
+        raise missing("password", "the service user's password")
+    if ks.username and not ks.user_id and not (ks.user_domain_name or ks.user_domain_id):
+        raise missing("user_domain_name", "the domain of username")
+    if ks.project_name and not ks.project_id and not (ks.project_domain_name or ks.project_domain_id):
+        raise missing("project_domain_name", "the domain of project_name")
 
 
 def validate(config):
     """Cross-option checks; raise ConfigError naming the option."""
     from inspectord.processing import hooks  # the hook registry
 
-    if config.default.auth_strategy != "noauth":
-        raise errors.ConfigError(
-            "[DEFAULT]auth_strategy={} is not available in this release of "
-            "inspectord; set auth_strategy=noauth and keep the API on a trusted "
-            "network".format(config.default.auth_strategy)
-        )
+    if config.default.auth_strategy == "keystone":
+        _validate_keystone_authtoken(config.keystone_authtoken)
     if config.processing.enable_setting_ipmi_credentials:
         raise errors.ConfigError(
             "[processing]enable_setting_ipmi_credentials is not available in this release of inspectord"

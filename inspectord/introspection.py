@@ -64,6 +64,15 @@ def _looks_like_ip(value):
         return False
 
 
+class _Lease:
+    def __init__(self, call):
+        self._call = call
+
+    def stop(self):
+        if self._call.running:
+            self._call.stop()
+
+
 class Introspection:
     """Starts introspections, processes ramdisk data, enforces timeouts.
 
@@ -181,7 +190,7 @@ class Introspection:
             if not host:
                 continue
             if _looks_like_ip(host):
-                found.append(host)
+                found.append(ramdisk_data.canonical_address(host))
             else:
                 found.extend(await self._resolve(host))
         return sorted(set(found))
@@ -194,7 +203,7 @@ class Introspection:
         except OSError as e:
             self.log.warn("Cannot resolve BMC address {host}: {error}", host=host, error=str(e))
             return []
-        return sorted({info[4][0] for info in infos})
+        return sorted({ramdisk_data.canonical_address(info[4][0].split("%")[0]) for info in infos})
 
     async def _boot(self, record):
         uuid = record.uuid
@@ -293,10 +302,32 @@ class Introspection:
             )
         except errors.StateChanged:
             raise errors.Conflict("Node {} is already being processed".format(uuid)) from None
-        await self._process_node(record, data)
+        lease = self._hold_lease(uuid)
+        try:
+            await self._process_node(record, data)
+        except BaseException:
+            lease.stop()
+            raise
         # Like ironic-inspector, answer the ramdisk before powering it off.
-        self._background(self._finish(record, data), "finishing node " + uuid)
+        finishing = self._background(self._finish(record, data), "finishing node " + uuid)
+        finishing.addBoth(lambda result: lease.stop() or result)
         return {"uuid": uuid}
+
+    def _hold_lease(self, uuid):
+        """Renew the processing lease of ``uuid`` until ``stop()`` is called."""
+        period = PROCESSING_LEASE.total_seconds() / 3
+
+        def renew():
+            d = self.store.renew_lease(uuid, self.now() + PROCESSING_LEASE)
+            d.addErrback(lambda f: self.log.failure("Node {node}: renewing the processing lease failed", f, node=uuid))
+            return d
+
+        call = task.LoopingCall(renew)
+        call.clock = self.clock
+        call.start(period, now=False).addErrback(
+            lambda f: self.log.failure("Node {node}: lease renewal stopped", f, node=uuid)
+        )
+        return _Lease(call)
 
     async def _process_node(self, record, data):
         """Run the hooks and write the result to Ironic; errors end the node."""
@@ -480,7 +511,9 @@ class Introspection:
                 await self._fail(record.uuid, str(e), expected=st.State.processing)
                 continue
             resumed.append(record.uuid)
-            self._background(self._resume(record, data), "resuming node " + record.uuid)
+            lease = self._hold_lease(record.uuid)
+            resuming = self._background(self._resume(record, data), "resuming node " + record.uuid)
+            resuming.addBoth(lambda result, lease=lease: lease.stop() or result)
         return resumed
 
     async def _resume(self, record, data):

@@ -44,9 +44,11 @@ class InspectordService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period):
+    def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None):
         super().__init__()
         self._reactor = reactor
+        # Started once the store is migrated: it reads the store.
+        self.pxe_filter = pxe_filter
         self.store = store
         self.introspection = introspection
         self._api = strports.service(api_endpoint, site, reactor=reactor)
@@ -69,6 +71,8 @@ class InspectordService(service.MultiService):
         self._api.setServiceParent(self)
         if self._timer is not None:
             self._timer.setServiceParent(self)
+        if self.pxe_filter is not None:
+            self.pxe_filter.setServiceParent(self)
         self.log.info("inspectord is ready")
 
     def _start_failed(self, failure):
@@ -106,12 +110,22 @@ def make_service(config, reactor):
         retry_interval=config.ironic.retry_interval,
         max_in_flight=config.ironic_client.max_in_flight,
     )
+    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool)
     introspection = Introspection(
-        store, ironic, config, reactor, io_pool=io_pool.pool, pxe_filter=pxe.make_filter(config), reactor=reactor
+        store, ironic, config, reactor, io_pool=io_pool.pool, pxe_filter=pxe_filter, reactor=reactor
     )
-    api = API(introspection, store, ironic, config, api_auth.make_auth(config))
+    auth_threads = None
+    if config.default.auth_strategy != "noauth":
+        # bcrypt checks and policy/htpasswd file reads; small, so a flood of
+        # logins cannot take the I/O threads.
+        auth_pool = ThreadPoolService("inspectord-auth", 2)
+        auth_pool.setServiceParent(top)
+        auth_threads = auth_pool.pool
+    api = API(introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads))
     site = make_site(api.app.resource(), MAX_BODY_SIZE)
     endpoint = "tcp:{}:interface={}".format(config.default.listen_port, config.default.listen_address.replace(":", r"\:"))
-    main = InspectordService(reactor, store, introspection, endpoint, site, config.default.clean_up_period)
+    main = InspectordService(
+        reactor, store, introspection, endpoint, site, config.default.clean_up_period, pxe_filter=pxe_filter
+    )
     main.setServiceParent(top)
     return top

@@ -90,15 +90,18 @@ class IronicClient:
         if body is not None:
             kwargs["json"] = body
         self.calls[method] = self.calls.get(method, 0) + 1
-        d = self._http.request(method, url, **kwargs)
-        d.addTimeout(self._timeout, self._clock)
-        response = await d
+        response = await self._http.request(method, url, **kwargs)
         content = await response.content()
         try:
             parsed = json.loads(content) if content else None
         except ValueError:
             parsed = content.decode("utf-8", "replace")
         return response.code, parsed
+
+    def _timed(self, method, path, body, params):
+        # The timeout covers the whole exchange, the body included.
+        d = defer.Deferred.fromCoroutine(self._once(method, path, body, params))
+        return d.addTimeout(self._timeout, self._clock)
 
     async def request(self, method, path, body=None, params=None, ok=(200,)):
         """Make one request, retrying what can be retried.
@@ -111,9 +114,7 @@ class IronicClient:
         while True:
             attempt += 1
             try:
-                code, parsed = await self._semaphore.run(
-                    lambda: defer.Deferred.fromCoroutine(self._once(method, path, body, params))
-                )
+                code, parsed = await self._semaphore.run(self._timed, method, path, body, params)
             except _CONNECTION_ERRORS as e:
                 problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
                 code = None
@@ -207,6 +208,14 @@ class IronicClient:
             async for port in self._paged(
                 "/v1/ports", "ports", {"node_uuid": node_uuid, "fields": "uuid,address,pxe_enabled"}
             )
+        ]
+
+    async def list_all_port_macs(self):
+        """The address of every port Ironic has (all pages), for the PXE filter."""
+        return [
+            port["address"]
+            async for port in self._paged("/v1/ports", "ports", {"fields": "uuid,address"})
+            if port.get("address")
         ]
 
     async def find_port(self, address):

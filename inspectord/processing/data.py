@@ -45,10 +45,18 @@ def bmc_addresses(data):
     v6 = inventory.get("bmc_v6address", data.get("ipmi_v6address"))
     result = []
     if isinstance(v4, str) and v4 not in ("", "0.0.0.0"):
-        result.append(v4)
+        result.append(canonical_address(v4))
     if isinstance(v6, str) and v6 not in ("", "::/0", "::"):
-        result.append(v6)
+        result.append(canonical_address(v6))
     return result
+
+
+def canonical_address(value):
+    """One spelling per IP address (``FD00:0::0200`` and ``fd00::200`` alike)."""
+    try:
+        return ipaddress.ip_address(value.strip().strip("[]")).compressed
+    except ValueError:
+        return value
 
 
 def _legacy_inventory(data):

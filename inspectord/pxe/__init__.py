@@ -1,19 +1,96 @@
-"""The PXE filter: which machines may get a DHCP answer."""
+"""The PXE filter: which machines may get a DHCP answer (DESIGN §5).
 
+:func:`make_filter` builds the service for ``[pxe_filter]driver``; the
+introspection lifecycle calls its ``notify()`` whenever the set of nodes
+under introspection changes, and its ``health()`` says how it is doing.
+
+* :mod:`inspectord.pxe.policy`: who is allowed (pure).
+* :mod:`inspectord.pxe.service`: when to sync, retries, health.
+* :mod:`inspectord.pxe.iptables`, :mod:`~inspectord.pxe.nftables`,
+  :mod:`~inspectord.pxe.dnsmasq`: drivers (rules and files built by pure
+  functions, commands run by :mod:`inspectord.pxe.process`).
+"""
+
+from twisted.application import service as app_service
 from twisted.logger import Logger
 
+from inspectord import errors
+from inspectord.pxe.dnsmasq import DnsmasqDriver, thread_runner
+from inspectord.pxe.iptables import IptablesDriver
+from inspectord.pxe.nftables import NftablesDriver
+from inspectord.pxe.process import Runner
+from inspectord.pxe.service import PXEFilterService
 
-class NoopFilter:
+__all__ = ["NoopFilter", "PXEFilterService", "make_driver", "make_filter"]
+
+
+class NoopFilter(app_service.Service):
     """``[pxe_filter]driver=noop``: DHCP is left to whatever serves it."""
 
     log = Logger()
+    name = "pxe-filter"
 
-    def __init__(self):
+    def startService(self):
+        super().startService()
         self.log.warn("PXE filter driver is noop: every machine on the provisioning network can get a DHCP answer")
 
     def notify(self):
         """The set of nodes under introspection changed."""
 
+    def health(self):
+        return {"driver": "noop", "state": "ok"}
 
-def make_filter(config):
-    return NoopFilter()
+
+def make_driver(config, reactor, io_pool=None, runner=None):
+    """The driver object for ``[pxe_filter]driver`` (not noop).
+
+    :param runner: a :class:`~inspectord.pxe.process.Runner` (tests pass one
+        running commands in a network namespace).
+    :raises errors.ConfigError: unknown driver or invalid names.
+    """
+    name = config.pxe_filter.driver
+    runner = runner or Runner(reactor)
+    iptables = config.iptables
+    if name == "iptables":
+        if iptables.ethoib_interfaces:
+            Logger().warn("[iptables]ethoib_interfaces is not implemented by inspectord and is ignored")
+        return IptablesDriver(runner, iptables.firewall_chain, iptables.dnsmasq_interface, iptables.ip_version)
+    if name == "nftables":
+        return NftablesDriver(runner, config.nftables.table, iptables.dnsmasq_interface, iptables.ip_version)
+    if name == "dnsmasq":
+        if io_pool is None:
+            raise ValueError("the dnsmasq PXE filter driver needs a thread pool for its file work")
+        opts = config.dnsmasq_pxe_filter
+        return DnsmasqDriver(
+            runner,
+            thread_runner(reactor, io_pool),
+            opts.dhcp_hostsdir,
+            purge=opts.purge_dhcp_hostsdir,
+            start_command=opts.dnsmasq_start_command,
+            stop_command=opts.dnsmasq_stop_command,
+        )
+    raise errors.ConfigError("[pxe_filter]driver={} is not a PXE filter driver".format(name))
+
+
+def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, runner=None):
+    """The PXE filter service for ``config``: a Service with ``notify()`` and ``health()``.
+
+    :param store: :class:`inspectord.store.SQLStore` (``filter_macs()``).
+    :param ironic: :class:`inspectord.ironic.client.IronicClient`.
+    :param reactor: ``IReactorTime`` + ``IReactorProcess``.
+    :param io_pool: thread pool for the dnsmasq driver's file work.
+    """
+    if config.pxe_filter.driver == "noop":
+        return NoopFilter()
+    driver = make_driver(config, reactor, io_pool=io_pool, runner=runner)
+    filt = PXEFilterService(
+        driver,
+        store,
+        ironic,
+        reactor,
+        sync_period=config.pxe_filter.sync_period,
+        deny_unknown_macs=config.pxe_filter.deny_unknown_macs,
+        discovery=bool(config.processing.node_not_found_hook),
+    )
+    filt.setName("pxe-filter")
+    return filt

@@ -153,6 +153,9 @@ class SQLStore:
             return _record(self._thd_get(conn, uuid))
 
     def _thd_check_conflicts(self, conn, uuid, attributes):
+        # Only MACs must be unique: nodes may share a BMC address (virtual
+        # BMCs, chassis managers) and are told apart by MAC at lookup.
+        attributes = [(n, v) for n, v in attributes if n == "mac"]
         if not attributes:
             return
         a, n = schema.attributes, schema.nodes
@@ -304,6 +307,22 @@ class SQLStore:
                 raise errors.StateChanged("Node {} was claimed by another instance".format(record.uuid))
             return _record(self._thd_get(conn, record.uuid))
 
+    def thd_renew_lease(self, uuid, lease_until):
+        """Extend the lease of a node this instance is processing.
+
+        Leaves ``version_id`` alone: renewing must not make the holder's own
+        next transition look like a concurrent change.
+        """
+        n = schema.nodes
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    n.update()
+                    .where(n.c.uuid == uuid, n.c.state == st.State.processing.value, n.c.lease_until.is_not(None))
+                    .values(lease_until=lease_until)
+                ).rowcount
+            )
+
     def thd_list(self, limit, marker=None, states=None):
         """Newest first; ``marker`` is the UUID the previous page ended with."""
         n = schema.nodes
@@ -417,6 +436,9 @@ class SQLStore:
 
     def expired_leases(self, now):
         return self._run(self.thd_expired_leases, now)
+
+    def renew_lease(self, uuid, lease_until):
+        return self._run(self.thd_renew_lease, uuid, lease_until)
 
     def claim(self, record, now, lease_until):
         return self._run(self.thd_claim, record, now, lease_until)

@@ -1,0 +1,1 @@
+"""DHCP on the wire: packets built and parsed with scapy, and a prober."""

@@ -1,0 +1,424 @@
+"""The SQL node store: compare-and-set transitions, lookup, data, migrations."""
+
+import datetime
+import os
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from twisted.trial.unittest import SynchronousTestCase
+
+from inspectord import errors
+from inspectord.store import schema, sql
+from inspectord.store.pool import SynchronousPool
+from inspectord.store.records import Match, NodeRecord
+from inspectord.store.sql import SQLStore, make_engine, thd_upgrade, utc
+
+T0 = datetime.datetime(2027, 1, 15, 8, 0, 0)
+A = "11111111-1111-1111-1111-111111111111"
+B = "22222222-2222-2222-2222-222222222222"
+C = "33333333-3333-3333-3333-333333333333"
+MAC1, MAC2, MAC3 = "52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"
+
+
+def seconds(n):
+    return datetime.timedelta(seconds=n)
+
+
+class StoreTestCase(SynchronousTestCase):
+    def setUp(self):
+        self.engine = make_engine("sqlite://")
+        self.addCleanup(self.engine.dispose)
+        self.store = SQLStore(self.engine, SynchronousPool())
+        self.successResultOf(self.store.upgrade())
+
+    def start(self, uuid, macs=(), bmcs=(), now=T0, manage_boot=True, node=None):
+        attributes = [("mac", m) for m in macs] + [("bmc_address", b) for b in bmcs]
+        return self.store.thd_start(
+            uuid, now, manage_boot, node or {"name": "node-" + uuid[:4]},
+            {m: {"uuid": "port-" + m, "pxe_enabled": True} for m in macs}, attributes,
+        )
+
+    def move(self, uuid, *events, now=T0, **kwargs):
+        record = None
+        for event in events:
+            record = self.store.thd_transition(uuid, event, now, **kwargs)
+        return record
+
+    def attributes(self, uuid):
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(schema.attributes.c.name, schema.attributes.c.value)
+                .where(schema.attributes.c.node_uuid == uuid)
+            ).all()
+        return sorted(tuple(r) for r in rows)
+
+
+class StartTests(StoreTestCase):
+    def test_insert(self):
+        record = self.start(A, macs=[MAC1, MAC2], bmcs=["192.0.2.1"], manage_boot=False)
+        self.assertIsInstance(record, NodeRecord)
+        self.assertEqual(record.uuid, A)
+        self.assertEqual(record.state, "starting")
+        self.assertEqual(record.started_at, T0)
+        self.assertIsNone(record.finished_at)
+        self.assertIsNone(record.error)
+        self.assertFalse(record.manage_boot)
+        self.assertTrue(record.active)
+        self.assertFalse(record.finished)
+        self.assertEqual(record.name, "node-1111")
+        self.assertEqual(record.ports[MAC1], {"uuid": "port-" + MAC1, "pxe_enabled": True})
+        self.assertTrue(record.version_id)
+        self.assertEqual(
+            self.attributes(A), [("bmc_address", "192.0.2.1"), ("mac", MAC1), ("mac", MAC2)]
+        )
+        self.assertEqual(self.store.thd_get_node(A), record)
+
+    def test_async_start(self):
+        """The public methods hand the work to the pool and give records."""
+        record = self.successResultOf(self.store.start(A, T0, True, {}, {}, [("mac", MAC1)]))
+        self.assertEqual(record.state, "starting")
+        self.assertEqual(self.successResultOf(self.store.get_node(A)).uuid, A)
+
+    def test_restart_finished(self):
+        """Restarting replaces times, error, version and lookup attributes."""
+        first = self.start(A, macs=[MAC1])
+        self.move(A, "wait", "process")
+        self.move(A, "error", error="boom", now=T0 + seconds(10))
+        self.assertEqual(self.store.thd_get_node(A).error, "boom")
+        later = T0 + seconds(100)
+        record = self.start(A, macs=[MAC2], now=later)
+        self.assertEqual(record.state, "starting")
+        self.assertEqual(record.started_at, later)
+        self.assertIsNone(record.finished_at)
+        self.assertIsNone(record.error)
+        self.assertNotEqual(record.version_id, first.version_id)
+        self.assertEqual(self.attributes(A), [("mac", MAC2)])
+
+    def test_restart_waiting(self):
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        self.assertEqual(self.start(A, macs=[MAC1]).state, "starting")
+
+    def test_refused_while_processing(self):
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait", "process")
+        self.assertRaises(errors.InvalidTransition, self.start, A, macs=[MAC1])
+        self.assertEqual(self.store.thd_get_node(A).state, "processing")
+
+    def test_refused_while_starting(self):
+        self.start(A)
+        failure = self.failureResultOf(self.store.start(A, T0, True, {}, {}, []), errors.InvalidTransition)
+        self.assertEqual(failure.value.code, 409)
+
+    def test_mac_conflict_with_active_node(self):
+        """Two nodes under introspection cannot share a MAC or BMC address."""
+        self.start(A, macs=[MAC1, MAC2])
+        with self.assertRaises(errors.BadRequest) as caught:
+            self.start(B, macs=[MAC3, MAC2])
+        self.assertIn(MAC2, caught.exception.message)
+        self.assertIn(A, caught.exception.message)
+        self.assertNotIn(MAC3, caught.exception.message)
+        self.assertRaises(errors.NotFound, self.store.thd_get_node, B)
+
+    def test_shared_bmc_address_allowed(self):
+        """Nodes behind one BMC IP (virtualbmc ports, a Redfish manager) start together.
+
+        ironic-inspector allows it; lookup tells them apart by MAC.
+        """
+        self.start(A, macs=[MAC1], bmcs=["192.0.2.1"])
+        self.assertEqual(self.start(B, macs=[MAC2], bmcs=["192.0.2.1"]).state, "starting")
+        self.assertEqual(self.store.thd_lookup([MAC2], ["192.0.2.1"]).uuid, B)
+        self.assertRaises(errors.NotFound, self.store.thd_lookup, [], ["192.0.2.1"])
+
+
+    def test_no_conflict_with_finished_node(self):
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait", "process", "finish")
+        self.assertEqual(self.start(B, macs=[MAC1]).state, "starting")
+
+    def test_concurrent_restart_loses(self):
+        """A row changed between the read and the write: StateChanged."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        original = self.store._thd_check_conflicts
+
+        def racing(conn, uuid, attributes):
+            original(conn, uuid, attributes)
+            conn.execute(schema.nodes.update().where(schema.nodes.c.uuid == uuid).values(version_id="other"))
+
+        self.patch(self.store, "_thd_check_conflicts", racing)
+        self.assertRaises(errors.StateChanged, self.start, A, macs=[MAC1])
+
+
+class TransitionTests(StoreTestCase):
+    def test_transition(self):
+        started = self.start(A)
+        record = self.store.thd_transition(A, "wait", T0 + seconds(1))
+        self.assertEqual(record.state, "waiting")
+        self.assertNotEqual(record.version_id, started.version_id)
+        self.assertIsNone(record.finished_at)
+
+    def test_final_sets_finished_at_and_error(self):
+        self.start(A)
+        record = self.move(A, "wait", "error", now=T0 + seconds(5), error="Ramdisk reported error: x")
+        self.assertEqual(record.state, "error")
+        self.assertEqual(record.finished_at, T0 + seconds(5))
+        self.assertEqual(record.error, "Ramdisk reported error: x")
+        self.assertTrue(record.finished)
+        self.assertFalse(record.active)
+
+    def test_finish_clears_error_and_lease(self):
+        self.start(A)
+        self.move(A, "wait")
+        record = self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(300))
+        self.assertEqual(record.lease_until, T0 + seconds(300))
+        record = self.store.thd_transition(A, "finish", T0 + seconds(9))
+        self.assertEqual((record.state, record.error, record.lease_until), ("finished", None, None))
+        self.assertEqual(record.finished_at, T0 + seconds(9))
+
+    def test_invalid_transition(self):
+        self.start(A)
+        self.assertRaises(errors.InvalidTransition, self.store.thd_transition, A, "finish", T0)
+        self.assertEqual(self.store.thd_get_node(A).state, "starting")
+
+    def test_unknown_node(self):
+        self.failureResultOf(self.store.transition(C, "wait", T0), errors.NotFound)
+
+    def test_expected_state(self):
+        """expected= refuses when the node is not where the caller thinks."""
+        self.start(A)
+        self.move(A, "wait")
+        with self.assertRaises(errors.StateChanged) as caught:
+            self.store.thd_transition(A, "error", T0, expected="starting")
+        self.assertIn("waiting", caught.exception.message)
+        self.assertEqual(self.store.thd_get_node(A).state, "waiting")
+        record = self.store.thd_transition(A, "error", T0, expected=["starting", "waiting"], error="e")
+        self.assertEqual(record.state, "error")
+
+    def test_concurrent_update_between_read_and_write(self):
+        """Compare-and-set: another writer between read and UPDATE wins."""
+        self.start(A)
+        self.move(A, "wait")
+        original = self.store._thd_get
+
+        def racing(conn, uuid):
+            row = original(conn, uuid)
+            conn.execute(schema.nodes.update().where(schema.nodes.c.uuid == uuid).values(version_id="other"))
+            return row
+
+        self.patch(self.store, "_thd_get", racing)
+        self.assertRaises(errors.StateChanged, self.store.thd_transition, A, "process", T0)
+        self.patch(self.store, "_thd_get", original)
+        self.assertEqual(self.store.thd_get_node(A).state, "waiting")
+
+    def test_stale_record_claim(self):
+        """Two instances claim one node with the same record: one wins."""
+        self.start(A)
+        self.move(A, "wait")
+        self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(1))
+        stale = self.store.thd_get_node(A)
+        claimed = self.store.thd_claim(stale, T0 + seconds(2), T0 + seconds(302))
+        self.assertEqual(claimed.lease_until, T0 + seconds(302))
+        self.assertNotEqual(claimed.version_id, stale.version_id)
+        self.failureResultOf(self.store.claim(stale, T0 + seconds(2), T0 + seconds(302)), errors.StateChanged)
+
+    def test_transition_after_claim_uses_fresh_row(self):
+        self.start(A)
+        self.move(A, "wait", "process")
+        stale = self.store.thd_get_node(A)
+        self.store.thd_claim(stale, T0, T0 + seconds(300))
+        self.assertEqual(self.store.thd_transition(A, "finish", T0, expected="processing").state, "finished")
+
+
+class LookupTests(StoreTestCase):
+    def test_best_match(self):
+        self.start(A, macs=[MAC1], bmcs=["192.0.2.1"])
+        self.start(B, macs=[MAC2])
+        match = self.store.thd_lookup([MAC1.upper(), MAC2], ["192.0.2.1"])
+        self.assertIsInstance(match, Match)
+        self.assertEqual((match.uuid, match.score), (A, 2))
+        self.assertEqual(match.record.uuid, A)
+
+    def test_tie_is_not_found(self):
+        self.start(A, macs=[MAC1])
+        self.start(B, macs=[MAC2])
+        with self.assertRaises(errors.NotFound) as caught:
+            self.store.thd_lookup([MAC1, MAC2], [])
+        self.assertEqual(caught.exception.code, 404)
+        self.assertIn(A, caught.exception.message)
+        self.assertIn(B, caught.exception.message)
+
+    def test_bmc_only(self):
+        self.start(A, bmcs=["192.0.2.200"])
+        self.assertEqual(self.successResultOf(self.store.lookup(["52:54:00:99:99:99"], ["192.0.2.200"])).uuid, A)
+
+    def test_finished_node_found(self):
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait", "process", "finish")
+        match = self.store.thd_lookup([MAC1], [])
+        self.assertEqual((match.uuid, match.record.state), (A, "finished"))
+
+    def test_active_preferred_over_finished(self):
+        """A finished node matching more attributes does not shadow a live one."""
+        self.start(A, macs=[MAC1, MAC2], bmcs=["192.0.2.1"])
+        self.move(A, "wait", "process", "finish")
+        self.start(B, macs=[MAC3])
+        match = self.store.thd_lookup([MAC1, MAC2, MAC3], ["192.0.2.1"])
+        self.assertEqual((match.uuid, match.score), (B, 1))
+
+    def test_no_attributes(self):
+        self.start(A, macs=[MAC1])
+        self.assertIsNone(self.store.thd_lookup([], []))
+        self.assertIsNone(self.store.thd_lookup([None, ""], [None]))
+
+    def test_nothing_matches(self):
+        self.start(A, macs=[MAC1])
+        self.assertIsNone(self.store.thd_lookup([MAC3], ["192.0.2.9"]))
+
+
+class DataTests(StoreTestCase):
+    def setUp(self):
+        super().setUp()
+        self.start(A)
+
+    def test_store_and_get(self):
+        self.store.thd_store_data(A, {"raw": 1}, False, T0)
+        self.store.thd_store_data(A, {"processed": 2}, True, T0)
+        self.assertEqual(self.store.thd_get_data(A, False), {"raw": 1})
+        self.assertEqual(self.successResultOf(self.store.get_data(A, True)), {"processed": 2})
+
+    def test_store_replaces(self):
+        self.store.thd_store_data(A, {"v": 1}, False, T0)
+        self.successResultOf(self.store.store_data(A, {"v": 2}, False, T0 + seconds(1)))
+        self.assertEqual(self.store.thd_get_data(A, False), {"v": 2})
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(schema.introspection_data)).scalar()
+        self.assertEqual(count, 1)
+
+    def test_missing(self):
+        with self.assertRaises(errors.NotFound) as caught:
+            self.store.thd_get_data(A, False)
+        self.assertIn("unprocessed", caught.exception.message)
+        self.assertIn("processed", str(self.failureResultOf(self.store.get_data(A, True), errors.NotFound).value))
+
+    def test_delete(self):
+        self.store.thd_store_data(A, {"raw": 1}, False, T0)
+        self.store.thd_store_data(A, {"processed": 2}, True, T0)
+        self.successResultOf(self.store.delete_data(A))
+        self.assertRaises(errors.NotFound, self.store.thd_get_data, A, False)
+        self.assertRaises(errors.NotFound, self.store.thd_get_data, A, True)
+
+
+class PeriodicQueryTests(StoreTestCase):
+    def test_timed_out(self):
+        """Active nodes started before the threshold, oldest first."""
+        self.start(A, now=T0 + seconds(10))
+        self.start(B, now=T0)
+        self.start(C, now=T0 + seconds(5))
+        self.move(C, "wait", "process", "finish")
+        self.assertEqual(self.store.thd_timed_out(T0 + seconds(11)), [B, A])
+        self.assertEqual(self.successResultOf(self.store.timed_out(T0 + seconds(10))), [B])
+        self.assertEqual(self.store.thd_timed_out(T0), [])
+
+    def test_expired_leases(self):
+        self.start(A, macs=[MAC1])
+        self.start(B, macs=[MAC2])
+        self.start(C, macs=[MAC3])
+        self.move(A, "wait")
+        self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(300))
+        self.move(B, "wait")
+        self.store.thd_transition(B, "process", T0, lease_until=T0 + seconds(600))
+        self.move(C, "wait")  # waiting: never "abandoned"
+        self.assertEqual(self.store.thd_expired_leases(T0 + seconds(300)), [])
+        expired = self.successResultOf(self.store.expired_leases(T0 + seconds(301)))
+        self.assertEqual([r.uuid for r in expired], [A])
+        self.assertEqual(expired[0].state, "processing")
+
+    def test_list_newest_first_with_marker(self):
+        uuids = ["{:08d}-0000-0000-0000-000000000000".format(i) for i in range(5)]
+        for i, uuid in enumerate(uuids):
+            self.start(uuid, now=T0 + seconds(i // 2))  # pairs share a start time
+        everything = [r.uuid for r in self.store.thd_list(10)]
+        self.assertEqual(everything, [uuids[4], uuids[3], uuids[2], uuids[1], uuids[0]])
+        pages, marker = [], None
+        while True:
+            page = self.successResultOf(self.store.list_nodes(2, marker))
+            if not page:
+                break
+            pages.append([r.uuid for r in page])
+            marker = page[-1].uuid
+        self.assertEqual(pages, [[uuids[4], uuids[3]], [uuids[2], uuids[1]], [uuids[0]]])
+
+    def test_list_by_state(self):
+        self.start(A)
+        self.start(B)
+        self.move(B, "wait")
+        self.assertEqual([r.uuid for r in self.store.thd_list(10, states=["waiting"])], [B])
+        self.assertEqual(self.store.thd_list(10, states=["finished"]), [])
+
+    def test_list_unknown_marker(self):
+        self.assertRaises(errors.NotFound, self.store.thd_list, 10, C)
+
+
+class MigrationTests(SynchronousTestCase):
+    def setUp(self):
+        path = os.path.join(self.mktemp(), "sub", "inspectord.sqlite")
+        self.engine = make_engine("sqlite:///" + path)
+        self.addCleanup(self.engine.dispose)
+        self.path = path
+
+    def test_upgrade_file_database(self):
+        thd_upgrade(self.engine)
+        self.assertTrue(os.path.exists(self.path), "the directory is created")
+        with self.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        self.assertEqual(tables, set(schema.metadata.tables) | {"alembic_version"})
+        self.assertTrue({"nodes", "attributes", "introspection_data"} <= tables)
+        head = ScriptDirectory(os.path.join(os.path.dirname(sql.__file__), "migrations")).get_current_head()
+        self.assertEqual(version, head)
+        self.assertEqual(journal, "wal")
+
+    def test_migrations_match_schema(self):
+        """The migrated database is what schema.py describes."""
+        thd_upgrade(self.engine)
+        with self.engine.connect() as conn:
+            self.assertEqual(compare_metadata(MigrationContext.configure(conn), schema.metadata), [])
+
+    def test_upgrade_twice_keeps_data(self):
+        store = SQLStore(self.engine, SynchronousPool())
+        self.successResultOf(store.upgrade())
+        store.thd_start(A, T0, True, {"name": "n"}, {}, [("mac", MAC1)])
+        store.thd_store_data(A, {"raw": True}, False, T0)
+        self.successResultOf(store.upgrade())
+        self.assertEqual(store.thd_get_node(A).name, "n")
+        self.assertEqual(store.thd_get_data(A, False), {"raw": True})
+        self.assertEqual(store.thd_lookup([MAC1], []).uuid, A)
+
+    def test_concurrent_writer_on_file_database(self):
+        """Two connections to one file: the later compare-and-set loses."""
+        store = SQLStore(self.engine, SynchronousPool())
+        thd_upgrade(self.engine)
+        store.thd_start(A, T0, True, {}, {}, [])
+        other = make_engine("sqlite:///" + self.path)
+        self.addCleanup(other.dispose)
+        original = store._thd_get
+
+        def racing(conn, uuid):
+            row = original(conn, uuid)
+            SQLStore(other, SynchronousPool()).thd_transition(uuid, "error", T0, error="other instance")
+            return row
+
+        self.patch(store, "_thd_get", racing)
+        self.assertRaises(errors.StateChanged, store.thd_transition, A, "wait", T0)
+        self.patch(store, "_thd_get", original)
+        self.assertEqual(store.thd_get_node(A).error, "other instance")
+
+
+class UtcTests(SynchronousTestCase):
+    def test_utc(self):
+        self.assertEqual(utc(1_800_000_000), datetime.datetime(2027, 1, 15, 8, 0, 0))
+        self.assertIsNone(utc(0).tzinfo)

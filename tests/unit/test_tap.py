@@ -1,0 +1,186 @@
+"""``twistd inspectord``: option parsing and the service tree (never started)."""
+
+import os
+
+import sqlalchemy as sa
+from twisted.application import internet, service
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from inspectord import tap
+from inspectord.api.app import API, make_site
+from inspectord.api.auth import NoAuth
+from inspectord.introspection import Introspection
+from inspectord.service import InspectordService, ThreadPoolService
+from inspectord.store import SQLStore, make_engine
+from inspectord.store.pool import DatabasePool, SynchronousPool
+from tests.unit.helpers import make_config
+
+CONF = """\
+[DEFAULT]
+listen_address = 127.0.0.1
+listen_port = 5055
+auth_strategy = noauth
+clean_up_period = {clean_up_period}
+
+[ironic]
+auth_type = none
+endpoint_override = http://127.0.0.1:6385
+
+[database]
+connection = sqlite:///{database}
+"""
+
+
+class TapTestCase(SynchronousTestCase):
+    def write_config(self, clean_up_period=60, extra=""):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        self.database = os.path.join(directory, "db", "inspectord.sqlite")
+        path = os.path.join(directory, "inspectord.conf")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(CONF.format(database=self.database, clean_up_period=clean_up_period) + extra)
+        return path
+
+    def options(self, *argv):
+        options = tap.Options()
+        options.parseOptions(list(argv))
+        return options
+
+
+class OptionsTests(TapTestCase):
+    def test_config_file(self):
+        path = self.write_config()
+        options = self.options("--config-file", path)
+        self.assertEqual(options["config-file"], path)
+        self.assertEqual(options["config"].path, path)
+        self.assertEqual(options["config"].default.listen_port, 5055)
+
+    def test_short_flag(self):
+        path = self.write_config()
+        self.assertEqual(self.options("-c", path)["config"].database.connection, "sqlite:///" + self.database)
+
+    def test_missing_file(self):
+        path = os.path.join(self.mktemp(), "nothing.conf")
+        with self.assertRaises(usage.UsageError) as caught:
+            self.options("--config-file", path)
+        self.assertIn(path, str(caught.exception))
+
+    def test_bad_option_named(self):
+        path = self.write_config(extra="\n[processing]\nadd_ports = sometimes\n")
+        with self.assertRaises(usage.UsageError) as caught:
+            self.options("--config-file", path)
+        self.assertIn("configuration error", str(caught.exception))
+        self.assertIn("add_ports", str(caught.exception))
+
+    def test_unknown_option_named(self):
+        path = self.write_config(extra="\n[processing]\nno_such_option = 1\n")
+        with self.assertRaises(usage.UsageError) as caught:
+            self.options("--config-file", path)
+        self.assertIn("[processing]no_such_option", str(caught.exception))
+
+    def test_unknown_flag(self):
+        self.assertRaises(usage.UsageError, self.options, "--no-such-flag")
+
+    def test_plugin(self):
+        """The twistd plugin names this module."""
+        from twisted.plugins import inspectord_plugin
+
+        maker = inspectord_plugin.inspectord
+        self.assertEqual((maker.tapname, maker.module), ("inspectord", "inspectord.tap"))
+        self.assertIs(maker.options, tap.Options)
+
+
+class MakeServiceTests(TapTestCase):
+    def make(self, **kwargs):
+        top = tap.makeService(self.options("--config-file", self.write_config(**kwargs)))
+        self.assertFalse(top.running)
+        return top
+
+    def test_service_tree(self):
+        top = self.make()
+        self.assertIsInstance(top, service.MultiService)
+        children = list(top)
+        self.assertEqual(len(children), 3)
+        db = top.getServiceNamed("database-pool")
+        self.assertIsInstance(db, DatabasePool)
+        io = top.getServiceNamed("inspectord-io")
+        self.assertIsInstance(io, ThreadPoolService)
+        self.assertEqual(io.pool.max, 4)
+        self.assertEqual([type(c) for c in children], [DatabasePool, ThreadPoolService, InspectordService])
+        self.assertFalse(any(c.running for c in children))
+
+    def test_database_from_config(self):
+        main = list(self.make())[-1]
+        self.assertEqual(str(main.store.engine.url), "sqlite:///" + self.database)
+        self.assertTrue(os.path.isdir(os.path.dirname(self.database)))
+        self.assertEqual(main.introspection.config.default.listen_port, 5055)
+
+    def test_listening_endpoint(self):
+        main = list(self.make())[-1]
+        endpoint = main._api.endpoint
+        self.assertEqual((endpoint._port, endpoint._interface), (5055, "127.0.0.1"))
+
+    def test_periodic_timer(self):
+        main = list(self.make(clean_up_period=30))[-1]
+        self.assertIsInstance(main._timer, internet.TimerService)
+        self.assertEqual(main._timer.step, 30)
+
+    def test_no_timer_when_disabled(self):
+        main = list(self.make(clean_up_period=0))[-1]
+        self.assertIsNone(main._timer)
+
+
+class FailingStore:
+    def upgrade(self):
+        return defer.fail(RuntimeError("database is locked"))
+
+
+class InspectordServiceTests(SynchronousTestCase):
+    """The main service on a memory reactor: migrations, then API and timer."""
+
+    def make(self, store, clean_up_period=60):
+        self.reactor = MemoryReactorClock()
+        config = make_config()
+        self.introspection = Introspection(store, None, config, self.reactor)
+        api = API(self.introspection, store, None, config, NoAuth("127.0.0.1"))
+        site = make_site(api.app.resource(), 1024)
+        return InspectordService(
+            self.reactor, store, self.introspection, "tcp:5055:interface=127.0.0.1", site, clean_up_period
+        )
+
+    def test_start_migrates_then_listens(self):
+        engine = make_engine("sqlite://")
+        self.addCleanup(engine.dispose)
+        main = self.make(SQLStore(engine, SynchronousPool()), clean_up_period=30)
+        periodic = []
+        self.patch(self.introspection, "periodic", lambda: _record_call(periodic))
+        main.startService()
+        self.successResultOf(main.ready)
+        self.assertIn("nodes", sa.inspect(engine).get_table_names())
+        listening = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
+        self.assertEqual(listening, [(5055, "127.0.0.1")])
+        self.assertEqual(len(periodic), 1)  # the timer runs at once...
+        self.reactor.advance(30)
+        self.assertEqual(len(periodic), 2)  # ...then every clean_up_period
+        self.successResultOf(main.stopService())
+        self.reactor.advance(60)
+        self.assertEqual(len(periodic), 2)
+
+    def test_failed_start_stops_reactor(self):
+        main = self.make(FailingStore())
+        self.reactor.running = True
+        main.startService()
+        self.successResultOf(main.ready)
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertEqual(self.reactor.tcpServers, [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+def _record_call(calls):
+    async def run():
+        calls.append(1)
+
+    return run()
