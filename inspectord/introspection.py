@@ -84,11 +84,15 @@ class Introspection:
         host names, writing ramdisk logs).
     :param pxe_filter: told whenever the set of nodes under introspection
         changes (``notify()``).
+    :param verifier: checks new BMC credentials
+        (:class:`inspectord.ipmi.CredentialsVerifier`); needed only with
+        ``[processing]enable_setting_ipmi_credentials``.
     """
 
     log = Logger()
 
-    def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None):
+    def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None):
+        self.verifier = verifier
         self.store = store
         self.ironic = ironic
         self.config = config
@@ -127,13 +131,20 @@ class Introspection:
 
     # -- start ------------------------------------------------------------
 
-    async def start(self, node_id, manage_boot=None):
+    async def start(self, node_id, manage_boot=None, new_ipmi_username=None, new_ipmi_password=None):
         """Start introspection of a node (UUID or name).
 
         Returns once the start is recorded; booting the node continues in
-        the background.
+        the background.  With ``new_ipmi_*`` the ramdisk is asked to set
+        those BMC credentials, which inspectord then verifies itself.
         """
         config = self.config
+        setting_credentials = new_ipmi_username is not None or new_ipmi_password is not None
+        if setting_credentials and not config.processing.enable_setting_ipmi_credentials:
+            raise errors.BadRequest(
+                "Setting IPMI credentials is disabled; enable it with "
+                "[processing]enable_setting_ipmi_credentials"
+            )
         if manage_boot is None:
             manage_boot = config.default.can_manage_boot
         elif manage_boot and not config.default.can_manage_boot:
@@ -146,7 +157,13 @@ class Introspection:
         except errors.IronicNotFound:
             raise errors.NotFound("Node {} was not found in Ironic".format(node_id)) from None
         uuid = node["uuid"]
-        self._check_provision_state(node)
+        options = {}
+        if setting_credentials:
+            options["ipmi_credentials"] = self._new_credentials(node, new_ipmi_username, new_ipmi_password)
+            # The BMC cannot be used yet: the operator powers the node on.
+            manage_boot = False
+        else:
+            self._check_provision_state(node)
         if manage_boot:
             ok, reason = await self.ironic.validate_power(uuid)
             if not ok:
@@ -155,16 +172,40 @@ class Introspection:
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
         snapshot = node_snapshot(node)
-        record = await self.store.start(uuid, self.now(), manage_boot, snapshot, port_map, attributes)
+        record = await self.store.start(uuid, self.now(), manage_boot, snapshot, port_map, attributes, options)
         self.log.info(
-            "Node {node}: introspection started ({ports} port(s), manage_boot={manage_boot})",
+            "Node {node}: introspection started ({ports} port(s), manage_boot={manage_boot}, "
+            "setting IPMI credentials: {setting})",
             node=uuid,
             ports=len(port_map),
             manage_boot=manage_boot,
+            setting=setting_credentials,
         )
         self._filter_changed()
         self._background(self._boot(record), "starting introspection of node " + uuid)
         return record
+
+    def _new_credentials(self, node, username, password):
+        from inspectord.ipmi import validate_new_credentials
+
+        if node.get("provision_state") != "enroll":
+            raise errors.BadRequest(
+                "Node {} is in provision state {!r}: IPMI credentials can only be set on a node "
+                "in the enroll state".format(node["uuid"], node.get("provision_state"))
+            )
+        if username is None:
+            username = (node.get("driver_info") or {}).get("ipmi_username")
+        if not username:
+            raise errors.BadRequest(
+                "new_ipmi_username is required: node {} has no driver_info.ipmi_username".format(node["uuid"])
+            )
+        if not password:
+            raise errors.BadRequest("new_ipmi_password is required to set IPMI credentials")
+        try:
+            validate_new_credentials(username, password)
+        except ValueError as e:
+            raise errors.BadRequest(str(e)) from None
+        return {"username": username, "password": password}
 
     def _check_provision_state(self, node):
         state = node.get("provision_state")
@@ -311,7 +352,15 @@ class Introspection:
         # Like ironic-inspector, answer the ramdisk before powering it off.
         finishing = self._background(self._finish(record, data), "finishing node " + uuid)
         finishing.addBoth(lambda result: lease.stop() or result)
-        return {"uuid": uuid}
+        response = {"uuid": uuid}
+        credentials = record.options.get("ipmi_credentials")
+        if credentials:
+            response.update(
+                ipmi_setup_credentials=True,
+                ipmi_username=credentials["username"],
+                ipmi_password=credentials["password"],
+            )
+        return response
 
     def _hold_lease(self, uuid):
         """Renew the processing lease of ``uuid`` until ``stop()`` is called."""
@@ -360,6 +409,8 @@ class Introspection:
         try:
             if self.config.processing.always_store_ramdisk_logs:
                 await self._store_logs(data, uuid)
+            if record.options.get("ipmi_credentials"):
+                await self._verify_credentials(record, data)
             if power_off:
                 await self._power_off(record)
             await self.store.transition(uuid, st.Event.finish, self.now(), expected=record.state)
@@ -381,8 +432,32 @@ class Introspection:
             self._reactor, self._io_pool, ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now()
         )
 
+    async def _verify_credentials(self, record, data):
+        """Log in to the BMC with the credentials the ramdisk set; record them in Ironic."""
+        credentials = record.options["ipmi_credentials"]
+        info = record.node.get("driver_info") or {}
+        address = info.get("ipmi_address") or (data.get("ipmi_address") or data.get("ipmi_v6address"))
+        if not address:
+            raise errors.ProcessingError(
+                "Cannot verify the new IPMI credentials: neither driver_info.ipmi_address nor the ramdisk "
+                "gives a BMC address"
+            )
+        port = int(info.get("ipmi_port") or 623)
+        if self.verifier is None:
+            raise errors.ProcessingError("Setting IPMI credentials needs pyghmi, which is not available")
+        await self.verifier.verify(address, credentials["username"], credentials["password"], port=port)
+        patch = [
+            {"op": "add", "path": "/driver_info/ipmi_username", "value": credentials["username"]},
+            {"op": "add", "path": "/driver_info/ipmi_password", "value": credentials["password"]},
+        ]
+        if not info.get("ipmi_address"):
+            patch.append({"op": "add", "path": "/driver_info/ipmi_address", "value": address})
+        await self.ironic.patch_node(record.uuid, patch)
+        self.log.info("Node {node}: new IPMI credentials verified on {address}", node=record.uuid, address=address)
+
     async def _power_off(self, record):
-        if not record.manage_boot or not self.config.processing.power_off:
+        manages_power = record.manage_boot or bool(record.options.get("ipmi_credentials"))
+        if not manages_power or not self.config.processing.power_off:
             return
         if record.provision_state in ACTIVE_PROVISION_STATES:
             return

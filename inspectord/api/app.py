@@ -7,11 +7,14 @@ one place (:meth:`API._respond`).
 
 import functools
 import json
+import re
 import uuid as uuidlib
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web import server
+from twisted.web import http, server
+from twisted.web.iweb import IAccessLogFormatter
+from zope.interface import provider
 from werkzeug import exceptions as werkzeug_exceptions
 
 from inspectord import errors
@@ -97,12 +100,32 @@ class LimitedRequest(server.Request):
         super().handleContentChunk(data)
 
 
+_SECRET_QUERY = re.compile(rb"((?:^|[?&])[^=&]*password[^=&]*=)[^&]*", re.IGNORECASE)
+
+
+class _MaskedURIRequest:
+    """A view of a request whose URI has password parameters masked."""
+
+    def __init__(self, request):
+        self._request = request
+        self.uri = _SECRET_QUERY.sub(rb"\1***", request.uri)
+
+    def __getattr__(self, name):
+        return getattr(self._request, name)
+
+
+@provider(IAccessLogFormatter)
+def access_log_formatter(timestamp, request):
+    """The combined log format, minus secrets in query strings."""
+    return http.combinedLogFormatter(timestamp, _MaskedURIRequest(request))
+
+
 def make_site(resource, max_body_size):
     class Request(LimitedRequest):
         pass
 
     Request.max_body_size = max_body_size
-    site = server.Site(resource)
+    site = server.Site(resource, logFormatter=access_log_formatter)
     site.requestFactory = Request
     site.displayTracebacks = False
     return site
@@ -239,13 +262,12 @@ class API:
     @app.route("/v1/introspection/<node_id>", methods=["POST"])
     @endpoint("introspection:start")
     async def start(self, request, node_id):
-        manage_boot = _bool_arg(request, "manage_boot")
-        if _str_arg(request, "new_ipmi_username") is not None or _str_arg(request, "new_ipmi_password") is not None:
-            raise errors.BadRequest(
-                "Setting IPMI credentials is disabled; enable it with "
-                "[processing]enable_setting_ipmi_credentials"
-            )
-        await self.introspection.start(node_id, manage_boot=manage_boot)
+        await self.introspection.start(
+            node_id,
+            manage_boot=_bool_arg(request, "manage_boot"),
+            new_ipmi_username=_str_arg(request, "new_ipmi_username"),
+            new_ipmi_password=_str_arg(request, "new_ipmi_password"),
+        )
         request.setResponseCode(202)
         return None
 
