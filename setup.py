@@ -20,6 +20,8 @@ setup(
         "keystoneauth1>=5.0",
         "jsonpath-ng>=1.5",
         "scapy>=2.5",
+        "bcrypt>=4.1",
+        "PyYAML>=6.0",
     ],
     extras_require={
         "test": ["python-ironicclient>=5.0"],

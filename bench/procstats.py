@@ -1,5 +1,7 @@
 """CPU time and memory of processes, from /proc (through psutil)."""
 
+import os
+
 import psutil
 
 
@@ -46,3 +48,29 @@ def peak_rss_mb(pid):
 
 def tree_rss_mb(pid):
     return sum(rss_mb(p.pid) for p in tree(pid))
+
+
+def machine_busy_seconds():
+    """CPU seconds every CPU of the machine spent busy since boot (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class Window:
+    """CPU seconds used during a phase: by each watched process tree, and by the rest of the machine."""
+
+    def __init__(self, **pids):
+        self.pids = {name: pid for name, pid in pids.items() if pid}
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.start_self = cpu_seconds(os.getpid())
+        self.start_machine = machine_busy_seconds()
+
+    def stop(self):
+        used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
+        used["harness"] = cpu_seconds(os.getpid()) - self.start_self
+        machine = machine_busy_seconds() - self.start_machine
+        used["machine"] = machine
+        used["background"] = max(0.0, machine - sum(v for k, v in used.items() if k != "machine"))
+        return used

@@ -40,6 +40,7 @@ from inspectord.store import SQLStore, make_engine  # noqa: E402
 from inspectord.store.pool import SynchronousPool  # noqa: E402
 
 INTERFACE = "bench0"
+PARTS = ("nftables", "iptables", "dnsmasq", "memory")
 CHAIN = "ironic-inspector"
 
 
@@ -47,6 +48,11 @@ def macs(count, prefix=0x02):
     return ["{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}".format(
         prefix, (i >> 32) & 0xFF, (i >> 24) & 0xFF, (i >> 16) & 0xFF, (i >> 8) & 0xFF, i & 0xFF)
         for i in range(count)]
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def median_ms(samples):
@@ -86,12 +92,18 @@ class Bench:
         subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL)
 
     async def runs(self, make_coro, before=None):
-        samples = []
+        samples, self.cpu = [], []
         for _ in range(self.args.runs):
             if before is not None:
                 await before()
+            used = children_cpu()
             samples.append(await timed(self.reactor, make_coro))
+            self.cpu.append(children_cpu() - used)
         return samples
+
+    def cpu_row(self, what):
+        """CPU time (user + sys) of the commands of the last runs: what wall time is on an idle machine."""
+        self.row("  CPU time of the commands ({})".format(what), median_ms(self.cpu), "ms")
 
     async def netns_overhead(self):
         samples = await self.runs(lambda: self.runner.run(("true",)))
@@ -102,6 +114,7 @@ class Bench:
         full = await self.runs(lambda: driver.apply(self.state))
         n = len(self.known)
         self.row("nftables full sync, {:,} MACs (one nft -f)".format(n), median_ms(full), "ms", 1000)
+        self.cpu_row("nft")
         incremental = await self.runs(
             lambda: driver.apply(self.next_state, previous=self.state),
             before=lambda: driver.apply(self.state),
@@ -114,9 +127,10 @@ class Bench:
         full = await self.runs(lambda: driver.apply(self.state))
         self.restore_seconds = statistics.median(full)
         self.row(
-            "iptables full sync, {:,} MACs (one iptables-restore + jump check)".format(len(self.known)),
+            "iptables full sync, {:,} MACs (iptables-restore + -S INPUT)".format(len(self.known)),
             median_ms(full), "ms", 1000,
         )
+        self.cpu_row("iptables-restore, iptables -S")
         if shutil.which("iptables-legacy-restore"):
             text = iptables.restore_input(CHAIN, self.state)
             legacy = await self.runs(lambda: self.runner.run(("iptables-legacy-restore", "-w", "--noflush"), stdin=text))
@@ -236,19 +250,26 @@ class Bench:
             lines.append("{:<{w}}  {:>12}  {:>8}  {}".format(what, shown, goal, note, w=width))
         lines.append("")
         lines.append("max RSS of this process: {:.0f} MiB".format(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        lines.append("load average at the end: {:.2f} {:.2f} {:.2f} on {} CPUs (wall times grow with it)".format(
+            *os.getloadavg(), os.cpu_count()))
         return "\n".join(lines)
 
 
 async def main(reactor, args):
     bench = Bench(reactor, args)
+    parts = set(args.only.split(",")) if args.only else set(PARTS)
     try:
         await bench.setup()
         await bench.netns_overhead()
-        await bench.nft()
-        await bench.iptables_restore()
-        await bench.iptables_per_mac()
-        await bench.dnsmasq_files()
-        bench.memory()
+        if "nftables" in parts:
+            await bench.nft()
+        if "iptables" in parts:
+            await bench.iptables_restore()
+            await bench.iptables_per_mac()
+        if "dnsmasq" in parts:
+            await bench.dnsmasq_files()
+        if "memory" in parts:
+            bench.memory()
     finally:
         bench.teardown()
     print(bench.table())
@@ -259,6 +280,7 @@ def parse(argv):
     parser.add_argument("--macs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--per-mac", type=int, default=1000, help="MACs for the one-process-per-MAC comparison")
+    parser.add_argument("--only", default="", help="comma-separated parts: " + ",".join(PARTS))
     return parser.parse_args(argv)
 
 

@@ -15,6 +15,9 @@ SERVICES = ("inspectord", "ironic-inspector")
 def _get(result, path):
     value = result
     for key in path.split("."):
+        if isinstance(value, list) and key.isdigit():
+            value = value[int(key)] if int(key) < len(value) else None
+            continue
         if not isinstance(value, dict) or key not in value:
             return None
         value = value[key]
@@ -54,6 +57,7 @@ def _ratio(a, b):
 FIGURES = [
     ("wall time, first callback -> all finished (s)", "storm.wall_s", "{:.1f}", 1),
     ("callbacks (nodes) per second", "storm.callbacks_per_s", "{:.2f}", 1),
+    ("first node finished, after the first callback (s)", "storm.completions.0", "{:.2f}", 1),
     ("callback latency p50 (s)", "storm.latency_p50_s", "{:.2f}", 1),
     ("callback latency p99 (s)", "storm.latency_p99_s", "{:.2f}", 1),
     ("service CPU per node, storm (ms)", "storm.service_cpu_ms_per_node", "{:.1f}", 1),
@@ -67,6 +71,7 @@ FIGURES = [
     ("status p50, 50 clients (ms)", "status.50.p50_ms", "{:.1f}", 1),
     ("status p99, 50 clients (ms)", "status.50.p99_ms", "{:.1f}", 1),
     ("service CPU per 1000 status reads, 50 clients (ms)", None, "{:.0f}", 1),
+    ("CPU of other processes on the machine during the storm (s)", "storm.cpu.background", "{:.1f}", 1),
     ("RSS idle after start (MB)", "idle_rss_mb", "{:.1f}", 1),
     ("peak RSS (MB)", "peak_rss_mb", "{:.1f}", 1),
     ("import floor RSS (MB)", "import_floor_mb", "{:.1f}", 1),
@@ -163,7 +168,7 @@ def targets(results, count):
     return rows
 
 
-def markdown(meta, results):
+def markdown(meta, results, directory="."):
     groups = _group(results)
     counts = sorted({r["nodes"] for r in results})
     systems = [s for s in SYSTEMS if s in meta["systems"]]
@@ -173,11 +178,15 @@ def markdown(meta, results):
         "Measured {} on {} CPU(s): Ironic 39 standalone (fake-hardware, SQLite), a fresh copy of the enrolled "
         "database for every system and run, 4 ports per node; {} IPA callbacks in flight; the floor makes "
         "one PATCH + one power-off PUT per node, {} nodes in flight; status reads for {} s per client count "
-        "with wrk. Medians over {} run(s); ratios are computed within each run, then their median is shown.".format(
+        "with wrk. Medians over runs (counted in each table); ratios are computed within each run, then their "
+        "median is shown.".format(
             meta["started"], meta["cpus"], meta["callback_concurrency"], meta["floor_concurrency"],
-            meta["status_seconds"], meta["runs"]),
+            meta["status_seconds"]),
         "",
     ]
+    if meta.get("experiment"):
+        lines += ["**Experiment**: inspectord ran with `{}` of `bench/experiments.py` patched in.".format(
+            meta["experiment"]), ""]
     if meta.get("inspectord_config", "").strip():
         lines += ["inspectord extra configuration: `{}`".format(meta["inspectord_config"].strip().replace("\n", " ")), ""]
     failed = [r for r in results if "failed" in r]
@@ -186,6 +195,7 @@ def markdown(meta, results):
         header = ["figure"] + systems
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
+        lines.append("| runs | {} |".format(" | ".join(str(len(groups.get((count, s), []))) for s in systems)))
         for label, path, fmt, _scale in FIGURES:
             cells = []
             for system in systems:
@@ -226,6 +236,21 @@ def markdown(meta, results):
         for system, nodes, sample in sorted(set(errors))[:20]:
             lines.append("* {} ({} nodes): `{}`".format(system, nodes, sample.replace("`", "'")[:200]))
     lines += ["", "Plots: `throughput_vs_n.png`, `latency_distribution.png`, `completions.png`.", ""]
+    from bench import profiles
+
+    seen = set()
+    for result in results:
+        for key, phase in (("profile", "boot storm"), ("profile_status", "status reads, 50 clients")):
+            path = result.get(key)
+            if not path:
+                continue
+            path = pathlib.Path(directory) / pathlib.Path(path).name
+            if path in seen or not path.exists():
+                continue
+            seen.add(path)
+            lines += ["## Profile: {} during the {} ({} nodes, run {})".format(
+                result["system"], phase, result["nodes"], result.get("run")), ""]
+            lines += profiles.markdown(path, "`{}`".format(pathlib.Path(path).name))
     pxe = pathlib.Path(__file__).resolve().parent / "results" / "pxe_filter.md"
     if pxe.exists():
         lines += ["", pxe.read_text()]
@@ -276,10 +301,15 @@ def plots(directory, meta, results):
         xs = [n for n in counts if groups.get((n, system))]
         if not xs:
             continue
-        rate = [_median([_get(r, "storm.callbacks_per_s") for r in groups[(n, system)]]) for n in xs]
-        wall = [_median([_get(r, "storm.wall_s") for r in groups[(n, system)]]) for n in xs]
-        ax1.plot(xs, rate, "o-", color=colors[system], label=system)
-        ax2.plot(xs, wall, "o-", color=colors[system], label=system)
+        for ax, key in ((ax1, "storm.callbacks_per_s"), (ax2, "storm.wall_s")):
+            values = [[v for v in (_get(r, key) for r in groups[(n, system)]) if v is not None] for n in xs]
+            mid = [statistics.median(v) if v else None for v in values]
+            low = [m - min(v) if v else 0 for m, v in zip(mid, values)]
+            high = [max(v) - m if v else 0 for m, v in zip(mid, values)]
+            ax.errorbar(xs, mid, yerr=[low, high], fmt="o-", capsize=4, color=colors[system],
+                        label=system + " (median, min-max)")
+    ax1.set_xticks(counts)
+    ax2.set_xticks(counts)
     ax1.set_xlabel("nodes")
     ax1.set_ylabel("nodes finished per second")
     ax1.set_title("Boot storm throughput")
@@ -331,7 +361,7 @@ def plots(directory, meta, results):
 
 def write(directory, meta, results):
     directory = pathlib.Path(directory)
-    text = markdown(meta, results)
+    text = markdown(meta, results, directory)
     (directory / "results.md").write_text(text + "\n")
     plots(directory, meta, results)
     return text

@@ -37,6 +37,7 @@ import tempfile
 import time
 
 from bench import procstats, report, statusload, workload
+from bench.experiments import EXPERIMENTS
 from bench.systems import SERVICES, IronicInspector, Proxy
 
 ALL_SYSTEMS = ("inspectord", "ironic-inspector", "floor")
@@ -138,7 +139,14 @@ def run_service(name, snapshot, workdir, args):
     try:
         service = SERVICES[name](pathlib.Path(workdir) / name, proxy.url,
                                  extra_config=args.inspectord_config if name == "inspectord" else "")
-        service.start()
+        if name == "inspectord" and args.experiment:
+            os.environ["BENCH_PRELOAD"] = str(pathlib.Path(__file__).resolve().parent / "experiments.py")
+            os.environ["BENCH_EXPERIMENT"] = args.experiment
+        try:
+            service.start()
+        finally:
+            os.environ.pop("BENCH_PRELOAD", None)
+            os.environ.pop("BENCH_EXPERIMENT", None)
         say("{} is up at {} (pid {}); Ironic at {} behind the counting proxy {}".format(
             name, service.url, service.pid, ironic.url, proxy.url))
         result["idle_rss_mb"] = procstats.rss_mb(service.pid)
@@ -167,6 +175,7 @@ def run_service(name, snapshot, workdir, args):
         if args.profile in (name, "all"):
             profiler = Profiler(service.pid, RESULTS / "profile-{}-{}.txt".format(name, count))
         cpu_service, cpu_ironic = procstats.cpu_seconds(service.pid), procstats.cpu_seconds(ironic.pid)
+        window = procstats.Window(service=service.pid, ironic=ironic.pid, proxy=proxy.pid)
         say("posting {} callbacks, {} in flight".format(count, args.callback_concurrency))
         records, stale = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.time()
@@ -176,8 +185,9 @@ def run_service(name, snapshot, workdir, args):
         cpu_service = procstats.cpu_seconds(service.pid) - cpu_service
         cpu_ironic = procstats.cpu_seconds(ironic.pid) - cpu_ironic
         storm_stats = proxy.reset()
+        cpu_window = window.stop()
         if profiler is not None:
-            result["profile"] = str(profiler.stop())
+            result["profile"] = _name(profiler.stop())
             profiler = None
         first = min(r["sent"] for r in records)
         finished_at = [workload.parse_time(s.get("finished_at")) for s in final.values() if s.get("finished")]
@@ -210,6 +220,7 @@ def run_service(name, snapshot, workdir, args):
             "service_cpu_ms_per_node": 1000 * cpu_service / count,
             "ironic_cpu_ms_per_node": 1000 * cpu_ironic / count,
             "ironic": storm_stats,
+            "cpu": cpu_window,
         }
         calls = start_stats["total"] + storm_stats["total"]
         result["ironic_calls_per_node"] = calls / count
@@ -230,7 +241,12 @@ def run_service(name, snapshot, workdir, args):
             for clients in (1, 50):
                 say("status reads: {} client(s) for {} s (wrk)".format(clients, args.status_seconds))
                 cpu = procstats.cpu_seconds(service.pid)
+                if clients == 50 and args.profile in (name, "all"):
+                    profiler = Profiler(service.pid, RESULTS / "profile-{}-{}-status.txt".format(name, count))
                 figures = statusload.run_wrk(service.url, uuids[:200], clients, args.status_seconds)
+                if profiler is not None:
+                    result["profile_status"] = _name(profiler.stop())
+                    profiler = None
                 figures["service_cpu_s"] = procstats.cpu_seconds(service.pid) - cpu
                 result["status"][str(clients)] = figures
                 say("  {:.0f} requests/s, p50 {:.1f} ms, p99 {:.1f} ms, {} errors".format(
@@ -266,10 +282,12 @@ def run_floor(snapshot, workdir, args):
                                    "powered on (set-up)"))
         proxy.reset()
         cpu_ironic = procstats.cpu_seconds(ironic.pid)
+        window = procstats.Window(ironic=ironic.pid, proxy=proxy.pid)
         say("floor: PATCH + power-off PUT for {} nodes, {} in flight".format(count, args.floor_concurrency))
         records = asyncio.run(workload.floor(proxy.url, snapshot.uuids, args.floor_concurrency, say))
         cpu_ironic = procstats.cpu_seconds(ironic.pid) - cpu_ironic
         stats = proxy.reset()
+        cpu_window = window.stop()
     finally:
         proxy.stop()
         ironic.stop()
@@ -290,6 +308,7 @@ def run_floor(snapshot, workdir, args):
         "ironic_cpu_s": cpu_ironic,
         "ironic_cpu_ms_per_node": 1000 * cpu_ironic / count,
         "ironic": stats,
+        "cpu": cpu_window,
     }
     result["ironic_calls_per_node"] = stats["total"] / count
     result["ironic_resets"] = stats["resets"]
@@ -314,8 +333,12 @@ def parse_args(argv):
                         help="record a py-spy profile of the service during the storm")
     parser.add_argument("--inspectord-config", default="",
                         help="text appended to inspectord's configuration (e.g. '[ironic_client]\\nmax_in_flight = 16')")
+    parser.add_argument("--experiment", choices=sorted(EXPERIMENTS),
+                        help="start inspectord with this change of bench/experiments.py patched in")
     parser.add_argument("--workdir", help="keep every work directory here (default: a temporary one, removed)")
     parser.add_argument("--output", default=str(RESULTS), help="results directory (default: bench/results)")
+    parser.add_argument("--append", action="store_true",
+                        help="add to the results.json already in the results directory (runs are numbered on)")
     args = parser.parse_args(argv)
     args.nodes = [int(n) for n in args.nodes.split(",") if n.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -351,11 +374,23 @@ def main(argv=None):
         "status_seconds": args.status_seconds,
         "cpus": os.cpu_count(),
         "inspectord_config": args.inspectord_config,
+        "experiment": args.experiment,
     }
     results = []
+    first_run = 1
+    existing = RESULTS / "results.json"
+    if args.append and existing.exists():
+        previous = json.loads(existing.read_text())
+        results = previous["results"]
+        first_run = 1 + max((r.get("run", 0) for r in results), default=0)
+        old = previous["meta"]
+        meta["nodes"] = sorted(set(old.get("nodes", [])) | set(args.nodes))
+        meta["systems"] = [s for s in ALL_SYSTEMS if s in set(old.get("systems", [])) | set(args.systems)]
+        meta["runs"] = old.get("runs", 0) + args.runs
+        meta["started"] = old.get("started", meta["started"])
     snapshots = {}
     try:
-        for run in range(1, args.runs + 1):
+        for run in range(first_run, first_run + args.runs):
             # Rotate the order so that no system always runs first (a noisy machine drifts).
             order = args.systems[(run - 1) % len(args.systems):] + args.systems[:(run - 1) % len(args.systems)]
             for count in args.nodes:
@@ -363,7 +398,7 @@ def main(argv=None):
                     snapshots[count] = Snapshot(root, count, args.enroll_concurrency)
                     snapshots[count].build()
                 for name in order:
-                    say("=== run {}/{}, {} nodes: {} ===".format(run, args.runs, count, name))
+                    say("=== run {}/{}, {} nodes: {} ===".format(run, first_run + args.runs - 1, count, name))
                     workdir = root / "run{}-n{}-{}".format(run, count, name)
                     try:
                         if name == "floor":
@@ -387,6 +422,11 @@ def main(argv=None):
     print(text)
     say("results in {}".format(RESULTS))
     return 0
+
+
+def _name(path):
+    """A profile's file name (it lives in the results directory), or None."""
+    return pathlib.Path(path).name if path else None
 
 
 def _save(meta, results):

@@ -124,7 +124,11 @@ _OPTS = {
         ),
         cfg.StrOpt("ramdisk_logs_dir", help="Where ramdisk logs are stored."),
         cfg.BoolOpt("always_store_ramdisk_logs", default=False, help="Store ramdisk logs even on success."),
-        cfg.StrOpt("node_not_found_hook", help="What to do with data no node matches."),
+        cfg.StrOpt(
+            "node_not_found_hook",
+            help="What to do with ramdisk data no node matches: unset answers 404; 'enroll' creates the "
+            "node in Ironic and processes it (see [discovery] and [discovery_limits]).",
+        ),
         cfg.StrOpt(
             "store_data",
             default="none",
@@ -152,7 +156,8 @@ _OPTS = {
         cfg.StrOpt(
             "driver",
             default="noop",
-            help="PXE filter driver: nftables (recommended), iptables, dnsmasq or noop (no filtering).",
+            help="PXE filter driver: nftables (recommended), iptables, dnsmasq, builtin (inspectord's own "
+            "DHCP server, see [builtin_dhcp]) or noop (no filtering).",
         ),
         cfg.IntOpt(
             "sync_period",
@@ -170,9 +175,44 @@ _OPTS = {
         ),
     ],
     "discovery": [
-        cfg.StrOpt("enroll_node_driver", default="fake-hardware"),
-        cfg.DictOpt("enroll_node_fields", default={}),
-        cfg.ListOpt("enabled_bmc_address_version", default=["4", "6"]),
+        cfg.StrOpt(
+            "enroll_node_driver",
+            default="fake-hardware",
+            help="Ironic driver (hardware type) of nodes created by node_not_found_hook=enroll.",
+        ),
+        cfg.DictOpt(
+            "enroll_node_fields",
+            default={},
+            help="Additional fields of newly discovered nodes, e.g. resource_class:baremetal.",
+        ),
+        cfg.ListOpt(
+            "enabled_bmc_address_version",
+            default=["4", "6"],
+            help="BMC address put in driver_info/ipmi_address of discovered nodes: 4,6 prefers IPv4, "
+            "6,4 prefers IPv6, 4 or 6 uses only that version.",
+        ),
+    ],
+    # inspectord's own: node_not_found_hook=enroll is a denial-of-service path.
+    "discovery_limits": [
+        cfg.IntOpt(
+            "period",
+            default=60,
+            min=1,
+            help="Seconds over which discovery attempts (node_not_found_hook=enroll) are counted.",
+        ),
+        cfg.IntOpt(
+            "per_source",
+            default=10,
+            min=0,
+            help="Discovery attempts allowed from one source IP address per period; 0 means no limit.",
+        ),
+        cfg.IntOpt(
+            "total",
+            default=100,
+            min=0,
+            help="Discovery attempts allowed in all per period (across every inspectord sharing the "
+            "database); 0 means no limit.",
+        ),
     ],
     "iptables": [
         cfg.StrOpt(
@@ -224,6 +264,46 @@ _OPTS = {
             "arriving on [iptables]dnsmasq_interface.",
         ),
     ],
+    "builtin_dhcp": [
+        cfg.StrOpt(
+            "interface",
+            default="",
+            help="Interface the builtin DHCP server answers on (port 67); empty means [iptables]dnsmasq_interface.",
+        ),
+        cfg.StrOpt(
+            "mode",
+            default="dhcp",
+            choices=["dhcp", "proxy"],
+            help="dhcp: lease addresses from range_start..range_end; proxy: ProxyDHCP beside an existing "
+            "DHCP server (boot information only, to PXE clients).",
+        ),
+        cfg.StrOpt("server_address", help="This host's IPv4 address on the interface (server identifier)."),
+        cfg.StrOpt("range_start", help="First address leased (mode=dhcp)."),
+        cfg.StrOpt("range_end", help="Last address leased (mode=dhcp)."),
+        cfg.StrOpt("netmask", default="255.255.255.0", help="Subnet mask given to clients (mode=dhcp)."),
+        cfg.StrOpt("router", help="Default gateway given to clients (mode=dhcp); none if unset."),
+        cfg.ListOpt("dns_servers", default=[], help="DNS servers given to clients (mode=dhcp)."),
+        cfg.IntOpt("lease_time", default=600, min=60, help="Seconds a lease lasts (mode=dhcp)."),
+        cfg.StrOpt("next_server", help="TFTP server (siaddr) clients boot from; defaults to server_address."),
+        cfg.StrOpt("bios_boot_file", default="undionly.kpxe", help="Boot file for BIOS PXE clients."),
+        cfg.StrOpt("uefi_boot_file", default="snponly.efi", help="Boot file for UEFI x86-64 clients (option 93 = 7 or 9)."),
+        cfg.StrOpt("arm64_boot_file", default="snponly-arm64.efi", help="Boot file for UEFI ARM64 clients (option 93 = 11)."),
+        cfg.StrOpt(
+            "ipxe_boot_file",
+            default="inspector.ipxe",
+            help="What iPXE (user class iPXE) is told to load, e.g. http://192.0.2.1:8080/inspector.ipxe.",
+        ),
+    ],
+    "dhcp_sniffer": [
+        cfg.BoolOpt(
+            "enabled",
+            default=False,
+            help="Record the DHCP requests seen on the interface (before the PXE filter drops them), so a "
+            "node's status tells 'never booted' from 'blocked' from 'ramdisk never called back'. "
+            "Needs CAP_NET_RAW. The builtin DHCP driver records requests without it.",
+        ),
+        cfg.StrOpt("interface", default="", help="Interface to sniff; empty means [iptables]dnsmasq_interface."),
+    ],
     "capabilities": [
         cfg.BoolOpt("boot_mode", default=False, help="Set the boot_mode capability."),
         cfg.DictOpt(
@@ -246,7 +326,31 @@ _OPTS = {
             help='JSON {"vendor_id": ..., "product_id": ..., "name": ...}; counts become capabilities.',
         ),
     ],
-    "port_physnet": [cfg.ListOpt("cidr_map", default=[])],
+    "port_physnet": [
+        cfg.ListOpt(
+            "cidr_map",
+            default=[],
+            help="CIDR:physical network pairs, e.g. 10.10.10.0/24:physnet_a,2001:db8::/64:physnet_b; the "
+            "physnet_cidr_map hook sets physical_network of ports whose interface has an address in one.",
+        ),
+    ],
+    "extra_hardware": [
+        cfg.BoolOpt(
+            "strict",
+            default=False,
+            help="extra_hardware hook: refuse data with an item that is not 4 elements long, and drop "
+            "the incoming 'data' even when it cannot be parsed.",
+        ),
+    ],
+    "accelerators": [
+        cfg.StrOpt(
+            "known_devices",
+            default="",
+            help="YAML file of known accelerator PCI devices for the accelerators hook "
+            "({pci_devices: [{vendor_id, device_id, type, device_info}]}); empty means the list "
+            "shipped with inspectord.",
+        ),
+    ],
     "healthcheck": [cfg.BoolOpt("enabled", default=False)],
     # keystonemiddleware's auth_token options that inspectord uses to validate
     # tokens itself (see inspectord.api.auth); the others are ignored.
@@ -333,10 +437,10 @@ IGNORED_DEFAULT_OPTIONS = frozenset(
     max_concurrency rootwrap_config enable_mdns standalone""".split()
 )
 IGNORED_SECTIONS = frozenset(
-    """coordination mdns swift service_catalog exception extra_hardware oslo_concurrency
+    """coordination mdns swift service_catalog exception oslo_concurrency
     oslo_middleware cors json_rpc ssl
     oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
-    oslo_messaging_amqp oslo_reports profiler accelerators""".split()
+    oslo_messaging_amqp oslo_reports profiler""".split()
 )
 # keystonemiddleware and keystoneauth options inspectord accepts but does not use.
 IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS = frozenset(
@@ -348,8 +452,11 @@ IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS = frozenset(
     memcache_tls_enabled memcache_tls_cafile memcache_tls_certfile memcache_tls_keyfile
     memcache_tls_allowed_ciphers memcache_sasl_enabled memcache_username memcache_password
     default_domain_id default_domain_name domain_id domain_name trust_id
-    timeout collect_timing split_loggers tls_ciphers tls_min_version""".split()
-)
+    timeout collect_timing split_loggers tls_ciphers tls_min_version
+    auth_plugin identity_uri admin_user admin_password admin_tenant_name admin_token auth_host
+    auth_port auth_protocol auth_admin_prefix signing_dir hash_algorithms revocation_cache_time
+    check_revocations_for_cached""".split()
+)  # the last two lines: options of older keystonemiddleware releases, still in old files
 # oslo.db options an ironic-inspector.conf may carry in [database].
 IGNORED_DATABASE_OPTIONS = frozenset(
     """backend sqlite_synchronous slave_connection mysql_sql_mode mysql_wsrep_sync_wait
@@ -487,6 +594,11 @@ class Config:
     oslo_policy: object = None
     http_basic: object = None
     nftables: object = None
+    builtin_dhcp: object = None
+    dhcp_sniffer: object = None
+    discovery_limits: object = None
+    extra_hardware: object = None
+    accelerators: object = None
 
     @property
     def processing_hooks(self):
@@ -550,7 +662,7 @@ def _load_ironic_auth(conf):
     )
 
 
-SUPPORTED_PXE_FILTERS = ("noop", "iptables", "nftables", "dnsmasq")
+SUPPORTED_PXE_FILTERS = ("noop", "iptables", "nftables", "dnsmasq", "builtin")
 
 
 def _validate_keystone_authtoken(ks):
@@ -580,7 +692,7 @@ def _validate_keystone_authtoken(ks):
 
 def validate(config):
     """Cross-option checks; raise ConfigError naming the option."""
-    from inspectord.processing import hooks  # the hook registry
+    from inspectord.processing import discovery, hooks  # the hook registry, node_not_found_hook
 
     if config.default.auth_strategy == "keystone":
         _validate_keystone_authtoken(config.keystone_authtoken)
@@ -593,28 +705,12 @@ def validate(config):
             "[pxe_filter]driver={} is not available in this release of inspectord "
             "(available: {})".format(config.pxe_filter.driver, ", ".join(SUPPORTED_PXE_FILTERS))
         )
-    if config.processing.node_not_found_hook:
-        raise errors.ConfigError(
-            "[processing]node_not_found_hook={} is not available in this release of "
-            "inspectord".format(config.processing.node_not_found_hook)
-        )
+    discovery.check(config)
     if config.processing.add_ports == "disabled" and config.processing.keep_ports == "added":
         raise errors.ConfigError(
             "[processing]add_ports=disabled cannot be combined with keep_ports=added; set keep_ports=all"
         )
-    try:
-        hooks.resolve(config.processing_hooks)
-    except KeyError as e:
-        raise errors.ConfigError(
-            "[processing]processing_hooks names unknown hook {} (known: {})".format(
-                e.args[0], ", ".join(sorted(hooks.HOOKS))
-            )
-        ) from None
-    for alias in config.pci_devices.alias:
-        try:
-            hooks.parse_pci_alias(alias)
-        except ValueError as e:
-            raise errors.ConfigError("[pci_devices]alias {!r}: {}".format(alias, e)) from None
+    hooks.check(config)
 
 
 _IRONIC_AUTH_SAMPLE = """\

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from inspectord import errors
 from inspectord import state as st
 from inspectord.processing import data as ramdisk_data
+from inspectord.processing import discovery as discovery_mod
 from inspectord.processing import hooks as hooks_mod
 from inspectord.processing import logs as ramdisk_logs
 from inspectord.processing import rules as rules_mod
@@ -48,12 +49,19 @@ def node_snapshot(node):
     return snapshot
 
 
+# Port fields processing hooks compare with (local_link_connection, physnet_cidr_map).
+PORT_FIELDS = "uuid,address,pxe_enabled,local_link_connection,physical_network"
+
+
 def _port_map(ports):
-    return {
-        p["address"].lower(): {"uuid": p["uuid"], "pxe_enabled": p.get("pxe_enabled", True)}
-        for p in ports
-        if p.get("address")
-    }
+    result = {}
+    for p in ports:
+        if not p.get("address"):
+            continue
+        port = {"uuid": p["uuid"], "pxe_enabled": p.get("pxe_enabled", True)}
+        port.update({k: p[k] for k in ("local_link_connection", "physical_network") if p.get(k)})
+        result[p["address"].lower()] = port
+    return result
 
 
 def _looks_like_ip(value):
@@ -101,6 +109,9 @@ class Introspection:
         self._io_pool = io_pool
         self._pxe_filter = pxe_filter
         self.hooks = hooks_mod.load(config)
+        self._discovery = None
+        if config.processing.node_not_found_hook == "enroll":
+            self._discovery = discovery_mod.Discovery(store, ironic, config, clock, node_snapshot)
         # Earliest time this instance may power on the next node.
         self._next_power_on = 0.0
         # Background work (Deferreds) in flight, for orderly shutdown and tests.
@@ -168,7 +179,7 @@ class Introspection:
             ok, reason = await self.ironic.validate_power(uuid)
             if not ok:
                 raise errors.BadRequest("Failed validation of power interface for node {}: {}".format(uuid, reason))
-        port_map = _port_map(await self.ironic.list_ports(uuid))
+        port_map = _port_map(await self.ironic.list_ports(uuid, fields=PORT_FIELDS))
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
         snapshot = node_snapshot(node)
@@ -288,8 +299,12 @@ class Introspection:
 
     # -- ramdisk data -----------------------------------------------------
 
-    async def process(self, raw):
-        """Handle data posted by the ramdisk; returns the response body."""
+    async def process(self, raw, source=None):
+        """Handle data posted by the ramdisk; returns the response body.
+
+        :param source: the client IP address of the ramdisk's request: what
+            discovery (``node_not_found_hook=enroll``) rate-limits by.
+        """
         data = ramdisk_data.normalize(raw)
         failures = []
         for hook in self.hooks:
@@ -315,11 +330,17 @@ class Introspection:
                     "The following failures happened during running pre-processing hooks:\n"
                     + "\n".join(failures + ["Look up error: " + lookup])
                 )
-            raise errors.NotFound(lookup)
-        record = match.record
+            if self._discovery is None:
+                raise errors.NotFound(lookup)
+            record = await self._discovery.enroll(data, source)
+            self._filter_changed()
+            expected = st.State.enrolling
+        else:
+            record = match.record
+            expected = st.State.waiting
         uuid = record.uuid
-        if record.state != st.State.waiting.value:
-            if record.state in (st.State.processing.value, st.State.reapplying.value):
+        if record.state != expected.value:
+            if record.state in (st.State.processing.value, st.State.reapplying.value, st.State.enrolling.value):
                 raise errors.Conflict("Node {} is already being processed".format(uuid))
             if record.state == st.State.starting.value:
                 raise errors.Conflict("Node {} is still starting introspection; try again".format(uuid))
@@ -332,14 +353,14 @@ class Introspection:
         await self.store.store_data(uuid, raw, False, self.now())
         if failures:
             message = "\n".join(failures)
-            await self._fail(uuid, message, expected=st.State.waiting)
+            await self._fail(uuid, message, expected=expected)
             await self._store_logs(data, uuid)
             raise errors.ProcessingError(
                 "The following failures happened during running pre-processing hooks:\n" + message
             )
         try:
             record = await self.store.transition(
-                uuid, st.Event.process, self.now(), expected=st.State.waiting, lease_until=self.now() + PROCESSING_LEASE
+                uuid, st.Event.process, self.now(), expected=expected, lease_until=self.now() + PROCESSING_LEASE
             )
         except errors.StateChanged:
             raise errors.Conflict("Node {} is already being processed".format(uuid)) from None
@@ -516,7 +537,7 @@ class Introspection:
         data = ramdisk_data.normalize(copy.deepcopy(raw))
         try:
             node = await self.ironic.get_node(uuid)
-            ports = await self.ironic.list_ports(uuid)
+            ports = await self.ironic.list_ports(uuid, fields=PORT_FIELDS)
         except errors.IronicNotFound:
             raise errors.NotFound("Node {} was not found in Ironic".format(uuid)) from None
         try:

@@ -128,6 +128,21 @@ class FakeIronic:
             return fault
         return self._json(request, {"nodes": list(self.nodes.values())})
 
+    @app.route("/v1/nodes", methods=["POST"])
+    def create_node(self, request):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        body = json.loads(request.content.read())
+        uuid = body.get("uuid") or str(uuidlib.uuid4())
+        if uuid in self.nodes:
+            return self._error(request, 409, "A node with UUID {} already exists.".format(uuid))
+        self.add_node(name=body.get("name"), uuid=uuid, provision_state="enroll", driver=body.get("driver"),
+                      driver_info=body.get("driver_info"), properties=body.get("properties"))
+        node = self.nodes[uuid]
+        node.update({k: v for k, v in body.items() if k not in node or k in ("extra",)})
+        return self._json(request, node, code=201)
+
     @app.route("/v1/nodes/<node_id>", methods=["PATCH"])
     def patch_node(self, request, node_id):
         fault = self._enter(request)
@@ -229,6 +244,9 @@ class FakeIronic:
             return self._error(request, 409, "A port with MAC address {} already exists.".format(address))
         port_uuid = self.add_port(body["node_uuid"], address, body.get("pxe_enabled", True))
         self.ports[port_uuid]["extra"] = body.get("extra", {})
+        for field in ("local_link_connection", "physical_network"):
+            if field in body:
+                self.ports[port_uuid][field] = body[field]
         return self._json(request, self.ports[port_uuid], code=201)
 
     @app.route("/v1/ports/<port_uuid>", methods=["PATCH"])

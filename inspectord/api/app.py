@@ -257,7 +257,7 @@ class API:
     @endpoint()
     async def continue_(self, request):
         data = self._json_body(request)
-        return await self.introspection.process(data)
+        return await self.introspection.process(data, source=request.getClientAddress().host)
 
     @app.route("/v1/introspection/<node_id>", methods=["POST"])
     @endpoint("introspection:start")

@@ -40,9 +40,14 @@ import os
 
 import bcrypt
 from hyperlink import DecodedURL
-from twisted.internet import defer
+from treq.client import HTTPClient
+from twisted.internet import defer, ssl
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from inspectord import errors
 from inspectord.api import policy
@@ -112,6 +117,8 @@ class _SharedCalls:
 
     def _done(self, result, key):
         for waiter in self._waiters.pop(key):
+            if waiter.called:  # cancelled: its client went away
+                continue
             if isinstance(result, Failure):
                 waiter.errback(result)
             else:
@@ -159,8 +166,6 @@ class _ThreadPoolRunner:
         self._threadpool = threadpool
 
     def run(self, f, *args):
-        from twisted.internet.threads import deferToThreadPool
-
         return deferToThreadPool(self._reactor, self._threadpool, f, *args)
 
 
@@ -613,22 +618,18 @@ class BasicAuth:
 # -- wiring --------------------------------------------------------------------
 
 
+@implementer(IPolicyForHTTPS)
+class _NoVerification:
+    """``[keystone_authtoken]insecure = true``: TLS without certificate checks."""
+
+    def creatorForNetloc(self, hostname, port):
+        return ssl.CertificateOptions(verify=False)
+
+
 def _keystone_http_client(reactor, options):
     """A treq client for Keystone honouring ``cafile`` and ``insecure``."""
-    from treq.client import HTTPClient
-    from twisted.internet import ssl
-    from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
-    from twisted.web.iweb import IPolicyForHTTPS
-    from zope.interface import implementer
-
     if options.insecure:
-
-        @implementer(IPolicyForHTTPS)
-        class NoVerification:
-            def creatorForNetloc(self, hostname, port):
-                return ssl.CertificateOptions(verify=False)
-
-        tls = NoVerification()
+        tls = _NoVerification()
     elif options.cafile:
         try:
             with open(options.cafile, "rb") as f:

@@ -474,7 +474,8 @@ class WatchedFile:
             finally:
                 waiters, self._pending = self._pending, None
                 for waiter in waiters:
-                    waiter.callback(None)
+                    if not waiter.called:  # cancelled: its client went away
+                        waiter.callback(None)
         else:
             waiter = defer.Deferred()
             self._pending.append(waiter)

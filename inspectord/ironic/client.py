@@ -170,6 +170,14 @@ class IronicClient:
         """Apply one JSON patch (every property change of a run at once)."""
         return self.request("PATCH", "/v1/nodes/" + uuid, patch)
 
+    def create_node(self, body):
+        """Create a node (``POST /v1/nodes``); it starts in the enroll state."""
+        return self.request("POST", "/v1/nodes", body, ok=(201,))
+
+    async def list_nodes(self, fields):
+        """Every node (all pages), with only ``fields`` (a comma-separated string)."""
+        return [node async for node in self._paged("/v1/nodes", "nodes", {"fields": fields})]
+
     async def find_node_by_bmc(self, addresses, fields):
         """Nodes whose ``driver_info`` has one of ``addresses`` in ``fields``."""
         found = []
@@ -201,13 +209,11 @@ class IronicClient:
                 return
             params["marker"] = items[-1]["uuid"]
 
-    async def list_ports(self, node_uuid):
-        """Every port of a node, with uuid, address and pxe_enabled."""
+    async def list_ports(self, node_uuid, fields="uuid,address,pxe_enabled"):
+        """Every port of a node, with ``fields`` (uuid, address and pxe_enabled by default)."""
         return [
             port
-            async for port in self._paged(
-                "/v1/ports", "ports", {"node_uuid": node_uuid, "fields": "uuid,address,pxe_enabled"}
-            )
+            async for port in self._paged("/v1/ports", "ports", {"node_uuid": node_uuid, "fields": fields})
         ]
 
     async def list_all_port_macs(self):

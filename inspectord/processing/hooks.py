@@ -1,31 +1,106 @@
-"""Processing hooks: what inspectord learns from ramdisk data.
+"""Processing hooks: the plugin interface, the registry, and what hooks see.
 
 A hook has ``before_processing(data)`` (runs before the node is looked up;
 may only change the data) and ``before_update(data, node)`` (runs with a
-:class:`NodeContext`; records changes on ``node.update``).  Either may
-return a Deferred.  Names and behaviour are ironic-inspector's default set.
+:class:`NodeContext` once the node is known; records changes on
+``node.update``).  Either may return a Deferred.  Hooks never call Ironic
+themselves: every change of a run is collected on the NodeContext and sent
+at once (one PATCH for the node, one request per port created, changed or
+deleted; see :mod:`inspectord.processing.update`).
+
+Kinds of hook are plugins providing :class:`IProcessingHook`, found in
+three places:
+
+* inspectord's own, in the :mod:`inspectord.plugins` package;
+* third-party Twisted plugin drop-ins: any module in a ``twisted/plugins/``
+  directory on ``sys.path`` (``twisted.plugin.getPlugins``);
+* the ``inspectord.hooks`` entry point group of installed distributions
+  (the entry point's name is the hook's name).
+
+``[processing]processing_hooks`` (default ``$default_processing_hooks``)
+chooses and orders them by name; the names of ironic-inspector's hooks are
+kept.  :func:`check` runs at start-up and turns every problem (unknown or
+ambiguous name, missing dependency, bad option of a hook) into a
+:class:`~inspectord.errors.ConfigError`.
 """
 
+import collections.abc
 import copy
-import ipaddress
+import dataclasses
+import importlib
+import importlib.metadata
 import json
 
 from twisted.logger import Logger
+from twisted.plugin import IPlugin, getPlugins
+from zope.interface import Attribute, Interface, provider
 
 from inspectord import errors
-from inspectord.processing import data as ramdisk_data
-from inspectord.processing import hints
 from inspectord.processing.update import NodeUpdate
 
+ENTRY_POINT_GROUP = "inspectord.hooks"
 GiB = 1024**3
-ACTIVE_PROVISION_STATES = ("active", "rescue")
+
+log = Logger(namespace="inspectord.processing.hooks")
+
+
+class IProcessingHook(Interface):
+    """A kind of processing hook: what a hook plugin provides.
+
+    Hook classes provide it themselves (decorate them with
+    :data:`processing_hook`); calling one with the configuration gives the
+    hook.  Any other callable with these attributes works as well.
+    """
+
+    name = Attribute("The name [processing]processing_hooks uses for this hook.")
+    dependencies = Attribute(
+        "Names of the hooks that must be enabled, and listed before this one, for it to work."
+    )
+
+    def __call__(config):
+        """A hook for the frozen :class:`inspectord.config.Config`.
+
+        The hook has ``before_processing(data)`` and
+        ``before_update(data, node)``; either may return a Deferred.
+        Raise :class:`~inspectord.errors.ConfigError` (or ValueError) for
+        an option the hook cannot use: inspectord then refuses to start.
+        """
+
+
+#: Class decorator making a hook class a Twisted plugin providing IProcessingHook.
+processing_hook = provider(IPlugin, IProcessingHook)
+
+
+class ProcessingHook:
+    """Base class of hooks: both methods do nothing; ``config`` is kept."""
+
+    name = None
+    dependencies = ()
+
+    def __init__(self, config):
+        self.config = config
+
+    def before_processing(self, data):
+        pass
+
+    def before_update(self, data, node):
+        pass
+
+
+Hook = ProcessingHook  # the name the first hooks used
+
+
+# -- what hooks see of the node -------------------------------------------
 
 
 class NodeContext:
     """What hooks see of the node being processed, and what they change.
 
     Built from what inspectord recorded when the introspection started, so
-    hooks read no Ironic state.
+    hooks read no Ironic state.  ``ports`` maps each MAC of an existing
+    Ironic port to ``{"uuid", "pxe_enabled", ...}`` (and
+    ``local_link_connection``, ``physical_network`` when recorded); ports
+    a hook asked to create are in ``update.new_ports`` until applied.
     """
 
     def __init__(self, record, config):
@@ -34,7 +109,7 @@ class NodeContext:
         self.config = config
         self.node = record.node
         self.properties = dict(record.node.get("properties") or {})
-        self.ports = dict(record.ports)  # mac -> {"uuid", "pxe_enabled"}
+        self.ports = {mac: dict(port) for mac, port in record.ports.items()}
         self.update = NodeUpdate()
 
     def update_properties(self, **properties):
@@ -70,18 +145,44 @@ class NodeContext:
 
     def create_ports(self, interfaces):
         for iface in interfaces:
-            if iface["mac"] in self.ports:
+            if iface["mac"] in self.ports or self._new_port(iface["mac"]) is not None:
                 continue
             port = {"address": iface["mac"], "pxe_enabled": iface.get("pxe", True)}
             if iface.get("client_id"):
                 port["extra"] = {"client-id": iface["client_id"]}
             self.update.new_ports.append(port)
 
+    def _new_port(self, mac):
+        return next((p for p in self.update.new_ports if p["address"] == mac), None)
+
+    def port(self, mac):
+        """The port with ``mac`` as it will be (existing or to be created), or None."""
+        mac = mac.lower()
+        new = self._new_port(mac)
+        if new is not None:
+            return new
+        port = self.ports.get(mac)
+        if port is None:
+            return None
+        port = copy.deepcopy(port)
+        apply_json_patch(port, self.update.port_patches.get(port["uuid"], []))
+        return port
+
     def delete_port(self, mac):
         port = self.ports.pop(mac)
         self.update.deleted_ports.append(port["uuid"])
 
     def patch_port(self, mac, patch):
+        """Record JSON-patch operations on a port.
+
+        A port still to be created gets them in its creation request; an
+        existing one gets one PATCH with every hook's operations.
+        """
+        mac = mac.lower()
+        new = self._new_port(mac)
+        if new is not None:
+            apply_json_patch(new, patch)
+            return
         self.update.port_patches.setdefault(self.ports[mac]["uuid"], []).extend(patch)
 
 
@@ -126,211 +227,6 @@ def get_inventory(data):
     return inventory
 
 
-class Hook:
-    name = None
-    #: Names of hooks that must run before this one.
-    requires = ()
-
-    def __init__(self, config):
-        self.config = config
-
-    def before_processing(self, data):
-        pass
-
-    def before_update(self, data, node):
-        pass
-
-
-class RamdiskErrorHook(Hook):
-    name = "ramdisk_error"
-
-    def before_processing(self, data):
-        if data.get("error"):
-            raise errors.ProcessingError("Ramdisk reported error: {}".format(data["error"]))
-
-
-class RootDiskSelectionHook(Hook):
-    """Root disk from Ironic root device hints; ``local_gb`` from its size."""
-
-    name = "root_disk_selection"
-    log = Logger()
-
-    def _apply_hints(self, data, node, inventory):
-        root_hints = node.properties.get("root_device")
-        if not root_hints:
-            return
-        disks = inventory["disks"]
-        skip = set()
-        for hint in node.properties.get("skip_block_devices") or []:
-            skip.update(d.get("name") for d in hints.find_devices(disks, hint))
-        if skip:
-            disks = [d for d in disks if d.get("name") not in skip]
-        try:
-            device = hints.match_root_device(disks, root_hints)
-        except ValueError as e:
-            raise errors.ProcessingError(
-                "No disks could be found using the root device hints {} because they failed to validate: {}".format(
-                    root_hints, e
-                )
-            ) from None
-        if device is None:
-            raise errors.ProcessingError("No disks satisfied root device hints {}".format(root_hints))
-        data["root_disk"] = device
-
-    def before_update(self, data, node):
-        inventory = get_inventory(data)
-        self._apply_hints(data, node, inventory)
-        root_disk = data.get("root_disk")
-        if data.get("legacy_format") and not root_disk and data.get("local_gb") is not None:
-            try:
-                local_gb = int(data["local_gb"])
-            except (TypeError, ValueError):
-                raise errors.ProcessingError("Invalid local_gb {!r}".format(data["local_gb"])) from None
-        elif root_disk and root_disk.get("size"):
-            local_gb = int(root_disk["size"]) // GiB
-            if local_gb and self.config.processing.disk_partitioning_spacing:
-                local_gb -= 1
-        else:
-            local_gb = 0
-        data["local_gb"] = local_gb
-        if self.config.processing.overwrite_existing or not node.properties.get("local_gb"):
-            node.update_properties(local_gb=str(local_gb))
-
-
-class SchedulerHook(Hook):
-    """cpus, cpu_arch and memory_mb for the scheduler."""
-
-    name = "scheduler"
-    KEYS = ("cpus", "cpu_arch", "memory_mb")
-    log = Logger()
-
-    def before_update(self, data, node):
-        inventory = get_inventory(data)
-        cpu = inventory.get("cpu") or {}
-        try:
-            data["cpus"] = int(cpu["count"])
-            data["cpu_arch"] = str(cpu["architecture"])
-        except (KeyError, TypeError, ValueError):
-            self.log.warn("Node {node}: malformed or missing CPU information", node=node.uuid)
-        try:
-            data["memory_mb"] = int((inventory.get("memory") or {})["physical_mb"])
-        except (KeyError, TypeError, ValueError):
-            self.log.warn("Node {node}: malformed or missing memory information", node=node.uuid)
-        overwrite = self.config.processing.overwrite_existing
-        properties = {
-            key: str(data[key])
-            for key in self.KEYS
-            if data.get(key) and (overwrite or not node.properties.get(key))
-        }
-        if properties:
-            node.update_properties(**properties)
-
-
-class ValidateInterfacesHook(Hook):
-    """Which interfaces are real, which get ports; creates and prunes ports."""
-
-    name = "validate_interfaces"
-    log = Logger()
-
-    def _interfaces(self, data):
-        result = {}
-        boot_mac = ramdisk_data.pxe_mac(data)
-        for iface in get_inventory(data)["interfaces"]:
-            name, mac = iface.get("name"), iface.get("mac_address")
-            if not name or not mac or not ramdisk_data.is_valid_mac(mac):
-                continue
-            ip = iface.get("ipv4_address") or iface.get("ipv6_address")
-            if ip and "%" in ip:
-                ip = ip.split("%")[0]
-            mac = mac.lower()
-            result[name] = {"ip": ip, "mac": mac, "client_id": iface.get("client_id"), "pxe": mac == boot_mac}
-        return result
-
-    def _validate(self, interfaces, data):
-        if not interfaces:
-            raise errors.ProcessingError("No interfaces supplied by the ramdisk")
-        add_ports = self.config.processing.add_ports
-        boot_mac = ramdisk_data.pxe_mac(data)
-        result = {}
-        for name, iface in interfaces.items():
-            ip = iface.get("ip")
-            if name == "lo" or (ip and _is_loopback(ip)):
-                continue
-            if add_ports == "pxe" and boot_mac and not iface["pxe"]:
-                continue
-            if add_ports != "all" and not ip:
-                continue
-            result[name] = iface
-        if not result:
-            raise errors.ProcessingError(
-                "No suitable interfaces found in {}".format(", ".join(sorted(interfaces)) or "the data")
-            )
-        if not boot_mac:
-            # No boot interface known: every chosen interface counts as PXE.
-            for iface in result.values():
-                iface["pxe"] = True
-        return result
-
-    def before_processing(self, data):
-        addresses = ramdisk_data.bmc_addresses(data)
-        data["ipmi_address"] = next((a for a in addresses if ":" not in a), None)
-        data["ipmi_v6address"] = next((a for a in addresses if ":" in a), None)
-        all_interfaces = self._interfaces(data)
-        interfaces = self._validate(all_interfaces, data)
-        data["all_interfaces"] = all_interfaces
-        data["interfaces"] = interfaces
-        data["macs"] = [iface["mac"] for iface in interfaces.values()]
-
-    def before_update(self, data, node):
-        processing = self.config.processing
-        interfaces = data.get("interfaces") or {}
-        if processing.add_ports != "disabled":
-            node.create_ports(interfaces.values())
-        if node.node.get("provision_state") in ACTIVE_PROVISION_STATES:
-            return
-        if processing.keep_ports != "all":
-            if processing.keep_ports == "present":
-                expected = {i["mac"] for i in (data.get("all_interfaces") or {}).values()}
-            else:
-                expected = set(data.get("macs") or [])
-            for mac in sorted(node.ports):
-                if mac not in expected:
-                    self.log.info("Node {node}: deleting port {mac}, not in the data", node=node.uuid, mac=mac)
-                    node.delete_port(mac)
-        if processing.overwrite_existing and processing.update_pxe_enabled:
-            for iface in interfaces.values():
-                port = node.ports.get(iface["mac"])
-                if port is not None and port.get("pxe_enabled") != iface["pxe"]:
-                    node.patch_port(iface["mac"], [{"op": "replace", "path": "/pxe_enabled", "value": iface["pxe"]}])
-
-
-def _is_loopback(ip):
-    try:
-        return ipaddress.ip_address(ip).is_loopback
-    except ValueError:
-        return False
-
-
-class CapabilitiesHook(Hook):
-    """Boot mode and CPU-flag capabilities."""
-
-    name = "capabilities"
-
-    def before_update(self, data, node):
-        inventory = get_inventory(data)
-        caps = {}
-        if self.config.capabilities.boot_mode:
-            mode = (inventory.get("boot") or {}).get("current_boot_mode")
-            if mode:
-                caps["boot_mode"] = mode
-        flags = set((inventory.get("cpu") or {}).get("flags") or [])
-        for flag, name in sorted(self.config.capabilities.cpu_flags.items()):
-            if flag in flags:
-                caps[name] = "true"
-        if caps:
-            node.update_capabilities(**caps)
-
-
 def parse_pci_alias(text):
     """``{"vendor_id", "product_id", "name"}`` from a ``[pci_devices]alias`` value."""
     try:
@@ -342,58 +238,195 @@ def parse_pci_alias(text):
     return alias
 
 
-class PciDevicesHook(Hook):
-    """Counts of aliased PCI devices as capabilities."""
-
-    name = "pci_devices"
-
-    def __init__(self, config):
-        super().__init__(config)
-        self.aliases = {}
-        for text in config.pci_devices.alias:
-            alias = parse_pci_alias(text)
-            self.aliases[(alias["vendor_id"].lower(), alias["product_id"].lower())] = alias["name"]
-
-    def before_update(self, data, node):
-        if not self.aliases:
-            return
-        counts = {}
-        for device in data.get("pci_devices") or []:
-            key = (str(device.get("vendor_id", "")).lower(), str(device.get("product_id", "")).lower())
-            if key in self.aliases:
-                counts[self.aliases[key]] = counts.get(self.aliases[key], 0) + 1
-        if counts:
-            node.update_capabilities(**counts)
+# -- finding hooks ----------------------------------------------------------
 
 
-HOOKS = {
-    h.name: h
-    for h in (
-        RamdiskErrorHook,
-        RootDiskSelectionHook,
-        SchedulerHook,
-        ValidateInterfacesHook,
-        CapabilitiesHook,
-        PciDevicesHook,
-    )
-}
+@dataclasses.dataclass(frozen=True)
+class HookPlugin:
+    """One kind of hook found, and where it was found."""
+
+    name: str
+    factory: object
+    origin: str
 
 
-def resolve(names):
-    """Hook classes for ``names``, in order; KeyError names an unknown one."""
-    classes = []
-    for name in names:
-        if name not in HOOKS:
-            raise KeyError(name)
-        classes.append(HOOKS[name])
+def _origin(obj):
+    return "{}.{}".format(getattr(obj, "__module__", "?"), getattr(obj, "__qualname__", repr(obj)))
+
+
+def _from_packages(packages):
+    found = []
+    for package in packages:
+        for factory in getPlugins(IProcessingHook, package):
+            name = getattr(factory, "name", None)
+            if not isinstance(name, str) or not name:
+                log.warn("Ignoring processing hook plugin {origin}: it has no name", origin=_origin(factory))
+                continue
+            found.append(HookPlugin(name, factory, _origin(factory)))
+    return found
+
+
+def _from_entry_points(entry_points):
+    found = []
+    for ep in entry_points:
+        try:
+            factory = ep.load()
+        except Exception:
+            log.failure("Cannot load processing hook entry point {name} = {value}", name=ep.name, value=ep.value)
+            continue
+        found.append(HookPlugin(ep.name, factory, "entry point {} = {}".format(ep.name, ep.value)))
+    return found
+
+
+def default_packages():
+    """inspectord's own hook package, then Twisted's plugin package (drop-ins)."""
+    return [importlib.import_module("inspectord.plugins"), importlib.import_module("twisted.plugins")]
+
+
+def discover(packages=None, entry_points=None):
+    """Every kind of hook installed: ``{name: [HookPlugin, ...]}``.
+
+    Several plugins under one name (different objects) make that name
+    ambiguous; the same object found twice (a drop-in importing a class)
+    counts once.
+
+    :param packages: plugin packages to search (default
+        :func:`default_packages`).
+    :param entry_points: entry points to load (default: the
+        ``inspectord.hooks`` group of installed distributions).
+    """
+    if packages is None:
+        packages = default_packages()
+    if entry_points is None:
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    result = {}
+    for plugin in _from_packages(packages) + _from_entry_points(entry_points):
+        same = result.setdefault(plugin.name, [])
+        if not any(p.factory is plugin.factory for p in same):
+            same.append(plugin)
+    return result
+
+
+class UnknownHook(KeyError):
+    """No plugin has this name."""
+
+
+class AmbiguousHook(KeyError):
+    """Several plugins have this name."""
+
+
+class MissingDependency(KeyError):
+    """A hook is enabled without a hook it needs before it."""
+
+
+class Registry(collections.abc.Mapping):
+    """Name -> hook factory, discovered on first use (then kept).
+
+    :param finder: returns ``{name: [HookPlugin, ...]}`` (:func:`discover`).
+    """
+
+    def __init__(self, finder=discover):
+        self._finder = finder
+        self._found = None
+
+    def plugins(self):
+        if self._found is None:
+            self._found = self._finder()
+        return self._found
+
+    def refresh(self):
+        """Forget what was found: the next use searches again."""
+        self._found = None
+
+    def origins(self, name):
+        return [p.origin for p in self.plugins().get(name, [])]
+
+    def __getitem__(self, name):
+        found = self.plugins().get(name)
+        if not found:
+            raise UnknownHook(name)
+        if len(found) > 1:
+            raise AmbiguousHook(name)
+        return found[0].factory
+
+    def __iter__(self):
+        return iter(sorted(self.plugins()))
+
+    def __len__(self):
+        return len(self.plugins())
+
+
+#: Every kind of hook installed, by name.
+HOOKS = Registry()
+
+
+def resolve(names, registry=None):
+    """Hook factories for ``names``, in order.
+
+    :raises UnknownHook: (a KeyError) a name no plugin has.
+    :raises AmbiguousHook: a name several plugins have.
+    :raises MissingDependency: a hook needs another listed before it.
+    """
+    registry = HOOKS if registry is None else registry
+    factories = [registry[name] for name in names]
     seen = set()
-    for cls in classes:
-        missing = [r for r in cls.requires if r not in seen]
+    for name, factory in zip(names, factories):
+        missing = [d for d in getattr(factory, "dependencies", None) or () if d not in seen]
         if missing:
-            raise KeyError("{} (needed before {})".format(missing[0], cls.name))
-        seen.add(cls.name)
-    return classes
+            raise MissingDependency(name, tuple(missing))
+        seen.add(name)
+    return factories
 
 
-def load(config):
-    return [cls(config) for cls in resolve(config.processing_hooks)]
+def load(config, registry=None):
+    """The hooks ``[processing]processing_hooks`` enables, in order."""
+    names = config.processing_hooks
+    hooks = []
+    for name, factory in zip(names, resolve(names, registry)):
+        hook = factory(config)
+        if getattr(hook, "name", None) != name:
+            hook.name = name
+        hooks.append(hook)
+    return hooks
+
+
+def check(config, registry=None):
+    """Start-up check of the hook configuration.
+
+    :raises errors.ConfigError: naming the unknown or ambiguous hook, the
+        missing dependency or the option a hook refuses.
+    """
+    registry = HOOKS if registry is None else registry
+    option = "[processing]processing_hooks"
+    for alias in config.pci_devices.alias:
+        try:
+            parse_pci_alias(alias)
+        except ValueError as e:
+            raise errors.ConfigError("[pci_devices]alias {!r}: {}".format(alias, e)) from None
+    names = config.processing_hooks
+    unknown = [name for name in names if not registry.origins(name)]
+    if unknown:
+        raise errors.ConfigError(
+            "{} names unknown hook(s) {} (known: {}). Third-party hooks are found as twisted/plugins "
+            "drop-ins and '{}' entry points; a plugin module that fails to import is logged and "
+            "skipped".format(option, ", ".join(unknown), ", ".join(registry), ENTRY_POINT_GROUP)
+        )
+    try:
+        factories = resolve(names, registry)
+    except AmbiguousHook as e:
+        name = e.args[0]
+        raise errors.ConfigError(
+            "{}: more than one plugin provides hook {}: {}".format(option, name, "; ".join(registry.origins(name)))
+        ) from None
+    except MissingDependency as e:
+        name, missing = e.args
+        needed = getattr(registry[name], "dependencies", ())
+        raise errors.ConfigError(
+            "{}: hook {} requires the following hooks to be enabled before it: {}. "
+            "Missing or listed after it: {}".format(option, name, ", ".join(needed), ", ".join(missing))
+        ) from None
+    for name, factory in zip(names, factories):
+        try:
+            factory(config)
+        except (errors.ConfigError, ValueError, TypeError, OSError) as e:
+            raise errors.ConfigError("{}: hook {} cannot be set up: {}".format(option, name, e)) from None

@@ -8,13 +8,18 @@ under introspection changes, and its ``health()`` says how it is doing.
 * :mod:`inspectord.pxe.service`: when to sync, retries, health.
 * :mod:`inspectord.pxe.iptables`, :mod:`~inspectord.pxe.nftables`,
   :mod:`~inspectord.pxe.dnsmasq`: drivers (rules and files built by pure
-  functions, commands run by :mod:`inspectord.pxe.process`).
+  functions, commands run by :mod:`inspectord.pxe.process`);
+  :mod:`~inspectord.pxe.builtin`: inspectord's own DHCP server
+  (:mod:`inspectord.dhcp.server`).
 """
 
 from twisted.application import service as app_service
 from twisted.logger import Logger
 
 from inspectord import errors
+from inspectord.dhcp.server import ServerOptions
+from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
+from inspectord.pxe.builtin import BuiltinDriver
 from inspectord.pxe.dnsmasq import DnsmasqDriver, thread_runner
 from inspectord.pxe.iptables import IptablesDriver
 from inspectord.pxe.nftables import NftablesDriver
@@ -41,11 +46,12 @@ class NoopFilter(app_service.Service):
         return {"driver": "noop", "state": "ok"}
 
 
-def make_driver(config, reactor, io_pool=None, runner=None):
+def make_driver(config, reactor, io_pool=None, runner=None, store=None, seen=None):
     """The driver object for ``[pxe_filter]driver`` (not noop).
 
     :param runner: a :class:`~inspectord.pxe.process.Runner` (tests pass one
         running commands in a network namespace).
+    :param store: for the builtin driver's leases.
     :raises errors.ConfigError: unknown driver or invalid names.
     """
     name = config.pxe_filter.driver
@@ -69,7 +75,40 @@ def make_driver(config, reactor, io_pool=None, runner=None):
             start_command=opts.dnsmasq_start_command,
             stop_command=opts.dnsmasq_stop_command,
         )
+    if name == "builtin":
+        return BuiltinDriver(reactor, builtin_options(config), builtin_interface(config), store, seen=seen)
     raise errors.ConfigError("[pxe_filter]driver={} is not a PXE filter driver".format(name))
+
+
+def builtin_interface(config):
+    return config.builtin_dhcp.interface or config.iptables.dnsmasq_interface
+
+
+def builtin_options(config):
+    """:class:`~inspectord.dhcp.server.ServerOptions` from ``[builtin_dhcp]``; ConfigError naming what is wrong."""
+    o = config.builtin_dhcp
+    if not o.server_address:
+        raise errors.ConfigError("[pxe_filter]driver=builtin needs [builtin_dhcp]server_address")
+    if o.mode == "dhcp" and not (o.range_start and o.range_end):
+        raise errors.ConfigError("[builtin_dhcp]mode=dhcp needs range_start and range_end")
+    try:
+        return ServerOptions(
+            server_address=o.server_address,
+            mode=o.mode,
+            range_start=o.range_start,
+            range_end=o.range_end,
+            netmask=o.netmask,
+            router=o.router,
+            dns_servers=tuple(o.dns_servers),
+            lease_time=o.lease_time,
+            next_server=o.next_server,
+            bios_boot_file=o.bios_boot_file,
+            uefi_boot_file=o.uefi_boot_file,
+            arm64_boot_file=o.arm64_boot_file,
+            ipxe_boot_file=o.ipxe_boot_file,
+        )
+    except ValueError as e:
+        raise errors.ConfigError("invalid [builtin_dhcp] options: {}".format(e)) from None
 
 
 def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, runner=None):
@@ -82,7 +121,9 @@ def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, run
     """
     if config.pxe_filter.driver == "noop":
         return NoopFilter()
-    driver = make_driver(config, reactor, io_pool=io_pool, runner=runner)
+    sniff = config.dhcp_sniffer.enabled
+    seen = DHCPSeen() if sniff or config.pxe_filter.driver == "builtin" else None
+    driver = make_driver(config, reactor, io_pool=io_pool, runner=runner, store=store, seen=seen)
     filt = PXEFilterService(
         driver,
         store,
@@ -91,6 +132,10 @@ def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, run
         sync_period=config.pxe_filter.sync_period,
         deny_unknown_macs=config.pxe_filter.deny_unknown_macs,
         discovery=bool(config.processing.node_not_found_hook),
+        seen=seen,
     )
     filt.setName("pxe-filter")
+    if sniff and config.pxe_filter.driver != "builtin":
+        interface = config.dhcp_sniffer.interface or config.iptables.dnsmasq_interface
+        DHCPSniffer(reactor, interface, filt.allows, seen=seen).setServiceParent(filt)
     return filt

@@ -18,8 +18,8 @@ and with ``allow_unknown`` true::
     -A CHAIN -m mac --mac-source 52:54:00:00:00:02 -j DROP     (each denied MAC)
     -A CHAIN -j ACCEPT
 
-The jump from ``INPUT`` is checked (``-C``) and inserted if missing on
-every full sync, so a flushed ``INPUT`` heals by itself.  The rules stay in
+The jump from ``INPUT`` is looked for (``-S INPUT``) and inserted if missing
+on every full sync, so a flushed ``INPUT`` heals by itself.  The rules stay in
 place when inspectord stops: a stopped filter keeps refusing what it
 refused rather than opening DHCP to every machine.
 """
@@ -52,23 +52,34 @@ def commands(ip_version):
     return "ip6tables", "ip6tables-restore"
 
 
+def _mac_rules(chain, macs, target):
+    # One join instead of one format per MAC: 100,000 rules render in tens of ms.
+    if not macs:
+        return ""
+    head = "-A {} -m mac --mac-source ".format(chain)
+    tail = " -j {}\n".format(target)
+    return head + (tail + head).join(sorted(macs)) + tail
+
+
 def chain_rules(chain, state):
     """The ``-A`` lines of the chain for ``state`` (a :class:`~inspectord.pxe.policy.FilterState`)."""
-    lines = ["-A {} -m mac --mac-source {} -j ACCEPT".format(chain, mac) for mac in sorted(state.allowed)]
+    text = _mac_rules(chain, state.allowed, "ACCEPT")
     if state.allow_unknown:
-        lines += ["-A {} -m mac --mac-source {} -j DROP".format(chain, mac) for mac in sorted(state.denied)]
-        lines.append("-A {} -j ACCEPT".format(chain))
+        text += _mac_rules(chain, state.denied, "DROP")
+        text += "-A {} -j ACCEPT\n".format(chain)
     else:
-        lines.append("-A {} -j DROP".format(chain))
-    return lines
+        text += "-A {} -j DROP\n".format(chain)
+    return text.splitlines()
 
 
 def restore_input(chain, state):
     """The whole ``iptables-restore --noflush`` input replacing the chain."""
-    lines = ["*filter", ":{} - [0:0]".format(chain)]
-    lines += chain_rules(chain, state)
-    lines.append("COMMIT")
-    return ("\n".join(lines) + "\n").encode("ascii")
+    text = "*filter\n:{} - [0:0]\n".format(chain) + _mac_rules(chain, state.allowed, "ACCEPT")
+    if state.allow_unknown:
+        text += _mac_rules(chain, state.denied, "DROP") + "-A {} -j ACCEPT\n".format(chain)
+    else:
+        text += "-A {} -j DROP\n".format(chain)
+    return (text + "COMMIT\n").encode("ascii")
 
 
 def jump_rule(chain, interface, ip_version):
@@ -80,8 +91,23 @@ def restore_argv(ip_version):
     return (commands(ip_version)[1], "-w", "--noflush")
 
 
-def check_jump_argv(chain, interface, ip_version):
-    return (commands(ip_version)[0], "-w", "-C") + jump_rule(chain, interface, ip_version)
+def list_input_argv(ip_version):
+    # Not ``-C``: with the nf_tables backend, -C loads the whole table
+    # (a second per 100,000 rules); -S INPUT lists one chain.
+    return (commands(ip_version)[0], "-w", "-S", "INPUT")
+
+
+def has_jump(listing, chain, interface, ip_version):
+    """Whether ``iptables -S INPUT`` output has the jump to ``chain``."""
+    wanted = {"-i": interface, "--dport": dhcp_port(ip_version), "-j": chain, "-p": "udp"}
+    for line in listing.splitlines():
+        fields = line.split()
+        if fields[:2] != ["-A", "INPUT"]:
+            continue
+        values = {f: fields[i + 1] for i, f in enumerate(fields[:-1]) if f in wanted}
+        if values == wanted:
+            return True
+    return False
 
 
 def insert_jump_argv(chain, interface, ip_version):
@@ -126,8 +152,8 @@ class IptablesDriver:
             await self._ensure_jump()
 
     async def _ensure_jump(self):
-        result = await self._runner.run(check_jump_argv(self.chain, self.interface, self.ip_version), ok=(0, 1))
-        if result.code == 1:
+        result = await self._runner.run(list_input_argv(self.ip_version))
+        if not has_jump(result.stdout.decode("ascii", "replace"), self.chain, self.interface, self.ip_version):
             self.log.info(
                 "Adding the jump from INPUT on {interface} to chain {chain}", interface=self.interface, chain=self.chain
             )

@@ -59,9 +59,13 @@ class PXEFilterService(service.MultiService):
         delay=SYNC_DELAY,
         retry_base=RETRY_BASE,
         max_backoff=MAX_BACKOFF,
+        seen=None,
     ):
         super().__init__()
         self.driver = driver
+        #: :class:`~inspectord.dhcp.sniffer.DHCPSeen` filled by the builtin
+        #: server or the DHCP sniffer, when there is one.
+        self.seen = seen
         self._store = store
         self._ironic = ironic
         self._clock = clock
@@ -127,10 +131,27 @@ class PXEFilterService(service.MultiService):
         except Exception:
             self.log.failure("PXE filter refresh failed unexpectedly")
 
+    def allows(self, mac):
+        """The verdict the driver enforces now for ``mac``."""
+        return self.applied is not None and self.applied.allows(mac)
+
+    def dhcp_seen(self, mac):
+        """What is known of ``mac``'s DHCP requests, for a node's status.
+
+        ``{"last_dhcp_request": POSIX seconds, "dhcp_message": "discover"...,
+        "allowed_by_filter": bool}``; None if no request from it was seen or
+        nothing records requests (no sniffer and not the builtin driver).
+        """
+        if self.seen is None:
+            return None
+        return self.seen.get(mac)
+
     def health(self):
         """The filter's state for the health view and operators (a plain dict)."""
         report = dict(self._health)
         report["ironic"] = dict(self._health["ironic"])
+        if self.seen is not None:
+            report["dhcp_macs_seen"] = len(self.seen)
         return report
 
     # -- service ----------------------------------------------------------
@@ -230,6 +251,17 @@ class PXEFilterService(service.MultiService):
         previous = None if full else self.applied
         if previous is None or previous != state:
             await self.driver.apply(state, previous)
+            if self.applied is None or (self.applied.allowed, self.applied.allow_unknown) != (
+                state.allowed,
+                state.allow_unknown,
+            ):
+                self.log.info(
+                    "PXE filter ({driver}): {allowed} MAC(s) allowed, {denied} denied, unknown MACs {unknown}",
+                    driver=self.driver.name,
+                    allowed=len(state.allowed),
+                    denied=len(state.denied),
+                    unknown="allowed" if state.allow_unknown else "refused",
+                )
         return state
 
     def _sync_done(self, result, waiters, started):
@@ -247,7 +279,7 @@ class PXEFilterService(service.MultiService):
             self._retrying = False
             self.applied = result
             self._health.update(
-                state="ok",
+                state="ok" if self.running else "stopped",
                 consecutive_failures=0,
                 last_error=None,
                 next_retry=None,
@@ -264,7 +296,10 @@ class PXEFilterService(service.MultiService):
             error = result.value
             message = str(error) or error.__class__.__name__
             self._health.update(
-                state="failing", consecutive_failures=self._failures, last_error=message, next_retry=now + delay
+                state="failing" if self.running else "stopped",
+                consecutive_failures=self._failures,
+                last_error=message,
+                next_retry=now + delay if self.running else None,
             )
             if isinstance(error, CommandFailed):
                 self.log.error(

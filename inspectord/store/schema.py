@@ -56,3 +56,28 @@ rules = sa.Table(
     sa.Column("actions", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
+
+# Discovery attempts (node_not_found_hook=enroll), counted for the rate
+# limits of [discovery_limits]; rows older than the period are pruned.
+discoveries = sa.Table(
+    "discoveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # Client IP address of the ramdisk's request ("unknown" if not known).
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("node_uuid", sa.String(36), nullable=False),
+    sa.Column("attempted_at", sa.DateTime, nullable=False),
+    # NULL while in progress, then "enrolled" or why it was refused.
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Index("discoveries_attempted_idx", "attempted_at"),
+    sa.Index("discoveries_source_idx", "source", "attempted_at"),
+)
+
+# Leases of the builtin DHCP server ([pxe_filter]driver=builtin), kept across restarts.
+dhcp_leases = sa.Table(
+    "dhcp_leases",
+    metadata,
+    sa.Column("mac", sa.String(17), primary_key=True),
+    sa.Column("ip", sa.String(45), nullable=False, unique=True),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+)

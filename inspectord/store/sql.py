@@ -21,7 +21,7 @@ from sqlalchemy.pool import StaticPool
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.store import schema
+from inspectord.store import enrollment, schema
 from inspectord.store.records import Match, NodeRecord
 
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -352,6 +352,19 @@ class SQLStore:
             count = conn.execute(sa.select(sa.func.count()).select_from(n).where(n.c.state.in_(_ACTIVE))).scalar()
         return list(macs), count
 
+    def thd_dhcp_leases(self):
+        """Leases of the builtin DHCP server: ``[(mac, ip, expires_at)]``."""
+        t = schema.dhcp_leases
+        with self.engine.connect() as conn:
+            return [(r.mac, r.ip, r.expires_at) for r in conn.execute(sa.select(t)).all()]
+
+    def thd_put_dhcp_lease(self, mac, ip, expires_at):
+        """Lease ``ip`` to ``mac``, replacing its previous lease and any other holder of ``ip``."""
+        t = schema.dhcp_leases
+        with self.engine.begin() as conn:
+            conn.execute(t.delete().where(sa.or_(t.c.mac == mac, t.c.ip == ip)))
+            conn.execute(t.insert().values(mac=mac, ip=ip, expires_at=expires_at))
+
     # -- rules ---------------------------------------------------------------
 
     def thd_create_rule(self, rule, now):
@@ -405,6 +418,16 @@ class SQLStore:
         with self.engine.begin() as conn:
             conn.execute(schema.rules.delete())
 
+    # -- discovery (node_not_found_hook=enroll), see inspectord.store.enrollment
+
+    def thd_enroll(self, uuid, now, manage_boot, node, attributes, source, limits):
+        enrollment.thd_enroll(self.engine, uuid, now, manage_boot, node, attributes, source, limits)
+        return self.thd_get_node(uuid)
+
+    def thd_enrolled(self, uuid, node):
+        enrollment.thd_enrolled(self.engine, uuid, node)
+        return self.thd_get_node(uuid)
+
     # -- asynchronous interface ---------------------------------------------
 
     def upgrade(self):
@@ -449,6 +472,12 @@ class SQLStore:
     def filter_macs(self):
         return self._run(self.thd_filter_macs)
 
+    def dhcp_leases(self):
+        return self._run(self.thd_dhcp_leases)
+
+    def put_dhcp_lease(self, mac, ip, expires_at):
+        return self._run(self.thd_put_dhcp_lease, mac, ip, expires_at)
+
     def create_rule(self, rule, now):
         return self._run(self.thd_create_rule, rule, now)
 
@@ -463,6 +492,18 @@ class SQLStore:
 
     def delete_all_rules(self):
         return self._run(self.thd_delete_all_rules)
+
+    def enroll(self, uuid, now, manage_boot, node, attributes, source, limits):
+        return self._run(self.thd_enroll, uuid, now, manage_boot, node, attributes, source, limits)
+
+    def enrolled(self, uuid, node):
+        return self._run(self.thd_enrolled, uuid, node)
+
+    def forget_enrollment(self, uuid, reason):
+        return self._run(enrollment.thd_forget_enrollment, self.engine, uuid, reason)
+
+    def discoveries(self, since=None):
+        return self._run(enrollment.thd_discoveries, self.engine, since)
 
 
 def _states(expected):

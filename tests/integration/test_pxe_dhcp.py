@@ -5,10 +5,12 @@ serves DHCP in the *server* namespace, where the filter (its commands run
 through ``ip netns exec``) is applied; scapy sends DHCPDISCOVERs with
 chosen MACs from the *client* namespace, all in one batch, and the test
 asserts who got an OFFER, plus the rule counters.  Nothing leaves the
-namespaces.  Needs root, ``ip``, ``dnsmasq`` (Debian ``dnsmasq-base``),
+namespaces.  The builtin driver's server runs in this process, its socket
+opened inside the server namespace.  Needs root, ``ip``, ``dnsmasq`` (Debian ``dnsmasq-base``),
 ``nft``, ``iptables-restore`` and scapy; skipped with the reason otherwise.
 """
 
+import ctypes
 import itertools
 import json
 import os
@@ -23,7 +25,9 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from inspectord import state as st
-from inspectord.pxe import dnsmasq, iptables, nftables
+from inspectord.dhcp import server
+from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
+from inspectord.pxe import builtin, dnsmasq, iptables, nftables
 from inspectord.pxe.process import Runner
 from inspectord.pxe.service import PXEFilterService
 from inspectord.store import SQLStore, make_engine
@@ -56,6 +60,33 @@ if SKIP:
     print("tests.integration.test_pxe_dhcp skipped: " + SKIP, file=sys.stderr)
 
 _counter = itertools.count()
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def in_netns(netns, f, *args):
+    """``f(*args)`` run with this thread in ``netns`` (sockets stay in the namespace they were made in)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/self/ns/net") as here, open("/run/netns/" + netns) as there:
+        if libc.setns(there.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns into " + netns)
+        try:
+            return f(*args)
+        finally:
+            if libc.setns(here.fileno(), CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+
+
+def socket_in_netns(netns, interface):
+    """The builtin server's socket, opened inside ``netns``."""
+    return in_netns(netns, server.open_socket, interface)
+
+
+def sniffer_socket_in_netns(netns, interface):
+    from scapy.all import conf
+
+    return in_netns(netns, lambda: conf.L2listen(iface=interface))
 
 
 def sh(*argv):
@@ -131,11 +162,12 @@ class DHCPNetwork:
         if not os.environ.get("INSPECTORD_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    async def probe(self, macs, timeout=2.0):
+    async def probe(self, macs, timeout=2.0, arch=None):
         """The MACs (of ``macs``) that got an OFFER, and the offers."""
+        extra = ("--arch", str(arch)) if arch is not None else ()
         result = await self.client_runner.run(
             (sys.executable, "-m", "inspectord.dhcp.probe", "--interface", self.client_if,
-             "--timeout", str(timeout), *macs)
+             "--timeout", str(timeout), *extra, *macs)
         )
         report = json.loads(result.stdout)
         return set(report["offers"]), report["offers"]
@@ -276,6 +308,25 @@ class NftablesTests(DriverContract, unittest.TestCase):
         self.flushLoggedErrors()
 
 
+    async def test_sniffer_tells_blocked_from_answered(self):
+        seen = DHCPSeen()
+        await self.start_filter(seen=seen)
+        sniff = DHCPSniffer(
+            reactor, self.net.server_if, self.filter.allows, seen=seen,
+            open_socket=lambda interface: sniffer_socket_in_netns(self.net.server, interface),
+        )
+        sniff.startService()
+        self.addCleanup(sniff.stopService)
+        self.assertIsNone(sniff.error)
+        await self.event(lambda: self.store.start("n1", NOW, True, {}, {}, [("mac", A)]), True)
+        offered, _ = await self.net.probe([A, B])
+        self.assertEqual(offered, {A})
+        await wait_until(lambda: seen.get(A) and seen.get(B), 2, "the sniffer to record both")
+        self.assertEqual((seen.get(A)["dhcp_message"], seen.get(A)["allowed_by_filter"]), ("discover", True))
+        self.assertEqual(self.filter.dhcp_seen(B)["allowed_by_filter"], False)  # seen although dropped
+        self.assertIsNone(self.filter.dhcp_seen(U))  # never asked
+
+
 class IptablesTests(DriverContract, unittest.TestCase):
     def make_driver(self):
         return iptables.IptablesDriver(self.net.server_runner, "ironic-inspector", self.net.server_if)
@@ -321,3 +372,32 @@ class DnsmasqTests(DriverContract, unittest.TestCase):
             pid = int(f.read().strip())
         await self.filter.stopService()
         await wait_until(lambda: not os.path.exists("/proc/{}".format(pid)), 5, "dnsmasq to stop")
+
+
+class BuiltinTests(DriverContract, unittest.TestCase):
+    """inspectord's own DHCP server instead of dnsmasq."""
+
+    def make_driver(self):
+        options = server.ServerOptions(
+            server_address=SUBNET + ".1", range_start=SUBNET + ".100", range_end=SUBNET + ".250",
+            next_server=SUBNET + ".2",
+        )
+        return builtin.BuiltinDriver(
+            reactor, options, self.net.server_if, self.store,
+            open_socket=lambda interface: socket_in_netns(self.net.server, interface),
+        )
+
+    def start_dhcp(self):
+        """The driver's first apply opened the socket."""
+
+    async def test_boot_file_by_architecture_and_requests_seen(self):
+        await self.start_filter()
+        await self.event(lambda: self.store.start("n1", NOW, True, {}, {}, [("mac", A)]), True)
+        offered, offers = await self.net.probe([A], arch=7)
+        self.assertEqual(offered, {A})
+        self.assertEqual((offers[A]["file"], offers[A]["siaddr"], offers[A]["server"]),
+                         ("snponly.efi", SUBNET + ".2", SUBNET + ".1"))
+        self.assertTrue(self.driver.seen.get(A)["allowed_by_filter"])
+        offered, _ = await self.net.probe([B])
+        self.assertEqual(offered, set())
+        self.assertFalse(self.driver.seen.get(B)["allowed_by_filter"])

@@ -367,7 +367,7 @@ class ContinueRouteTests(APITestCase):
         self.assertEqual(self.state(uuid), "error")
 
     def test_unexpected_error_hides_details(self):
-        def broken(data):
+        def broken(data, source=None):
             raise RuntimeError("secret internals at 0xdeadbeef")
 
         self.patch(self.h.introspection, "process", broken)

@@ -238,3 +238,26 @@ class MakeAuthTests(SynchronousTestCase):
             oslo_policy__policy_file=os.path.join(self.dir, "nope.yaml"),
         )
         self.assertIn("[oslo_policy]policy_file", str(error))
+
+
+class NoAuthTests(SynchronousTestCase):
+    def warnings(self, address):
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        try:
+            auth.NoAuth(address)
+        finally:
+            globalLogPublisher.removeObserver(events.append)
+        return [e for e in events if "noauth" in e.get("log_format", "")]
+
+    def test_loud_unless_loopback(self):
+        self.assertEqual(self.warnings("127.0.0.1"), [])
+        self.assertEqual(self.warnings("::1"), [])
+        self.assertEqual(len(self.warnings("::")), 1)
+        self.assertEqual(len(self.warnings("192.0.2.1")), 1)
+
+    def test_everything_allowed(self):
+        check = auth.NoAuth("127.0.0.1").check(None, "introspection:start")
+        self.assertIsNone(self.successResultOf(defer.Deferred.fromCoroutine(check)))

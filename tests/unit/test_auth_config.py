@@ -97,7 +97,8 @@ class KeystoneAuthtokenConfigTests(SynchronousTestCase):
                          "https://keystone.example.com:5000")
 
     def test_unknown_option_still_refused(self):
-        message = self.load_error(KEYSTONE_CONF.replace("[keystone_authtoken]\n", "[keystone_authtoken]\nusernam = x\n"))
+        text = KEYSTONE_CONF.replace("[keystone_authtoken]\n", "[keystone_authtoken]\nusernam = x\n")
+        message = self.load_error(text)
         self.assertIn("[keystone_authtoken]usernam", message)
 
     def test_missing_service_credentials(self):
@@ -114,13 +115,15 @@ class KeystoneAuthtokenConfigTests(SynchronousTestCase):
             self.assertIn("[DEFAULT]auth_strategy=keystone", message)
 
     def test_noauth_needs_no_keystone_options(self):
-        text = "[DEFAULT]\nauth_strategy = noauth\n[ironic]\nendpoint_override = http://i:6385\n[keystone_authtoken]\nauth_type = password\n"
+        text = ("[DEFAULT]\nauth_strategy = noauth\n[ironic]\nendpoint_override = http://i:6385\n"
+                "[keystone_authtoken]\nauth_type = password\n")
         self.assertEqual(config.load(self.write(text)).default.auth_strategy, "noauth")
 
     def test_application_credential(self):
         text = KEYSTONE_CONF.replace("auth_type = password\n", "auth_type = v3applicationcredential\n")
         self.assertIn("application_credential_secret", self.load_error(text))
-        text = text.replace("password = SECRET\n", "application_credential_id = ac\napplication_credential_secret = s\n")
+        text = text.replace("password = SECRET\n",
+                            "application_credential_id = ac\napplication_credential_secret = s\n")
         self.assertEqual(config.load(self.write(text)).keystone_authtoken.application_credential_id, "ac")
 
     def test_secrets_not_in_repr(self):

@@ -95,7 +95,8 @@ class FakeKeystone:
         user = body["auth"]["identity"]["password"]["user"]
         known = self.users.get(user["name"])
         if known is None or known[0] != user["password"]:
-            return self._json(request, 401, {"error": {"code": 401, "message": "The request you have made requires authentication."}})
+            message = "The request you have made requires authentication."
+            return self._json(request, 401, {"error": {"code": 401, "message": message}})
         token = self.issue(user["name"])
         request.setHeader("X-Subject-Token", token)
         return self._json(request, 201, {"token": self.tokens[token]})
@@ -260,8 +261,9 @@ class TokenValidatorTests(KeystoneCase):
         self.assertEqual(len(self.keystone.validations()), 1)
         self.assertEqual(len(set(map(id, waiters))), 5)
         self.assertFalse(any(d.called for d in waiters))
-        # One waiter going away does not disturb the others.
-        waiters[0].addErrback(lambda f: None)
+        # One waiter going away (its client disconnected) does not disturb the others.
+        waiters[0].cancel()
+        self.failureResultOf(waiters[0], defer.CancelledError)
         results = []
         waiters[1].addCallback(lambda identity: results.append(identity) or "changed by a callback")
         self.keystone.gate.callback(None)
@@ -526,7 +528,8 @@ class KeystoneAPITests(KeystoneCase):
 
 class IdentityTests(SynchronousTestCase):
     def test_malformed_body(self):
-        for body in ({}, {"token": {}}, {"token": {"user": {"id": "u"}}}, {"token": {"user": {"id": "u"}, "expires_at": "x"}}):
+        for body in ({}, {"token": {}}, {"token": {"user": {"id": "u"}}},
+                     {"token": {"user": {"id": "u"}, "expires_at": "x"}}):
             self.assertRaises(ValueError, auth.identity_from_token, body)
 
     def test_is_admin_project_default_true(self):

@@ -262,7 +262,7 @@ class ErrorTests(ConfigTestCase):
         cases = [
             ("auth_strategy = noauth", "auth_strategy = magic", "auth_strategy"),
             ("driver = noop", "driver = no-such-filter", "[pxe_filter]driver"),
-            ("power_off = false", "power_off = false\nnode_not_found_hook = enroll", "[processing]node_not_found_hook"),
+            ("power_off = false", "power_off = false\nnode_not_found_hook = example", "[processing]node_not_found_hook"),
             (
                 "power_off = false",
                 "power_off = false\nenable_setting_ipmi_credentials = true",

@@ -19,11 +19,12 @@ CLOSED = FilterState(frozenset({A}), frozenset({B, C}), False)
 
 
 class FakeRunner:
-    """Records argv and stdin; answers from a script (default: exit 0)."""
+    """Records argv and stdin; answers from a script (default: exit 0, no output)."""
 
     def __init__(self):
         self.calls = []
         self.codes = {}
+        self.outputs = {}
         self.fail_next = None
 
     async def run(self, argv, stdin=b"", ok=(0,)):
@@ -35,7 +36,7 @@ class FakeRunner:
         code = self.codes.get(argv[:3], 0)
         if code not in ok:
             raise CommandFailed(argv, "exited with code {}".format(code), code=code)
-        return Result(code, b"", b"")
+        return Result(code, self.outputs.get(argv, b""), b"")
 
     async def shell(self, command, ok=(0,)):
         return await self.run(("/bin/sh", "-c", command), ok=ok)
@@ -72,10 +73,22 @@ class IptablesRulesTests(SynchronousTestCase):
             iptables.insert_jump_argv("c", "br0", "4"),
             ("iptables", "-w", "-I", "INPUT", "-i", "br0", "-p", "udp", "--dport", "67", "-j", "c"),
         )
-        self.assertEqual(iptables.check_jump_argv("c", "br0", "6")[:3], ("ip6tables", "-w", "-C"))
-        self.assertIn("547", iptables.check_jump_argv("c", "br0", "6"))
+        self.assertEqual(iptables.list_input_argv("6"), ("ip6tables", "-w", "-S", "INPUT"))
+        self.assertIn("547", iptables.insert_jump_argv("c", "br0", "6"))
         self.assertEqual(iptables.restore_argv("4"), ("iptables-restore", "-w", "--noflush"))
         self.assertEqual(iptables.restore_argv("6"), ("ip6tables-restore", "-w", "--noflush"))
+
+    def test_has_jump(self):
+        listing = (
+            "-P INPUT ACCEPT\n"
+            "-A INPUT -i br1 -p udp -m udp --dport 67 -j c\n"
+            "-A INPUT -i br0 -p udp -m udp --dport 547 -j c\n"
+            "-A INPUT -i br0 -p tcp -m tcp --dport 67 -j c\n"
+            "-A INPUT -i br0 -p udp -m udp --dport 67 -j other\n"
+        )
+        self.assertFalse(iptables.has_jump(listing, "c", "br0", "4"))
+        self.assertTrue(iptables.has_jump(listing, "c", "br0", "6"))
+        self.assertTrue(iptables.has_jump(listing + "-A INPUT -i br0 -p udp -m udp --dport 67 -j c\n", "c", "br0", "4"))
 
     def test_bad_names_refused(self):
         for chain, interface in (("a b", "br0"), ("c", "br0\n-A"), ("c", "x" * 16), ("", "br0")):
@@ -95,21 +108,21 @@ class IptablesRulesTests(SynchronousTestCase):
 class IptablesDriverTests(SynchronousTestCase):
     def test_full_sync_restores_then_heals_jump(self):
         runner = FakeRunner()
-        runner.codes[("iptables", "-w", "-C")] = 1
         driver = iptables.IptablesDriver(runner, "c", "br0")
         run(self, driver.apply(CLOSED))
         argvs = [argv for argv, _ in runner.calls]
         self.assertEqual(argvs[0], ("iptables-restore", "-w", "--noflush"))
         self.assertEqual(runner.calls[0][1], iptables.restore_input("c", CLOSED))
-        self.assertEqual(argvs[1][:3], ("iptables", "-w", "-C"))
-        self.assertEqual(argvs[2][:3], ("iptables", "-w", "-I"))
+        self.assertEqual(argvs[1], ("iptables", "-w", "-S", "INPUT"))
+        self.assertEqual(argvs[2], iptables.insert_jump_argv("c", "br0", "4"))
 
     def test_jump_present_not_inserted(self):
         runner = FakeRunner()
+        runner.outputs[("iptables", "-w", "-S", "INPUT")] = b"-A INPUT -i br0 -p udp -m udp --dport 67 -j c\n"
         driver = iptables.IptablesDriver(runner, "c", "br0")
         run(self, driver.apply(CLOSED))
         self.assertEqual([argv[:3] for argv, _ in runner.calls],
-                         [("iptables-restore", "-w", "--noflush"), ("iptables", "-w", "-C")])
+                         [("iptables-restore", "-w", "--noflush"), ("iptables", "-w", "-S")])
 
     def test_incremental_sync_is_one_process(self):
         runner = FakeRunner()
@@ -218,9 +231,10 @@ class DnsmasqFilesTests(SynchronousTestCase):
             FilterState(frozenset(), frozenset({A}), False),
             FilterState(frozenset({D}), frozenset({A}), True),
         ]
+        stale = "52:54:00:00:00:ee"  # a port deleted before ``previous``: neither allowed nor denied
         for previous in states:
             for state in states:
-                written = {}
+                written = {stale: previous.allow_unknown}
                 written.update(dnsmasq.full_changes(previous, written))
                 full = dnsmasq.full_changes(state, dict(written))
                 incremental = dnsmasq.incremental_changes(previous, state, dict(written))
@@ -295,7 +309,8 @@ class DnsmasqDriverTests(SynchronousTestCase):
 
     def test_failed_write_is_read_back_not_purged(self):
         driver = self.driver()
-        run(self, driver.apply(CLOSED))
+        first = FilterState(frozenset({A, D}), frozenset({B, C}), False)
+        run(self, driver.apply(first))
         calls = []
 
         def broken(f, *args):
@@ -303,11 +318,14 @@ class DnsmasqDriverTests(SynchronousTestCase):
             return defer.fail(OSError(28, "No space left on device"))
 
         driver._thread = broken
-        self.failureResultOf(defer.ensureDeferred(driver.apply(OPEN, previous=CLOSED)), OSError)
+        self.failureResultOf(defer.ensureDeferred(driver.apply(OPEN, previous=first)), OSError)
         driver._thread = lambda f, *a: defer.execute(f, *a)
         run(self, driver.apply(OPEN))
-        self.assertEqual(self.files()[A], A + "\n")
-        self.assertEqual(self.files()["unknown_hosts_filter"], "*:*:*:*:*:*\n")
+        files = self.files()
+        self.assertEqual(files[A], A + "\n")
+        self.assertEqual(files["unknown_hosts_filter"], "*:*:*:*:*:*\n")
+        # D's file was read back, not purged (dnsmasq would not notice a deletion).
+        self.assertEqual(files[D], D + "\n")
         self.assertEqual(calls, [dnsmasq.thd_write])
 
     def test_start_failure_retried_then_stop(self):

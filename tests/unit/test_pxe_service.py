@@ -316,6 +316,7 @@ class FailureTests(ServiceTestCase):
         self.driver.hold.callback(None)
         self.successResultOf(d)
         self.assertTrue(self.driver.stopped)
+        self.assertEqual(self.service.health()["state"], "stopped")
 
 
 class NoPeriodicSyncTests(ServiceTestCase):

@@ -1,0 +1,62 @@
+"""Summarise py-spy raw profiles (collapsed stacks) recorded by ``bench.run --profile``.
+
+``python -m bench.profiles FILE [N]`` prints the N frames with the most
+samples on top of the stack (own time) and in the stack (inclusive time).
+Samples of a thread waiting in epoll or on a queue are idle time and are
+listed apart, so the shares are of the time the process was busy.
+"""
+
+import collections
+import sys
+
+IDLE = ("EPollReactor.doPoll", "Condition.wait", "Queue.get", "select", "poll (", "_wait_for_tstate_lock")
+
+
+def summarise(path, top=15):
+    own = collections.Counter()
+    inclusive = collections.Counter()
+    total = idle = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip().rpartition(" ")
+            if not stack:
+                continue
+            count = int(count)
+            frames = stack.split(";")
+            total += count
+            if any(frames[-1].startswith(marker) or marker in frames[-1] for marker in IDLE):
+                idle += count
+                continue
+            own[frames[-1]] += count
+            for frame in set(frames):
+                inclusive[frame] += count
+    busy = total - idle
+    return {"total": total, "idle": idle, "busy": busy, "own": own.most_common(top),
+            "inclusive": [(f, n) for f, n in inclusive.most_common(top * 4)
+                          if not any(skip in f for skip in ("_bootstrap", "run_path", "runpy", "launch.py",
+                                                            "twistd", "app.py", "Thread.run", "<module>"))][:top]}
+
+
+def markdown(path, title, top=12):
+    s = summarise(path, top)
+    if not s["total"]:
+        return []
+    lines = ["{}: {} samples at 100 Hz, {} busy ({:.0f} %), {} waiting in epoll or for work.".format(
+        title, s["total"], s["busy"], 100.0 * s["busy"] / s["total"], s["idle"]), "",
+        "| own % of busy | frame |", "|---|---|"]
+    for frame, count in s["own"]:
+        lines.append("| {:.1f} | `{}` |".format(100.0 * count / max(s["busy"], 1), frame))
+    lines += ["", "| inclusive % of busy | frame |", "|---|---|"]
+    for frame, count in s["inclusive"]:
+        lines.append("| {:.1f} | `{}` |".format(100.0 * count / max(s["busy"], 1), frame))
+    return lines + [""]
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    print("\n".join(markdown(argv[0], argv[0], int(argv[1]) if len(argv) > 1 else 15)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

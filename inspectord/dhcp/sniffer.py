@@ -1,0 +1,117 @@
+"""Which machines asked for DHCP, and whether the PXE filter let them through.
+
+A scapy sniffer on the provisioning interface sees DHCP requests before
+the firewall drops them, so it can tell "never booted" (no request seen)
+from "booted but blocked" (seen, refused) from "booted and answered, but
+the ramdisk never called back" (seen, allowed).  The sniffer runs in its
+own thread (scapy's ``AsyncSniffer``), stoppable, with a timeout on every
+receive; what it sees is handed to the reactor thread, and at most
+``max_macs`` MACs are remembered (oldest forgotten first).
+"""
+
+import collections
+
+from twisted.application import service
+from twisted.internet import threads
+from twisted.logger import Logger
+
+from inspectord.dhcp import packets
+
+MAX_MACS = 100_000
+
+
+class DHCPSeen:
+    """The last DHCP request seen from each MAC (reactor thread only)."""
+
+    def __init__(self, max_macs=MAX_MACS):
+        self._max = max_macs
+        self._by_mac = collections.OrderedDict()
+
+    def record(self, mac, kind, allowed, when):
+        self._by_mac.pop(mac, None)
+        self._by_mac[mac] = {"last_dhcp_request": when, "dhcp_message": kind, "allowed_by_filter": allowed}
+        while len(self._by_mac) > self._max:
+            self._by_mac.popitem(last=False)
+
+    def get(self, mac):
+        found = self._by_mac.get(mac)
+        return dict(found) if found else None
+
+    def __len__(self):
+        return len(self._by_mac)
+
+
+def client_request(packet):
+    """``(mac, kind)`` of a client's DHCP request seen on the wire, or None."""
+    reply = packets.parse(packet)
+    if reply is None or reply["op"] != 1:
+        return None
+    return reply["mac"], reply["type"]
+
+
+class DHCPSniffer(service.Service):
+    """Records DHCP requests on ``interface`` into a :class:`DHCPSeen`.
+
+    :param allows: ``allows(mac) -> bool``, the filter's current verdict.
+    :param open_socket: ``open_socket(interface)`` returning a scapy L2
+        socket (tests open it in a network namespace); scapy's default
+        otherwise.
+    """
+
+    log = Logger()
+    name = "dhcp-sniffer"
+
+    def __init__(self, reactor, interface, allows, seen=None, open_socket=None):
+        self._reactor = reactor
+        self.interface = interface
+        self._allows = allows
+        self.seen = seen if seen is not None else DHCPSeen()
+        self._open_socket = open_socket
+        self._sniffer = None
+        self.error = None
+
+    def _packet(self, packet):
+        # Sniffer thread: parse here, record in the reactor thread.
+        found = client_request(packet)
+        if found is not None:
+            self._reactor.callFromThread(self._record, *found)
+
+    def _record(self, mac, kind):
+        self.seen.record(mac, kind, self._allows(mac), self._reactor.seconds())
+
+    def startService(self):
+        super().startService()
+        from scapy import all as scapy
+
+        kwargs = dict(
+            store=False,
+            prn=self._packet,
+            lfilter=lambda p: p.haslayer(scapy.UDP) and p[scapy.UDP].dport == 67,
+        )
+        try:
+            if self._open_socket is not None:
+                kwargs["opened_socket"] = self._open_socket(self.interface)
+            else:
+                kwargs["iface"] = self.interface
+            self._sniffer = scapy.AsyncSniffer(**kwargs)
+            self._sniffer.start()
+        except Exception as e:  # scapy raises OSError, Scapy_Exception...
+            self.error = str(e) or e.__class__.__name__
+            self._sniffer = None
+            self.log.error(
+                "Cannot sniff DHCP on {interface} ({error}); DHCP diagnosis is off",
+                interface=self.interface,
+                error=self.error,
+            )
+            return
+        self.log.info("Recording DHCP requests seen on {interface}", interface=self.interface)
+
+    def stopService(self):
+        super().stopService()
+        sniffer, self._sniffer = self._sniffer, None
+        if sniffer is None:
+            return None
+        # stop() joins the sniffer thread: not in the reactor thread.
+        d = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), sniffer.stop)
+        d.addErrback(lambda f: self.log.failure("Stopping the DHCP sniffer failed", f))
+        return d

@@ -1,0 +1,147 @@
+"""Verify new BMC credentials: log in over IPMI 2.0 LAN, retried on the clock within a window."""
+
+from twisted.internet import defer, task
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from inspectord.ipmi.base import ADMINISTRATOR, BMC_ERROR, ERRORS, UNREACHABLE, AttemptResult, format_address
+from inspectord.ipmi.session import thd_open_session
+
+
+class CredentialsVerifier:
+    """Checks that a BMC accepts a user name and password.
+
+    The ramdisk sets the credentials *after* its callback, so the first
+    attempts are expected to be rejected (or to find the BMC busy): every
+    failure is retried, with exponential backoff from ``retry_interval`` up
+    to ``max_interval``, until ``window`` seconds have passed; the last
+    attempt starts at the end of the window at the latest.  Then the last
+    outcome decides the error: :class:`CredentialsRejected`,
+    :class:`BMCUnreachable` or :class:`BMCSessionError`.
+
+    Each attempt runs ``open_session(address, port, username, password,
+    privilege)`` (blocking; :func:`thd_open_session` by default) in
+    ``threadpool``, never in the reactor thread, and is abandoned after
+    ``attempt_timeout`` seconds (the thread itself ends by pyghmi's own
+    timers).  Attempts on one BMC never overlap, also across calls: pyghmi
+    shares sessions by credentials.
+
+    :param reactor: runs the thread pool's results back in the reactor thread.
+    :param clock: ``IReactorTime`` for the window, backoff and timeouts.
+    :param threadpool: a started ``twisted.python.threadpool.ThreadPool``
+        (or anything ``deferToThreadPool`` accepts) reserved for pyghmi.
+    :param privilege: session privilege level to ask for (4 = ADMINISTRATOR,
+        what Ironic's ipmitool driver uses by default).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor,
+        clock,
+        threadpool,
+        window=60.0,
+        attempt_timeout=10.0,
+        retry_interval=2.0,
+        max_interval=15.0,
+        privilege=ADMINISTRATOR,
+        open_session=thd_open_session,
+    ):
+        if window < 0 or attempt_timeout <= 0 or retry_interval <= 0:
+            raise ValueError("window must be >= 0, attempt_timeout and retry_interval > 0")
+        self._reactor = reactor
+        self._clock = clock
+        self._threadpool = threadpool
+        self.window = window
+        self.attempt_timeout = attempt_timeout
+        self.retry_interval = retry_interval
+        self.max_interval = max(max_interval, retry_interval)
+        self.privilege = privilege
+        self._open_session = open_session
+        # (address, port) -> Deferred of the thread still working on that BMC
+        self._in_flight = {}
+
+    async def verify(self, address, username, password, port=623):
+        """Return once the BMC at ``address:port`` accepts ``username``/``password``.
+
+        Raises a :class:`BMCVerificationError` subclass when the window ends
+        without a successful login.  The password is never logged.
+        """
+        start = self._clock.seconds()
+        deadline = start + self.window
+        where = format_address(address, port)
+        delay = self.retry_interval
+        attempts = 0
+        while True:
+            attempts += 1
+            result = await self._attempt(address, port, username, password)
+            now = self._clock.seconds()
+            if result.ok:
+                self.log.info(
+                    "BMC {bmc} accepted user {user} (attempt {attempt}, {elapsed:.1f} s)",
+                    bmc=where, user=username, attempt=attempts, elapsed=now - start,
+                )
+                return
+            remaining = deadline - now
+            if remaining <= 0:
+                self.log.warn(
+                    "BMC {bmc}: giving up on user {user} after {attempt} attempts: {outcome}: {reason}",
+                    bmc=where, user=username, attempt=attempts, outcome=result.outcome, reason=result.reason,
+                )
+                raise ERRORS[result.outcome](
+                    address, port, username=username, reason=result.reason, attempts=attempts, elapsed=now - start
+                )
+            wait = min(delay, remaining)
+            self.log.info(
+                "BMC {bmc}: user {user} not accepted yet (attempt {attempt}): {outcome}: {reason}; "
+                "retrying in {delay:.1f} s",
+                bmc=where, user=username, attempt=attempts, outcome=result.outcome, reason=result.reason, delay=wait,
+            )
+            await task.deferLater(self._clock, wait)
+            delay = min(delay * 2, self.max_interval)
+
+    async def _attempt(self, address, port, username, password):
+        key = (address, port)
+        while key in self._in_flight:
+            # An attempt on this BMC (maybe an abandoned one) is still running.
+            await _follow(self._in_flight[key])
+        running = deferToThreadPool(
+            self._reactor, self._threadpool, _thd_attempt, self._open_session,
+            address, port, username, password, self.privilege,
+        )
+        self._in_flight[key] = running
+
+        def done(result):
+            if self._in_flight.get(key) is running:
+                del self._in_flight[key]
+            return result
+
+        running.addCallback(done)
+        attempt = _follow(running)
+        attempt.addTimeout(self.attempt_timeout, self._clock)
+        try:
+            return await attempt
+        except defer.TimeoutError:
+            return AttemptResult(UNREACHABLE, "no answer within {:g} s".format(self.attempt_timeout))
+
+
+def _thd_attempt(open_session, *args):
+    # In the pool thread: whatever happens, hand back a plain record.
+    try:
+        return open_session(*args)
+    except Exception as e:
+        return AttemptResult(BMC_ERROR, "login attempt failed: {}".format(type(e).__name__))
+
+
+def _follow(d):
+    """A new Deferred with ``d``'s result (``d`` never fails); cancelling it leaves ``d`` alone."""
+    follower = defer.Deferred()
+
+    def relay(result):
+        if not follower.called:
+            follower.callback(result)
+        return result
+
+    d.addCallback(relay)
+    return follower

@@ -1,0 +1,95 @@
+"""``[pxe_filter]driver=builtin``: inspectord answers DHCP itself, only for allowed MACs.
+
+The driver holds the filter state the :class:`~inspectord.dhcp.server.DHCPResponder`
+consults for every request, so a sync costs nothing but an assignment.  The
+first apply opens the UDP socket (port 67 of ``[builtin_dhcp]interface``)
+and loads the leases from the store; if that fails (address in use,
+permission denied) the sync fails and the filter service retries it with
+backoff like any other driver failure.
+"""
+
+import datetime
+import socket
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from inspectord.dhcp import server
+from inspectord.dhcp.sniffer import DHCPSeen
+from inspectord.pxe import policy
+from inspectord.store.sql import utc
+
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def posix(naive_utc):
+    return (naive_utc - _EPOCH).total_seconds()
+
+
+class BuiltinDriver:
+    """Runs the builtin DHCP server.
+
+    :param lease_store: :class:`inspectord.store.SQLStore` (``dhcp_leases()``,
+        ``put_dhcp_lease(mac, ip, expires_at)``).
+    :param open_socket: ``open_socket(interface) -> socket`` (tests open it
+        in a network namespace).
+    """
+
+    name = "builtin"
+    log = Logger()
+
+    def __init__(self, reactor, options, interface, lease_store, open_socket=server.open_socket, seen=None):
+        self._reactor = reactor
+        self.options = options
+        self.interface = interface
+        self._lease_store = lease_store
+        self._open_socket = open_socket
+        self.state = policy.CLOSED
+        self.responder = None
+        self.port = None
+        #: The last request seen from each MAC, and the verdict (diagnosis).
+        self.seen = seen if seen is not None else DHCPSeen()
+
+    def allows(self, mac):
+        return self.state.allows(mac)
+
+    def _seen(self, mac, kind, allowed):
+        self.seen.record(mac, kind, allowed, self._reactor.seconds())
+        if not allowed:
+            self.log.debug("DHCP {kind} from {mac} refused by the PXE filter", kind=kind, mac=mac)
+
+    def _persist(self, mac, ip, expires):
+        d = self._lease_store.put_dhcp_lease(mac, ip, utc(expires))
+        d.addErrback(lambda f: self.log.failure("Cannot record the DHCP lease of {mac}", f, mac=mac))
+
+    async def _start(self):
+        leases = None
+        if self.options.mode == "dhcp":
+            rows = await self._lease_store.dhcp_leases()
+            leases = server.Leases(
+                self.options.range_start,
+                self.options.range_end,
+                self.options.lease_time,
+                {mac: (ip, posix(expires)) for mac, ip, expires in rows},
+                persist=self._persist,
+            )
+        self.responder = server.DHCPResponder(self.options, leases, self.allows, self._reactor, seen=self._seen)
+        sock = self._open_socket(self.interface)
+        try:
+            self.port = self._reactor.adoptDatagramPort(sock.fileno(), socket.AF_INET, server.DHCPProtocol(self.responder))
+        finally:
+            sock.close()  # the port has its own copy of the descriptor
+        self.log.info(
+            "Builtin DHCP server ({mode}) listening on {interface}", mode=self.options.mode, interface=self.interface
+        )
+
+    async def apply(self, state, previous=None):
+        self.state = state
+        if self.port is None:
+            await self._start()
+
+    async def stop(self):
+        self.state = policy.CLOSED
+        if self.port is not None:
+            port, self.port = self.port, None
+            await defer.maybeDeferred(port.stopListening)
