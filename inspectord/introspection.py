@@ -72,6 +72,23 @@ def _looks_like_ip(value):
         return False
 
 
+def describe_dhcp(status):
+    """An operator's sentence from :meth:`Introspection.dhcp_status`."""
+    if status is None:
+        return None
+    if not status["seen"]:
+        return "no DHCP request was seen from {}: the node probably never PXE-booted".format(
+            ", ".join(status["macs"]) or "its MACs (it has no port)"
+        )
+    if not status["allowed_by_filter"]:
+        return "its last DHCP request ({} from {} at {}) was blocked by the PXE filter".format(
+            status["dhcp_message"], status["mac"], status["last_dhcp_request"]
+        )
+    return "it was answered DHCP ({} from {} at {}) but the ramdisk never called back".format(
+        status["dhcp_message"], status["mac"], status["last_dhcp_request"]
+    )
+
+
 class _Lease:
     def __init__(self, call):
         self._call = call
@@ -579,8 +596,12 @@ class Introspection:
         threshold = self.now() - datetime.timedelta(seconds=timeout)
         failed = []
         for uuid in await self.store.timed_out(threshold):
+            message = "Introspection timeout"
             try:
-                await self.store.transition(uuid, st.Event.timeout, self.now(), error="Introspection timeout")
+                diagnosis = describe_dhcp(self.dhcp_status(await self.store.get_node(uuid)))
+                if diagnosis:
+                    message += ": " + diagnosis
+                await self.store.transition(uuid, st.Event.timeout, self.now(), error=message)
             except (errors.StateChanged, errors.InvalidTransition):
                 continue
             self.log.error("Node {node}: introspection timed out", node=uuid)
@@ -588,6 +609,32 @@ class Introspection:
         if failed:
             self._filter_changed()
         return failed
+
+    def dhcp_status(self, record):
+        """What the PXE filter saw of the node's DHCP requests, or None.
+
+        None when nothing records DHCP requests (no sniffer, not the builtin
+        server); ``{"seen": False, "macs": [...]}`` when nothing came from
+        the node's MACs; otherwise the latest request.
+        """
+        pxe_filter = self._pxe_filter
+        if pxe_filter is None or getattr(pxe_filter, "seen", None) is None:
+            return None
+        macs = sorted(record.ports)
+        latest, latest_mac = None, None
+        for mac in macs:
+            seen = pxe_filter.dhcp_seen(mac)
+            if seen and (latest is None or seen["last_dhcp_request"] > latest["last_dhcp_request"]):
+                latest, latest_mac = seen, mac
+        if latest is None:
+            return {"seen": False, "macs": macs}
+        return {
+            "seen": True,
+            "mac": latest_mac,
+            "last_dhcp_request": utc(latest["last_dhcp_request"]).isoformat(),
+            "dhcp_message": latest.get("dhcp_message"),
+            "allowed_by_filter": latest.get("allowed_by_filter"),
+        }
 
     async def resume_abandoned(self):
         """Process again, from the stored raw data, what a stopped instance left."""

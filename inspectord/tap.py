@@ -39,7 +39,11 @@ def makeService(options):
             options=", ".join(config.ignored_options),
         )
     log.info("inspectord starting with {path}", path=config.path or "built-in defaults")
-    return make_service(config, reactor)
+    try:
+        return make_service(config, reactor)
+    except errors.ConfigError as e:
+        # Files the configuration names (htpasswd, policy...) are read here.
+        raise SystemExit("inspectord: configuration error: {}".format(e)) from None
 
 
 def main_dbsync(argv=None):

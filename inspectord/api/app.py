@@ -208,7 +208,7 @@ class API:
             raise errors.BadRequest("Invalid JSON in the request body: {}".format(e)) from None
 
     def _status(self, request, record):
-        return {
+        status = {
             "uuid": record.uuid,
             "finished": record.finished,
             "state": record.state,
@@ -217,6 +217,11 @@ class API:
             "error": record.error,
             "links": self._link(request, "v1/introspection/" + record.uuid),
         }
+        if record.active:
+            dhcp = self.introspection.dhcp_status(record)
+            if dhcp is not None:
+                status["dhcp"] = dhcp
+        return status
 
     async def _node_uuid(self, node_id):
         """A node's UUID from a UUID or (from API 1.5) a name."""

@@ -56,7 +56,7 @@ class InspectordProcess:
         and options win in oslo.config).
     """
 
-    def __init__(self, workdir, ironic_url, port=None, timeout=3600, clean_up_period=60, extra_config=""):
+    def __init__(self, workdir, ironic_url, port=None, timeout=3600, clean_up_period=60, extra_config="", env=None):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -74,6 +74,8 @@ class InspectordProcess:
             + extra_config
         )
         self.process = None
+        # Extra environment of the twistd process (e.g. PYTHONPATH for plugin drop-ins).
+        self.env = dict(env or {})
 
     def command(self):
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -86,7 +88,7 @@ class InspectordProcess:
         self.process = subprocess.Popen(
             self.command(), cwd=str(self.workdir), stdin=subprocess.DEVNULL,
             stdout=open(self.workdir / "twistd.out", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, env=dict(os.environ, **self.env) if self.env else None,
         )
         (self.workdir / "inspectord.pid").write_text(str(self.process.pid))
         (self.workdir / "inspectord.url").write_text(self.url)
