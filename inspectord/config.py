@@ -155,7 +155,7 @@ _OPTS = {
     "pxe_filter": [
         cfg.StrOpt(
             "driver",
-            default="noop",
+            default="iptables",
             help="PXE filter driver: nftables (recommended), iptables, dnsmasq, builtin (inspectord's own "
             "DHCP server, see [builtin_dhcp]) or noop (no filtering).",
         ),

@@ -167,6 +167,13 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(values, {})
         self.assertEqual(len(warnings), 4, warnings)
 
+    def test_each_autonegotiation_capability_from_its_own_bit(self):
+        # Only "10BASE-T full duplex" advertised (ironic-inspector read it from the half-duplex bit).
+        self.assertEqual(lldp_tlvs.parse([[127, "00120f010320000010"]])["switch_port_physical_capabilities"],
+                         ["10BASE-T fdx"])
+        self.assertEqual(lldp_tlvs.parse([[127, "00120f010340000010"]])["switch_port_physical_capabilities"],
+                         ["10BASE-T hdx"])
+
     def test_empty_strings_kept(self):
         self.assertEqual(lldp_tlvs.parse([[4, ""], [5, ""]]),
                          {"switch_port_description": "", "switch_system_name": ""})

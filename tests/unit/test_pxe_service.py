@@ -359,8 +359,12 @@ class StoreAndIronicTests(SynchronousTestCase):
 
 
 class MakeFilterTests(SynchronousTestCase):
+    def test_default_is_iptables_as_ironic_inspector(self):
+        config = make_config()
+        self.assertEqual(config.pxe_filter.driver, "iptables")
+
     def test_noop(self):
-        filt = pxe.make_filter(make_config())
+        filt = pxe.make_filter(make_config(pxe_filter__driver="noop"))
         self.assertIsInstance(filt, pxe.NoopFilter)
         filt.notify()
         self.assertEqual(filt.health(), {"driver": "noop", "state": "ok"})
