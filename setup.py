@@ -9,7 +9,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
-    package_data={"inspectord": ["store/migrations/script.py.mako"]},
+    package_data={"inspectord": ["store/migrations/script.py.mako", "plugins/known_accelerators.yaml"]},
     install_requires=[
         "twisted>=24.3",
         "klein>=23.5",

@@ -14,6 +14,18 @@ daemon itself; these patches only measure the idea.
     in flight put 50 PATCHes ahead of the first power-off, so no node
     finishes for seconds and the power-offs then arrive at Ironic bunched
     together, where they cost more than interleaved with PATCHes.
+
+``status-inline``
+    ``GET /v1/introspection/<uuid>`` reads the store on the reactor thread
+    instead of handing the query to the one-thread database pool and back
+    (SQLite only: a primary-key read costs less than the two thread hops).
+
+``status-lean``
+    ``status-inline``, and the read selects only the status columns, not the
+    recorded node, ports and options (JSON decoded for nothing), for a
+    finished node.
+
+Several can be combined: ``--experiment finish-first,status-lean``.
 """
 
 import contextvars
@@ -82,7 +94,51 @@ def finish_first():
     cls.set_power_state = set_power_state
 
 
-EXPERIMENTS = {"finish-first": finish_first}
+def status_inline():
+    from inspectord.store import sql
+
+    def get_node(self, uuid):
+        # SQLite in WAL mode: a read by primary key takes ~0.1 ms, less than
+        # the hand-off to the database thread and back costs.
+        return defer.execute(self.thd_get_node, uuid)
+
+    sql.SQLStore.get_node = get_node
+
+
+def status_lean():
+    import sqlalchemy as sa
+
+    from inspectord import errors
+    from inspectord.store import schema, sql
+    from inspectord.store.records import NodeRecord
+
+    n = schema.nodes
+    columns = [n.c.uuid, n.c.state, n.c.started_at, n.c.finished_at, n.c.error, n.c.manage_boot, n.c.version_id,
+               n.c.lease_until]
+    full = sql.SQLStore.thd_get_node
+
+    def thd_get_node(self, uuid):
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(*columns).where(n.c.uuid == uuid)).first()
+        if row is None:
+            raise errors.NotFound("Node {} was not found in inspectord's records".format(uuid))
+        record = NodeRecord(uuid=row.uuid, state=row.state, started_at=row.started_at, finished_at=row.finished_at,
+                            error=row.error, manage_boot=row.manage_boot, version_id=row.version_id,
+                            lease_until=row.lease_until)
+        return full(self, uuid) if record.active else record  # the DHCP diagnosis needs the rest
+
+    def get_node(self, uuid):
+        return defer.execute(thd_get_node, self, uuid)
+
+    sql.SQLStore.get_node = get_node
+
+
+EXPERIMENTS = {
+    "finish-first": finish_first,
+    "status-inline": status_inline,
+    "status-lean": status_lean,
+}
 
 if __name__ == "__bench_preload__":  # run by bench.launch before the service
-    EXPERIMENTS[os.environ["BENCH_EXPERIMENT"]]()
+    for _name in os.environ["BENCH_EXPERIMENT"].split(","):
+        EXPERIMENTS[_name]()

@@ -2,8 +2,10 @@
 
 ``python -m bench.profiles FILE [N]`` prints the N frames with the most
 samples on top of the stack (own time) and in the stack (inclusive time).
-Samples of a thread waiting in epoll or on a queue are idle time and are
-listed apart, so the shares are of the time the process was busy.
+The harness records with ``py-spy --gil``: only the thread holding the GIL
+is sampled, so the shares are of the CPU time the process spent in Python.
+Samples of a thread waiting in epoll or on a queue (if any) are idle time
+and are listed apart.
 """
 
 import collections

@@ -72,6 +72,7 @@ FIGURES = [
     ("status p99, 50 clients (ms)", "status.50.p99_ms", "{:.1f}", 1),
     ("service CPU per 1000 status reads, 50 clients (ms)", None, "{:.0f}", 1),
     ("CPU of other processes on the machine during the storm (s)", "storm.cpu.background", "{:.1f}", 1),
+    ("CPU of other processes during the 50-client status reads (s)", "status.50.cpu.background", "{:.1f}", 1),
     ("RSS idle after start (MB)", "idle_rss_mb", "{:.1f}", 1),
     ("peak RSS (MB)", "peak_rss_mb", "{:.1f}", 1),
     ("import floor RSS (MB)", "import_floor_mb", "{:.1f}", 1),
@@ -251,7 +252,7 @@ def markdown(meta, results, directory="."):
             lines += ["## Profile: {} during the {} ({} nodes, run {})".format(
                 result["system"], phase, result["nodes"], result.get("run")), ""]
             lines += profiles.markdown(path, "`{}`".format(pathlib.Path(path).name))
-    pxe = pathlib.Path(__file__).resolve().parent / "results" / "pxe_filter.md"
+    pxe = pathlib.Path(directory) / "pxe_filter.md"
     if pxe.exists():
         lines += ["", pxe.read_text()]
     return "\n".join(lines)

@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,12 @@ class Snapshot:
     def build(self):
         from inspectord.devenv.ironic import IronicServer
 
+        saved = self.dir / "uuids.json"
+        if saved.exists() and (self.dir / "ironic" / "ironic.sqlite").exists():
+            self.uuids = json.loads(saved.read_text())
+            say("reusing the {} enrolled nodes of {}".format(self.count, self.dir))
+            return
+
         say("enrolling {} nodes with {} ports each (once, then copied for every system and run)".format(
             self.count, workload.PORTS_PER_NODE))
         ironic = IronicServer(self.dir / "ironic")
@@ -109,8 +116,9 @@ class Profiler:
             say("py-spy not found: no profile")
             return
         self.process = subprocess.Popen(
+            # --gil: only samples of the thread holding the GIL, i.e. where the CPU goes
             [py_spy, "record", "--pid", str(pid), "--rate", "100", "--format", "raw", "--output", str(output),
-             "--nonblocking"],
+             "--nonblocking", "--gil"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
 
@@ -241,6 +249,7 @@ def run_service(name, snapshot, workdir, args):
             for clients in (1, 50):
                 say("status reads: {} client(s) for {} s (wrk)".format(clients, args.status_seconds))
                 cpu = procstats.cpu_seconds(service.pid)
+                window = procstats.Window(service=service.pid, ironic=ironic.pid)
                 if clients == 50 and args.profile in (name, "all"):
                     profiler = Profiler(service.pid, RESULTS / "profile-{}-{}-status.txt".format(name, count))
                 figures = statusload.run_wrk(service.url, uuids[:200], clients, args.status_seconds)
@@ -248,6 +257,7 @@ def run_service(name, snapshot, workdir, args):
                     result["profile_status"] = _name(profiler.stop())
                     profiler = None
                 figures["service_cpu_s"] = procstats.cpu_seconds(service.pid) - cpu
+                figures["cpu"] = window.stop()
                 result["status"][str(clients)] = figures
                 say("  {:.0f} requests/s, p50 {:.1f} ms, p99 {:.1f} ms, {} errors".format(
                     figures["rps"], figures["p50_ms"], figures["p99_ms"], figures["errors"]))
@@ -333,8 +343,12 @@ def parse_args(argv):
                         help="record a py-spy profile of the service during the storm")
     parser.add_argument("--inspectord-config", default="",
                         help="text appended to inspectord's configuration (e.g. '[ironic_client]\\nmax_in_flight = 16')")
-    parser.add_argument("--experiment", choices=sorted(EXPERIMENTS),
-                        help="start inspectord with this change of bench/experiments.py patched in")
+    parser.add_argument("--experiment", help="start inspectord with these changes of bench/experiments.py patched "
+                        "in (comma-separated: {})".format(", ".join(sorted(EXPERIMENTS))))
+    parser.add_argument("--pxe", choices=["auto", "yes", "no"], default="auto",
+                        help="also run bench/pxe_filter.py (needs root: it works in a network namespace of its own) "
+                        "and add its table to the report; auto: when root (default)")
+    parser.add_argument("--pxe-args", default="", help="arguments for bench/pxe_filter.py, e.g. '--runs 3'")
     parser.add_argument("--workdir", help="keep every work directory here (default: a temporary one, removed)")
     parser.add_argument("--output", default=str(RESULTS), help="results directory (default: bench/results)")
     parser.add_argument("--append", action="store_true",
@@ -345,6 +359,9 @@ def parse_args(argv):
     unknown = set(args.systems) - set(ALL_SYSTEMS)
     if unknown:
         parser.error("unknown system(s): " + ", ".join(sorted(unknown)))
+    unknown = set((args.experiment or "").split(",")) - set(EXPERIMENTS) - {""}
+    if unknown:
+        parser.error("unknown experiment(s): " + ", ".join(sorted(unknown)))
     args.inspectord_config = args.inspectord_config.replace("\\n", "\n")
     if args.inspectord_config and not args.inspectord_config.startswith("\n"):
         args.inspectord_config = "\n" + args.inspectord_config + "\n"
@@ -400,6 +417,7 @@ def main(argv=None):
                 for name in order:
                     say("=== run {}/{}, {} nodes: {} ===".format(run, first_run + args.runs - 1, count, name))
                     workdir = root / "run{}-n{}-{}".format(run, count, name)
+                    shutil.rmtree(workdir, ignore_errors=True)  # left by an earlier invocation
                     try:
                         if name == "floor":
                             result = run_floor(snapshots[count], workdir, args)
@@ -411,6 +429,8 @@ def main(argv=None):
                     result["run"] = run
                     results.append(result)
                     _save(meta, results)
+        if args.pxe == "yes" or (args.pxe == "auto" and os.geteuid() == 0):
+            run_pxe(args)
     except KeyboardInterrupt:
         say("interrupted: writing what was measured")
     finally:
@@ -422,6 +442,23 @@ def main(argv=None):
     print(text)
     say("results in {}".format(RESULTS))
     return 0
+
+
+def run_pxe(args):
+    """The PXE filter benchmark (bench/pxe_filter.py, its own figures) into results/pxe_filter.md."""
+    script = pathlib.Path(__file__).resolve().parent / "pxe_filter.py"
+    if not script.exists():
+        say("no bench/pxe_filter.py: PXE filter figures skipped")
+        return
+    say("PXE filter benchmark: {} {}".format(script.name, args.pxe_args).rstrip())
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(script), *shlex.split(args.pxe_args)],
+                            capture_output=True, text=True, timeout=3600)
+    output = (result.stdout.strip() + ("\n" + result.stderr.strip() if result.returncode else "")).strip()
+    (RESULTS / "pxe_filter.md").write_text(
+        "## PXE filter (`bench/pxe_filter.py {}`{})\n\n```\n{}\n```\n".format(
+            args.pxe_args, "" if result.returncode == 0 else ", exit status {}".format(result.returncode), output))
+    say("PXE filter benchmark done in {:.0f} s (exit status {})".format(time.monotonic() - started, result.returncode))
 
 
 def _name(path):

@@ -9,7 +9,8 @@ can drive it::
 
 prints ``ready 127.0.0.1 PORT`` once it listens (``--port 0`` picks a free
 port), then serves until killed.  ``--state-file`` keeps the users, the
-power state and the boot device in a JSON file, rewritten on every change.
+power state and the boot device in a JSON file (mode 0600, passwords in
+clear: this is a test tool), rewritten on every change.
 
 What it adds to the stock ``Bmc`` (pyghmi 1.6):
 
@@ -23,9 +24,10 @@ What it adds to the stock ``Bmc`` (pyghmi 1.6):
   disabled or channel-less user, 0x09 (invalid role) for a role above the
   user's privilege limit, RAKP4 status 0x0F for a RAKP3 with a wrong code.
 * A user table (10 slots, slot 1 the null user) and the App commands that
-  manage it: Get Channel Info (0x42), Get Channel Access (0x41), Set/Get
-  User Access (0x43/0x44), Set/Get User Name (0x45/0x46), Set User
-  Password (0x47: disable, enable, set, test).  A user logs in only when
+  manage it: Get Channel Info (0x42), Get Channel Access (0x41), Get
+  Channel Cipher Suites (0x54, in and out of a session), Set/Get User
+  Access (0x43/0x44), Set/Get User Name (0x45/0x46), Set User Password
+  (0x47: disable, enable, set, test).  A user logs in only when
   enabled, with a password, IPMI messaging on and a privilege limit on
   channel 1 (like a real BMC, a fresh slot has none of these).
 * Session privilege: Set Session Privilege Level is checked against the
@@ -381,7 +383,9 @@ def _server_classes():
             if data[4] == 6:
                 payloadtype = data[5] & 0b00111111
                 if payloadtype == 0x10:  # RMCP+ Open Session Request
-                    SimulatedSession(self.authdata, self.kg, sockaddr, self.serversocket, data[16:], self.uuid, bmc=self)
+                    SimulatedSession(
+                        self.authdata, self.kg, sockaddr, self.serversocket, data[16:], self.uuid, bmc=self
+                    )
                     return
                 if payloadtype != 0:
                     return
@@ -393,7 +397,8 @@ def _server_classes():
             clientseq, clientlun = clientlun >> 2, clientlun & 0b11
             mylun = netfnlun & 0b11
             if data[19] == 0x38 and len(data) >= 22:  # Get Channel Authentication Capabilities
-                if data[20] & 0x80 and data[20] & 0x0F in (0x0E, LAN_CHANNEL):
+                # IPMI 1.5 clients get the same answer (IPMI 2.0 only) and give up at once.
+                if data[20] & 0x0F in (0x0E, LAN_CHANNEL):
                     self.send_auth_cap(myaddr, mylun, clientaddr, clientlun, clientseq, sockaddr)
             elif data[19] == 0x54 and len(data) >= 23:  # Get Channel Cipher Suites
                 self._send_cipher_suites(myaddr, mylun, clientaddr, clientlun, clientseq, data[22] & 0x3F, sockaddr)
@@ -450,6 +455,11 @@ def _server_classes():
             channel = self._channel(data[0])
             # 802.3 LAN, IPMB-1.0 protocol, multi-session, IPMI's IANA number
             return CC_OK, [channel, 0x04, 0x01, 0x80, 0xF2, 0x1B, 0x00, 0x00, 0x00]
+
+        def cmd_get_channel_cipher_suites(self, data):
+            channel = self._channel(data[0])
+            index = data[2] & 0x3F
+            return CC_OK, bytes([channel]) + _SUITE_RECORDS[index * 16 : index * 16 + 16]
 
         def cmd_get_user_access(self, data):
             self._channel(data[0])
@@ -557,6 +567,7 @@ def _server_classes():
             (6, 0x45): cmd_set_user_name,
             (6, 0x46): cmd_get_user_name,
             (6, 0x47): cmd_set_user_password,
+            (6, 0x54): cmd_get_channel_cipher_suites,
             (0, 0x01): cmd_get_chassis_status,
             (0, 0x02): cmd_chassis_control,
         }
@@ -570,16 +581,26 @@ def _server_classes():
             (0, 0x08): OPERATOR,
         }
 
-        def serve(self):
-            """Answer clients until the process is killed."""
-            while True:
+        def serve(self, parent_pid=None):
+            """Answer clients until the process is killed (or ``parent_pid`` is gone)."""
+            while parent_pid is None or _alive(parent_pid):
                 try:
-                    ipmisession.Session.wait_for_rsp(timeout=5)
+                    ipmisession.Session.wait_for_rsp(timeout=1)
                 except Exception:
                     # one malformed packet must not take the BMC down
                     traceback.print_exc()
 
     return SimulatedSession, SimulatedBMC
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def initial_users(user, password, user_id=2):
@@ -594,7 +615,8 @@ def initial_users(user, password, user_id=2):
 def make_bmc(user, password, address="127.0.0.1", port=623, user_id=2, state_file=None, verbose=False):
     """A listening :class:`SimulatedBMC` (call ``serve()`` to answer)."""
     _, cls = _server_classes()
-    return cls(initial_users(user, password, user_id), address=address, port=port, state_file=state_file, verbose=verbose)
+    users = initial_users(user, password, user_id)
+    return cls(users, address=address, port=port, state_file=state_file, verbose=verbose)
 
 
 def main(argv=None):
@@ -604,8 +626,11 @@ def main(argv=None):
     parser.add_argument("--user", default="admin", help="the initial ADMINISTRATOR account")
     parser.add_argument("--password", default="password")
     parser.add_argument("--user-id", type=int, default=2, help="the slot of the initial account (default 2)")
-    parser.add_argument("--state-file", help="JSON file keeping users, power state and boot device")
+    parser.add_argument(
+        "--state-file", help="JSON file keeping users, power state and boot device (if it exists, it wins over --user)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print logins and changes")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     args = parser.parse_args(argv)
     if not 2 <= args.user_id <= MAX_USERS:
         parser.error("--user-id must be in 2..{}".format(MAX_USERS))
@@ -615,7 +640,7 @@ def main(argv=None):
     )
     print("ready {} {}".format(server.address, server.port), flush=True)
     try:
-        server.serve()
+        server.serve(args.parent_pid)
     except KeyboardInterrupt:
         return 0
 
@@ -647,7 +672,7 @@ class BMCProcess:
         argv = [
             sys.executable, "-m", "inspectord.devenv.bmc", "--address", self.address,
             "--port", str(self.port or 0), "--user", self.user, "--password", self.password,
-            "--user-id", str(self.user_id), "--state-file", self.state_file,
+            "--user-id", str(self.user_id), "--state-file", self.state_file, "--parent-pid", str(os.getpid()),
         ]
         if self.verbose:
             argv.append("--verbose")

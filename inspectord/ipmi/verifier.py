@@ -20,11 +20,13 @@ class CredentialsVerifier:
     :class:`BMCUnreachable` or :class:`BMCSessionError`.
 
     Each attempt runs ``open_session(address, port, username, password,
-    privilege)`` (blocking; :func:`thd_open_session` by default) in
-    ``threadpool``, never in the reactor thread, and is abandoned after
-    ``attempt_timeout`` seconds (the thread itself ends by pyghmi's own
-    timers).  Attempts on one BMC never overlap, also across calls: pyghmi
-    shares sessions by credentials.
+    privilege, timeout)`` (blocking; :func:`thd_open_session` by default)
+    in ``threadpool``, never in the reactor thread.  The thread gives up
+    after ``attempt_timeout`` seconds, and so does the verifier, on its
+    clock, should the thread hang.  Attempts on one BMC never overlap, also
+    across calls and after such a timeout: pyghmi shares sessions by
+    credentials and is not safe with two logins to one BMC at once.  Use
+    one verifier per process.
 
     :param reactor: runs the thread pool's results back in the reactor thread.
     :param clock: ``IReactorTime`` for the window, backoff and timeouts.
@@ -108,7 +110,7 @@ class CredentialsVerifier:
             await _follow(self._in_flight[key])
         running = deferToThreadPool(
             self._reactor, self._threadpool, _thd_attempt, self._open_session,
-            address, port, username, password, self.privilege,
+            address, port, username, password, self.privilege, self.attempt_timeout,
         )
         self._in_flight[key] = running
 

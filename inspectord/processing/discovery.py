@@ -231,7 +231,7 @@ class Discovery:
         fields = self.config.default.ipmi_address_fields
         for node in await self.ironic.list_nodes("uuid,driver,driver_info"):
             shared = sorted(node_bmc_addresses(node, fields) & wanted)
-            if False:
+            if shared:
                 raise errors.BadRequest(
                     "Cannot enroll the machine: Ironic node {} already has BMC address {}; "
                     "introspect that node instead".format(node.get("uuid"), shared[0])

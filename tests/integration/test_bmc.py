@@ -92,7 +92,14 @@ class BMCCase(unittest.TestCase):
 class SimulatorTests(BMCCase):
     async def test_ipmitool_sets_credentials_of_user_3(self):
         bmc = self.start_bmc()
-        await self.set_credentials(bmc, 3, "newuser", "newpass")
+        for command in (
+            "user set name 3 newuser",
+            "user set password 3 newpass",
+            "user enable 3",
+            "channel setaccess 1 3 ipmi=on privilege=4",
+        ):
+            output, code = await run_ipmitool(bmc.ipmitool_argv(*command.split()), bmc.password)
+            self.assertEqual(code, 0, output)
         user = bmc.state()["users"]["3"]
         self.assertEqual(
             {k: user[k] for k in ("name", "password", "enabled", "privilege", "ipmi")},
@@ -113,7 +120,7 @@ class SimulatorTests(BMCCase):
         # the admin account is untouched
         output, code = await run_ipmitool(bmc.ipmitool_argv("user", "list", "1"), bmc.password)
         self.assertRegex(output, r"2\s+admin\s+true\s+true\s+true\s+ADMINISTRATOR")
-        self.assertRegex(output, r"3\s+newuser\s+true\s+true\s+true\s+ADMINISTRATOR")
+        self.assertRegex(output, r"3\s+newuser\s+true\s+false\s+true\s+ADMINISTRATOR")
 
     async def test_each_step_is_needed(self):
         bmc = self.start_bmc()

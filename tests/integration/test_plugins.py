@@ -13,6 +13,9 @@ import sys
 import textwrap
 
 from tests.integration.base import IntegrationCase, ipa_payload, new_macs
+from tests.unit.helpers import fixture
+
+LLDP = fixture("lldp-switches.json")["switches"]
 
 HOOKS_CONFIG = """
 [processing]
@@ -146,3 +149,46 @@ class MissingPackageTests(IntegrationCase):
         message = str(caught.exception)
         self.assertIn("unknown hook(s) acme_asset_tag, acme_rack", message)
         self.assertIn("lldp_basic", message)  # the known ones are listed
+
+
+class ExistingPortTests(IntegrationCase):
+    """LLDP and physnet hooks on a port Ironic already has: changed once, then left alone."""
+
+    extra_config = """
+[processing]
+processing_hooks = $default_processing_hooks,lldp_basic,local_link_connection,physnet_cidr_map
+
+[port_physnet]
+cidr_map = 198.51.100.0/24:other,192.0.2.0/24:physnet-a
+"""
+
+    def introspect(self, uuid, name, data):
+        self.start_and_wait(name, uuid)
+        status, _, body = self.inspectord.call("POST", "/v1/continue", data)
+        self.assertEqual(status, 200, body)
+        self.assertIsNone(self.inspectord.wait_finished(uuid)["error"])
+
+    def test_existing_port(self):
+        macs = new_macs(1)
+        uuid, name = self.enroll(macs)
+        port = self.client.port.list(address=macs[0])[0]
+        self.client.port.update(port.uuid, [
+            {"op": "add", "path": "/local_link_connection", "value": {"switch_id": "00:00:00:00:00:99", "port_id": "old"}},
+        ])
+        data = ipa_payload(macs, "ipa-payload-all-collectors.json")
+        data["inventory"]["interfaces"][0]["lldp"] = LLDP["cisco-nexus-93180yc-fx"]["tlvs"]
+        self.introspect(uuid, name, data)
+        port = self.client.port.get(port.uuid)
+        self.assertEqual(port.local_link_connection, {
+            "switch_id": "00:3a:9c:5e:71:a8", "port_id": "Ethernet1/17", "switch_info": "leaf-r12-a"})
+        self.assertEqual(port.physical_network, "physnet-a")
+        self.assertEqual(self.port_patches(port.uuid), 2)  # the test's, then inspectord's one
+        # Again with the same data: nothing to change, so no request for the port.
+        self.introspect(uuid, name, data)
+        self.assertEqual(self.port_patches(port.uuid), 2)
+        self.assertEqual(self.client.port.get(port.uuid).updated_at, port.updated_at)
+
+    def port_patches(self, port_uuid):
+        """PATCH requests for the port in Ironic's API log."""
+        with open(self.ironic.log_path, encoding="utf-8", errors="replace") as f:
+            return sum(1 for line in f if "PATCH /v1/ports/" + port_uuid in line)

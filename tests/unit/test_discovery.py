@@ -13,6 +13,7 @@ from inspectord.introspection import Introspection
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import discovery as discovery_mod
 from inspectord.store import SQLStore, make_engine
+from inspectord.store.enrollment import Limits
 from inspectord.store.pool import SynchronousPool
 from inspectord.store.sql import thd_upgrade, utc
 from tests.unit.helpers import Harness, make_config
@@ -351,3 +352,43 @@ class EnrollDirectTests(SynchronousTestCase):
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(discovery.enroll(data)), errors.BadRequest)
         self.assertIn("neither a MAC nor a BMC address", failure.getErrorMessage())
         self.assertEqual(h.fake.requests, [])
+
+
+class EnrollmentStoreTests(SynchronousTestCase):
+    """The store's side: what two enrollments racing past lookup meet."""
+
+    def setUp(self):
+        self.h = Harness(**ENROLL)
+        self.now = utc(self.h.clock.seconds())
+        self.limits = Limits(period=60, per_source=0, total=0)
+
+    def enroll(self, uuid, attributes):
+        return self.h.store.enroll(uuid, self.now, True, {"driver": "fake-hardware"}, attributes, "10.0.0.1",
+                                   self.limits)
+
+    def test_second_enrollment_of_a_mac_refused(self):
+        self.successResultOf(self.enroll("u1", [("mac", "52:54:00:d1:00:01"), ("bmc_address", "192.0.2.9")]))
+        failure = self.failureResultOf(self.enroll("u2", [("mac", "52:54:00:d1:00:01")]), errors.Conflict)
+        self.assertIn("MAC 52:54:00:d1:00:01 of node u1", failure.getErrorMessage())
+        # A BMC address may be shared (virtual BMCs): not a conflict.
+        self.assertEqual(self.successResultOf(self.enroll("u3", [("mac", "52:54:00:d1:00:03"),
+                                                                 ("bmc_address", "192.0.2.9")])).state, "enrolling")
+        # Only u1 and u3 were recorded, and their attempts.
+        self.assertEqual(sorted(r.uuid for r in self.successResultOf(self.h.store.list_nodes(10))), ["u1", "u3"])
+        self.assertEqual([r[1] for r in self.successResultOf(self.h.store.discoveries())], ["u1", "u3"])
+
+    def test_forgotten_enrollment(self):
+        self.successResultOf(self.enroll("u1", [("mac", "52:54:00:d1:00:01")]))
+        self.successResultOf(self.h.store.forget_enrollment("u1", "refused: because"))
+        self.assertEqual(self.successResultOf(self.h.store.list_nodes(10)), [])
+        self.assertIsNone(self.successResultOf(self.h.store.lookup(["52:54:00:d1:00:01"], [])))
+        self.assertEqual(self.successResultOf(self.h.store.discoveries())[0][3], "refused: because")
+        # The MAC is free again.
+        self.successResultOf(self.enroll("u2", [("mac", "52:54:00:d1:00:01")]))
+
+    def test_enrolled_only_from_enrolling(self):
+        self.successResultOf(self.enroll("u1", [("mac", "52:54:00:d1:00:01")]))
+        record = self.successResultOf(self.h.store.enrolled("u1", {"driver": "fake-hardware", "name": "x"}))
+        self.assertEqual(record.node["name"], "x")
+        self.successResultOf(self.h.store.transition("u1", "process", self.now, expected="enrolling"))
+        self.failureResultOf(self.h.store.enrolled("u1", {}), errors.StateChanged)

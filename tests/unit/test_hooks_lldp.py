@@ -310,3 +310,21 @@ class LocalLinkConnectionTests(SynchronousTestCase):
         llc = {p["address"]: p.get("local_link_connection") for p in h.fake.node_ports(uuid)}
         self.assertEqual(llc["02:fc:00:00:00:01"]["port_id"], "Ethernet1/17")
         self.assertEqual(llc["02:fc:00:00:00:02"]["switch_id"], "44:4c:a8:e1:02:3f")
+
+
+class RecordedPortTests(SynchronousTestCase):
+    """What Introspection records of existing ports is what the hooks compare with."""
+
+    def test_unchanged_connection_of_an_existing_port_not_sent(self):
+        h = Harness(processing__processing_hooks=LocalLinkConnectionTests.WITH_BASIC)
+        uuid = h.fake.add_node(macs=[FIXTURE_MAC])
+        port = h.fake.node_ports(uuid)[0]
+        port["local_link_connection"] = {"switch_id": "44:4c:a8:e1:02:3f", "port_id": "Ethernet12",
+                                         "switch_info": "tor-r12-b.dc1.example.net"}
+        port["physical_network"] = "physnet1"
+        h.request("POST", "/v1/introspection/" + uuid)
+        stored = self.successResultOf(h.store.get_node(uuid)).ports[FIXTURE_MAC]
+        self.assertEqual(stored["local_link_connection"]["port_id"], "Ethernet12")
+        self.assertEqual(stored["physical_network"], "physnet1")
+        self.assertEqual(h.request("POST", "/v1/continue", lldp_payload("arista-7050sx3-48yc12"))[0], 200)
+        self.assertNotIn(("PATCH", "/v1/ports/" + port["uuid"]), h.fake.requests)

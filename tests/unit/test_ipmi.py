@@ -65,8 +65,9 @@ class ScriptedBMC:
         self.answers = list(answers)
         self.calls = []
 
-    def __call__(self, address, port, username, password, privilege):
+    def __call__(self, address, port, username, password, privilege, timeout):
         self.calls.append((self.clock.seconds(), address, port, username, password, privilege))
+        self.timeout = timeout
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
@@ -86,7 +87,7 @@ class RamdiskBMC:
         self.password = password
         self.calls = 0
 
-    def __call__(self, address, port, username, password, privilege):
+    def __call__(self, address, port, username, password, privilege, timeout):
         self.calls += 1
         if self.clock.seconds() >= self.ready_at and password == self.password:
             return OK_RESULT
@@ -126,6 +127,7 @@ class VerifierTests(unittest.SynchronousTestCase):
         d = self.verify(self.verifier(bmc), port=6230)
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(bmc.calls, [(0, "192.0.2.5", 6230, "newuser", PASSWORD, 4)])
+        self.assertEqual(bmc.timeout, 10.0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_success_after_rejections_with_backoff(self):
@@ -341,29 +343,48 @@ class OpenSessionTests(unittest.SynchronousTestCase):
         test = self
 
         class FakeSession:
+            """Answers like pyghmi's callback mode: ``onlogon`` gets ``{'success': True}`` or ``{'error': text}``."""
+
             initting_sessions = {}
             socketchecking = None
             behaviour = "ok"
+            pumped = 0
 
-            def __init__(self, bmc, userid, password, port, privlevel, keepalive):
+            def __init__(self, bmc, userid, password, port, privlevel, keepalive, onlogon):
                 test.created.append(self)
                 self.kwargs = dict(bmc=bmc, userid=userid, port=port, privlevel=privlevel, keepalive=keepalive)
-                self.logged = 1
-                self.logged_out = False
-                if self.behaviour == "stale":
-                    self.logged = 0
-                elif self.behaviour != "ok":
+                self.logged = 0
+                self.broken = False
+                self.logged_out = self.marked_broken = False
+                if isinstance(self.behaviour, Exception):
                     raise self.behaviour
+                if self.behaviour == "ok":
+                    self.logged = 1
+                    onlogon({"success": True})
+                elif self.behaviour == "stale":
+                    onlogon({"success": True})
+                elif self.behaviour != "silent":
+                    self.broken = True
+                    onlogon({"error": self.behaviour})
+
+            @classmethod
+            def wait_for_rsp(cls, timeout=None):
+                cls.pumped += 1
 
             def logout(self):
                 self.logged_out = True
 
+            def _mark_broken(self, error=None):
+                self.marked_broken = True
+
         self.FakeSession = FakeSession
         self.patch(pyghmi_session, "Session", FakeSession)
 
+    def open(self, timeout=10.0):
+        return ipmi_session.thd_open_session("192.0.2.5", 6230, "u", "p", 4, timeout)
+
     def test_success_logs_out(self):
-        result = ipmi_session.thd_open_session("192.0.2.5", 6230, "u", "p", 4)
-        self.assertEqual(result, AttemptResult(OK))
+        self.assertEqual(self.open(), AttemptResult(OK))
         (session,) = self.created
         self.assertTrue(session.logged_out)
         self.assertEqual(session.kwargs, dict(bmc="192.0.2.5", userid="u", port=6230, privlevel=4, keepalive=False))
@@ -373,16 +394,25 @@ class OpenSessionTests(unittest.SynchronousTestCase):
         key = ("192.0.2.5", "u", "p", 6230, None)
         self.FakeSession.initting_sessions[key] = object()
         self.FakeSession.behaviour = "stale"
-        result = ipmi_session.thd_open_session("192.0.2.5", 6230, "u", "p", 4)
-        self.assertEqual(result.outcome, UNREACHABLE)
+        self.assertEqual(self.open().outcome, UNREACHABLE)
         self.assertNotIn(key, self.FakeSession.initting_sessions)
 
-    def test_errors(self):
+    def test_error_from_the_callback(self):
+        self.FakeSession.behaviour = "Unauthorized name in RAKP2"
+        self.assertEqual(self.open(), AttemptResult(REJECTED, "Unauthorized name in RAKP2"))
+        self.assertFalse(self.created[0].logged_out)
+
+    def test_no_answer_before_the_deadline(self):
+        self.FakeSession.behaviour = "silent"
+        self.assertEqual(self.open(timeout=0), AttemptResult(UNREACHABLE, "no answer within 0 s"))
+        self.assertTrue(self.created[0].marked_broken)
+
+    def test_exceptions(self):
         for error, outcome in [
-            (self.exceptions.IpmiException("Incorrect password provided"), REJECTED),
+            (self.exceptions.IpmiException("Username too long for IPMI, must not exceed 16"), REJECTED),
             (self.exceptions.IpmiException(None), UNREACHABLE),
             (OSError(-2, "Name or service not known"), UNREACHABLE),
             (TypeError("'<' not supported"), BMC_ERROR),
         ]:
             self.FakeSession.behaviour = error
-            self.assertEqual(ipmi_session.thd_open_session("bmc", 623, "u", "p", 4).outcome, outcome, error)
+            self.assertEqual(self.open().outcome, outcome, error)
