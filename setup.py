@@ -21,6 +21,7 @@ setup(
         "jsonpath-ng>=1.5",
         "scapy>=2.5",
         "bcrypt>=4.1",
+        "pyghmi>=1.6",
         "PyYAML>=6.0",
     ],
     extras_require={

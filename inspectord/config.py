@@ -352,6 +352,17 @@ _OPTS = {
         ),
     ],
     "healthcheck": [cfg.BoolOpt("enabled", default=False)],
+    "ipmi_verification": [
+        cfg.FloatOpt(
+            "window",
+            default=120,
+            min=0,
+            help="Seconds inspectord keeps trying to log in to the BMC with new credentials "
+            "(the ramdisk sets them after its callback is answered).",
+        ),
+        cfg.FloatOpt("attempt_timeout", default=10, min=1, help="Seconds one IPMI login attempt may take."),
+        cfg.IntOpt("threads", default=4, min=1, help="Threads for IPMI sessions (pyghmi blocks)."),
+    ],
     # keystonemiddleware's auth_token options that inspectord uses to validate
     # tokens itself (see inspectord.api.auth); the others are ignored.
     "keystone_authtoken": [
@@ -599,6 +610,7 @@ class Config:
     discovery_limits: object = None
     extra_hardware: object = None
     accelerators: object = None
+    ipmi_verification: object = None
 
     @property
     def processing_hooks(self):
@@ -697,9 +709,12 @@ def validate(config):
     if config.default.auth_strategy == "keystone":
         _validate_keystone_authtoken(config.keystone_authtoken)
     if config.processing.enable_setting_ipmi_credentials:
-        raise errors.ConfigError(
-            "[processing]enable_setting_ipmi_credentials is not available in this release of inspectord"
-        )
+        from inspectord.ipmi import pyghmi_available
+
+        if not pyghmi_available():
+            raise errors.ConfigError(
+                "[processing]enable_setting_ipmi_credentials needs pyghmi (pip install pyghmi)"
+            )
     if config.pxe_filter.driver not in SUPPORTED_PXE_FILTERS:
         raise errors.ConfigError(
             "[pxe_filter]driver={} is not available in this release of inspectord "

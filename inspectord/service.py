@@ -111,8 +111,25 @@ def make_service(config, reactor):
         max_in_flight=config.ironic_client.max_in_flight,
     )
     pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool)
+    verifier = None
+    if config.processing.enable_setting_ipmi_credentials:
+        from inspectord.ipmi import CredentialsVerifier
+
+        options = config.ipmi_verification
+        ipmi_pool = ThreadPoolService("inspectord-ipmi", options.threads)
+        ipmi_pool.setServiceParent(top)
+        verifier = CredentialsVerifier(
+            reactor, reactor, ipmi_pool.pool, window=options.window, attempt_timeout=options.attempt_timeout
+        )
     introspection = Introspection(
-        store, ironic, config, reactor, io_pool=io_pool.pool, pxe_filter=pxe_filter, reactor=reactor
+        store,
+        ironic,
+        config,
+        reactor,
+        io_pool=io_pool.pool,
+        pxe_filter=pxe_filter,
+        reactor=reactor,
+        verifier=verifier,
     )
     auth_threads = None
     if config.default.auth_strategy != "noauth":

@@ -39,7 +39,7 @@ from twisted.internet import defer, error as net_error, protocol, reactor, task
 from twisted.trial import unittest
 
 from inspectord.dhcp import server
-from inspectord.pxe import builtin, nftables
+from inspectord.pxe import builtin, iptables, nftables
 from inspectord.pxe.process import Runner, command_env
 from inspectord.pxe.service import PXEFilterService
 from inspectord.store import SQLStore, make_engine
@@ -328,6 +328,18 @@ class QemuBootBase:
         self.filter.notify()
         await wait_until(lambda: self.filter.allows(mac), 1.0, "the filter allowing " + mac)
 
+    async def poll(self, read, predicate, timeout, what, vm):
+        """``await read()`` until ``predicate`` holds for it (every 0.2 s, at most ``timeout`` s, while ``vm`` runs)."""
+        deadline = reactor.seconds() + timeout
+        while True:
+            value = await read()
+            if predicate(value):
+                return value
+            if not vm.running or reactor.seconds() > deadline:
+                raise AssertionError("not within {}s: {} (last {!r}); console:\n{}".format(
+                    timeout, what, value, vm.console.text()))
+            await task.deferLater(reactor, 0.2, lambda: None)
+
     def report(self, what, vm):
         print("\n  {}: {:.1f}s after the VM started".format(what, vm.elapsed()), file=sys.stderr)
 
@@ -404,6 +416,23 @@ class BuiltinServerBoot(QemuBootBase, unittest.TestCase):
             open_socket=lambda interface: in_netns(self.net.ns, server.open_socket, interface),
         )
 
+    async def test_denied_mac_gets_no_offer(self):
+        await self.start_filter(self.make_driver())
+        self.net.start_dnsmasq(dhcp=False)
+        vm = self.net.vm(VM_MAC)
+        vm.start()
+        await vm.wait_for(rb"No more network devices", BOOT_TIMEOUT, "iPXE giving up")
+        self.report("iPXE gave up", vm)
+        await vm.stop()
+        console = vm.console.text(10**6)
+        self.assertNotIn("net0: " + SUBNET, console)
+        self.assertNotIn("INSPECTORD-PXE-OK", console)
+        # The server saw the requests and refused them (what a node's status reports).
+        seen = self.driver.seen.get(VM_MAC)
+        self.assertIsNotNone(seen)
+        self.assertEqual((seen["dhcp_message"], seen["allowed_by_filter"]), ("discover", False), seen)
+        self.assertEqual(list(await self.store.dhcp_leases()), [])
+
     async def test_allowed_mac_loads_the_ipxe_script(self):
         await self.start_filter(self.make_driver())
         self.net.start_dnsmasq(dhcp=False)
@@ -418,3 +447,32 @@ class BuiltinServerBoot(QemuBootBase, unittest.TestCase):
         log = self.net.dnsmasq_log()
         self.assertNotIn("DHCPOFFER", log)  # dnsmasq served no DHCP
         self.assertNotIn("DHCPACK", log)
+
+
+class IptablesDnsmasqBoot(QemuBootBase, unittest.TestCase):
+    """dnsmasq's DHCP and TFTP, filtered by the iptables driver (the default) on the bridge."""
+
+    async def counters(self):
+        rows = await self.driver.counters()
+        return {
+            "allowed": sum(p for p, target, _ in rows if target == "ACCEPT"),
+            "dropped": sum(p for p, target, _ in rows if target == "DROP"),
+        }
+
+    async def test_boots_once_introspection_starts_during_dhcp(self):
+        """The node is powered on before the filter opens: its first DISCOVERs are dropped, a retry is answered."""
+        await self.start_filter(iptables.IptablesDriver(self.net.runner, "ironic-inspector", self.net.bridge))
+        self.net.start_dnsmasq(dhcp=True)
+        vm = self.net.vm(VM_MAC)
+        vm.start()
+        closed = await self.poll(self.counters, lambda c: c["dropped"] >= 1, BOOT_TIMEOUT,
+                                 "a DHCP request dropped by the iptables chain", vm)
+        self.report("first DISCOVER dropped", vm)
+        self.assertEqual(closed["allowed"], 0, closed)
+        await self.introspect(VM_MAC)
+        ip = await self.assert_boots_script(vm)
+        opened = await self.counters()
+        self.assertGreaterEqual(opened["allowed"], 2, opened)  # DISCOVER, REQUEST
+        self.assertIn("DHCPACK({}) {} {}".format(self.net.bridge, ip, VM_MAC), self.net.dnsmasq_log())
+        print("  {} dropped, then {} accepted by the iptables chain".format(opened["dropped"], opened["allowed"]),
+              file=sys.stderr)

@@ -6,7 +6,7 @@ import textwrap
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord import config, errors
+from inspectord import config, ipmi, errors
 
 INSPECTOR_CONF = """\
 [DEFAULT]
@@ -258,16 +258,17 @@ class ErrorTests(ConfigTestCase):
         self.assertIn("add_ports=disabled", message)
         self.assertIn("keep_ports=added", message)
 
+    def test_setting_ipmi_credentials_needs_pyghmi(self):
+        text = INSPECTOR_CONF.replace("power_off = false", "power_off = false\nenable_setting_ipmi_credentials = true", 1)
+        self.assertTrue(config.load(self.write(text)).processing.enable_setting_ipmi_credentials)
+        self.patch(ipmi, "pyghmi_available", lambda: False)
+        self.assertIn("[processing]enable_setting_ipmi_credentials needs pyghmi", self.load_error(text))
+
     def test_unsupported_values_refused(self):
         cases = [
             ("auth_strategy = noauth", "auth_strategy = magic", "auth_strategy"),
             ("driver = noop", "driver = no-such-filter", "[pxe_filter]driver"),
             ("power_off = false", "power_off = false\nnode_not_found_hook = example", "[processing]node_not_found_hook"),
-            (
-                "power_off = false",
-                "power_off = false\nenable_setting_ipmi_credentials = true",
-                "[processing]enable_setting_ipmi_credentials",
-            ),
         ]
         for old, new, named in cases:
             self.assertIn(named, self.load_error(INSPECTOR_CONF.replace(old, new, 1)), new)
