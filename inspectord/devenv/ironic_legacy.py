@@ -8,7 +8,7 @@ SQLite, ``rpc_transport = none``, fake-hardware, own cached virtualenv), with
 the ``inspector`` interface enabled and made the default, and its
 ``[inspector]`` section pointed at an inspectord URL::
 
-    port = free_port()
+    port = inspectord.devenv.daemon.free_port()
     with LegacyIronicServer(tmpdir, "http://127.0.0.1:{}".format(port)) as ironic:
         with InspectordProcess(tmpdir + "/inspectord", ironic.url, port=port):
             node = ironic.enroll_node("node-0", ["52:54:00:00:00:01"])
@@ -83,8 +83,10 @@ _LOG_LEVELS = [
 
 # Ironic 32.x's all-in-one ``ironic`` command calls
 # ``oslo_service.service.ServiceLauncher(CONF, restart_method=..., no_fork=...)``,
-# an argument no released oslo.service accepts (it belongs to ProcessLauncher),
-# so it dies at start-up with a TypeError; 33.0.0 fixed it.  This runs the
+# an argument that ServiceLauncher does not take in any oslo.service from
+# 4.3.0 (Ironic 32.0's time) to 4.8.0 (only ProcessLauncher does), so it dies
+# at start-up with "TypeError: ServiceLauncher.__init__() got an unexpected
+# keyword argument 'no_fork'"; 33.0.0 switched to ProcessLauncher.  This runs the
 # same ``ironic.command.singleprocess.main`` with that one argument dropped
 # (it is ``[vnc]enabled``, false here, and False is ServiceLauncher's
 # behaviour anyway).  Everything else is Ironic's own code.
@@ -205,7 +207,7 @@ class LegacyIronicServer(IronicServer):
         return lines
 
     def inspector_calls(self, node_uuid: str | None = None) -> list[tuple[str, str]]:
-        """``(method, path?query)`` of Ironic's requests to the inspector, optionally only those naming ``node_uuid``."""
+        """``(method, path?query)`` of Ironic's requests to the inspector (only those naming ``node_uuid``, if given)."""
         calls = []
         for line in self.inspector_requests():
             match = _REQ_LINE.search(line)

@@ -133,7 +133,11 @@ class IronicInspectorInterfaceTests(unittest.SynchronousTestCase):
             if status == 200 and body["state"] in states:
                 return body
             if time.monotonic() > deadline:
-                self.fail("inspectord: node {} not in {} after {} s: {} {}{}".format(uuid, states, timeout, status, body, self.explain(uuid)))
+                self.fail(
+                    "inspectord: node {} not in {} after {} s: {} {}{}".format(
+                        uuid, states, timeout, status, body, self.explain(uuid)
+                    )
+                )
             time.sleep(0.1)
 
     def wait_power(self, uuid, state, timeout=10):
@@ -143,7 +147,11 @@ class IronicInspectorInterfaceTests(unittest.SynchronousTestCase):
             if node.power_state == state and node.target_power_state is None:
                 return
             if time.monotonic() > deadline:
-                self.fail("node {} is {!r}, not {!r}, after {} s{}".format(uuid, node.power_state, state, timeout, self.explain(uuid)))
+                self.fail(
+                    "node {} is {!r}, not {!r}, after {} s{}".format(
+                        uuid, node.power_state, state, timeout, self.explain(uuid)
+                    )
+                )
             time.sleep(0.1)
 
     def inspect(self, uuid):
@@ -165,7 +173,9 @@ class IronicInspectorInterfaceTests(unittest.SynchronousTestCase):
 
     def assert_inspected(self, uuid, macs):
         node = self.wait_ironic(uuid, ["manageable", "inspect failed"])
-        self.assertEqual(node.provision_state, "manageable", "last_error: {}{}".format(node.last_error, self.explain(uuid)))
+        self.assertEqual(
+            node.provision_state, "manageable", "last_error: {}{}".format(node.last_error, self.explain(uuid))
+        )
         self.assertIsNone(node.last_error)
         # Written by inspectord's processing through Ironic's API.
         self.assertEqual(
@@ -207,7 +217,9 @@ class IronicInspectorInterfaceTests(unittest.SynchronousTestCase):
         uuid = self.enroll(macs, boot_interface="pxe")
         self.inspect(uuid)
         self.assertEqual(self.client.node.get(uuid).driver_internal_info.get("inspector_manage_boot"), True)
-        self.assertEqual(self.ironic.inspector_calls(uuid)[0], ("POST", "/v1/introspection/{}?manage_boot=False".format(uuid)))
+        self.assertEqual(
+            self.ironic.inspector_calls(uuid)[0], ("POST", "/v1/introspection/{}?manage_boot=False".format(uuid))
+        )
 
         # The ramdisk posts to the callback URL Ironic wrote into its boot configuration.
         callback = self.ironic.ramdisk_kernel_params(uuid).get("ipa-inspection-callback-url")
