@@ -72,6 +72,13 @@ _INTERFACES = {
     "vendor": (["fake", "no-vendor"], "fake"),
 }
 
+# IronicServer(ipmi=True) also enables Ironic's ``ipmi`` hardware type, which
+# supports none of the fake interfaces: these are enabled for it, and only the
+# default_*_interface options it supports too (network, storage) are written;
+# Ironic computes the others per hardware type (still fake for fake-hardware).
+_IPMI_INTERFACES = {"boot": "pxe", "deploy": "direct", "management": "ipmitool", "power": "ipmitool"}
+_IPMI_DEFAULTS_KEPT = ("network", "storage")
+
 # requested provision state -> (verb, state reached) steps from "enroll"
 _PROVISION_PATHS = {
     "enroll": [],
@@ -96,7 +103,12 @@ class IronicServer:
     kept (and upgraded) across restarts in the same directory.
     """
 
-    def __init__(self, workdir: str | os.PathLike[str], port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self, workdir: str | os.PathLike[str], port: int | None = None, host: str = "127.0.0.1", ipmi: bool = False
+    ):
+        # ipmi: also enable the ``ipmi`` hardware type (ipmitool power and
+        # management, Debian ``ipmitool`` needed), with short [ipmi] timings.
+        self.ipmi = ipmi
         self.workdir = pathlib.Path(workdir).absolute()
         self.host = host
         self.port = port
@@ -176,8 +188,9 @@ class IronicServer:
         properties: Mapping[str, Any] | None = None,
         provision_state: str = "manageable",
         timeout: float = 60,
+        driver: str = _HARDWARE_TYPE,
     ) -> Any:
-        """Create a fake-hardware node with one port per MAC and move it to ``provision_state``.
+        """Create a node (``driver``, fake-hardware by default) with one port per MAC and move it to ``provision_state``.
 
         ``provision_state`` is ``"enroll"``, ``"manageable"`` or
         ``"available"`` (reached with the ``manage`` then ``provide`` verbs;
@@ -189,7 +202,7 @@ class IronicServer:
         client = self.client()
         node = client.node.create(
             name=name,
-            driver=_HARDWARE_TYPE,
+            driver=driver,
             driver_info=dict(driver_info or {}),
             properties=dict(properties or {}),
         )
@@ -222,11 +235,17 @@ class IronicServer:
             "state_path": str(self.workdir),
             "tempdir": str(self.workdir / "tmp"),
             "log_file": str(self.log_path),
-            "enabled_hardware_types": _HARDWARE_TYPE,
+            "enabled_hardware_types": _HARDWARE_TYPE + (",ipmi" if self.ipmi else ""),
         }
         for interface, (enabled, chosen) in _INTERFACES.items():
+            if self.ipmi and interface in _IPMI_INTERFACES:
+                enabled = enabled + [_IPMI_INTERFACES[interface]]
             default[f"enabled_{interface}_interfaces"] = ",".join(enabled)
-            default[f"default_{interface}_interface"] = chosen
+            if not self.ipmi or interface in _IPMI_DEFAULTS_KEPT:
+                default[f"default_{interface}_interface"] = chosen
+        if self.ipmi:
+            # 1 s between commands to one BMC (not 5), give up after 10 s (not 60)
+            config.read_dict({"ipmi": {"min_command_interval": "1", "command_retry_timeout": "10"}})
         config.read_dict(
             {
                 "DEFAULT": default,

@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 
-from twisted.internet import defer, error as net_error, protocol, reactor, task
+from twisted.internet import error as net_error, protocol, reactor, task
 from twisted.trial import unittest
 
 from inspectord.dhcp import server
@@ -54,7 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "qemu", "boot.ipxe")
 IPXE_ROM = "/usr/lib/ipxe/qemu/pxe-e1000.rom"
 QEMU = "qemu-system-x86_64"
-MARKER = re.compile(rb"INSPECTORD-PXE-OK (\S+) (\S+) (\S+)")
+MARKER = re.compile(rb"INSPECTORD-PXE-OK (\S+) (\S+) (\S+)\r?\n")  # a whole line: output comes in pieces
 #: Hard limit on one VM's life (the test kills it sooner).
 VM_TIMEOUT = 120
 #: Bounds of the waits on the VM (iPXE under TCG: ~3 s to start, ~3 s of DHCP).
@@ -63,8 +63,9 @@ SBIN = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
 
 def _skip_reason():
-    if os.environ.get("INSPECTORD_SKIP_QEMU"):
-        return "INSPECTORD_SKIP_QEMU set"
+    for variable in ("INSPECTORD_SKIP_QEMU", "INSPECTORD_SKIP_DHCP"):
+        if os.environ.get(variable):
+            return variable + " set"
     if os.geteuid() != 0:
         return "needs root to create network namespaces and tap devices"
     for tool, package in (
@@ -99,7 +100,6 @@ class SerialConsole(protocol.ProcessProtocol):
 
     def __init__(self):
         self.output = b""
-        self.ended = defer.Deferred()
         self.exited = None
 
     def outReceived(self, data):
@@ -109,7 +109,6 @@ class SerialConsole(protocol.ProcessProtocol):
 
     def processEnded(self, reason):
         self.exited = reason.value
-        self.ended.callback(None)
 
     def text(self, tail=3000):
         """The console's last ``tail`` characters, printable (for failure messages)."""
@@ -131,7 +130,7 @@ class VM:
     def argv(self):
         return (
             "ip", "netns", "exec", self.net.ns,
-            # Outlives nothing: killed with the VM's process group if the test dies.
+            # A hard limit that holds even if the test process dies.
             "timeout", "--kill-after=5", str(VM_TIMEOUT),
             QEMU,
             "-accel", "tcg",
@@ -165,16 +164,27 @@ class VM:
             if found:
                 return found
             if not self.running:
-                raise AssertionError(
-                    "the VM ended ({}) before {}; console:\n{}".format(self.console.exited, what, self.console.text())
-                )
+                raise AssertionError(self.failure("the VM ended ({}) before {}".format(self.console.exited, what)))
             if reactor.seconds() > deadline:
-                raise AssertionError("not within {}s: {}; console:\n{}".format(timeout, what, self.console.text()))
+                raise AssertionError(self.failure("not within {}s: {}".format(timeout, what)))
             await task.deferLater(reactor, 0.1, lambda: None)
 
+    def failure(self, message):
+        return "{}; console:\n{}\n(INSPECTORD_KEEP_WORKDIR=1 keeps {})".format(
+            message, self.console.text(), self.net.workdir)
+
     async def stop(self):
-        """Kill the VM and wait (at most 10 s) for it to go."""
-        if self.transport is None or not self.running:
+        """Kill the VM and wait (at most 10 s) for it to go; its console is kept in the workdir."""
+        if self.transport is None:
+            return
+        try:
+            await self._stop()
+        finally:
+            with open(self.pidfile[:-len(".pid")] + "-console.log", "wb") as f:
+                f.write(self.console.output)
+
+    async def _stop(self):
+        if not self.running:
             return
         for sig, wait in (("TERM", 5), ("KILL", 5)):
             try:
@@ -324,7 +334,7 @@ class QemuBootBase:
 
     async def introspect(self, mac):
         """Put a node with ``mac`` under introspection; wait (1 s at most) for the filter to allow it."""
-        self.store.start("n1", NOW, True, {}, {}, [("mac", mac)])
+        await self.store.start("n1", NOW, True, {}, {}, [("mac", mac)])
         self.filter.notify()
         await wait_until(lambda: self.filter.allows(mac), 1.0, "the filter allowing " + mac)
 
@@ -336,8 +346,7 @@ class QemuBootBase:
             if predicate(value):
                 return value
             if not vm.running or reactor.seconds() > deadline:
-                raise AssertionError("not within {}s: {} (last {!r}); console:\n{}".format(
-                    timeout, what, value, vm.console.text()))
+                raise AssertionError(vm.failure("not within {}s: {} (last {!r})".format(timeout, what, value)))
             await task.deferLater(reactor, 0.2, lambda: None)
 
     def report(self, what, vm):
@@ -360,12 +369,12 @@ class QemuBootBase:
 class NftablesDnsmasqBoot(QemuBootBase, unittest.TestCase):
     """dnsmasq's DHCP and TFTP, filtered by the nftables driver on the bridge."""
 
-    async def setUpFilter(self):
+    async def start_filtered_dnsmasq(self):
         await self.start_filter(nftables.NftablesDriver(self.net.runner, "inspectord", self.net.bridge))
         self.net.start_dnsmasq(dhcp=True)
 
     async def test_denied_mac_gets_no_offer(self):
-        await self.setUpFilter()
+        await self.start_filtered_dnsmasq()
         before = await self.driver.counters()
         vm = self.net.vm(VM_MAC)
         vm.start()
@@ -387,7 +396,7 @@ class NftablesDnsmasqBoot(QemuBootBase, unittest.TestCase):
         print("  {} DHCP requests dropped by the nftables filter".format(dropped), file=sys.stderr)
 
     async def test_allowed_mac_loads_the_ipxe_script(self):
-        await self.setUpFilter()
+        await self.start_filtered_dnsmasq()
         await self.introspect(VM_MAC)
         before = await self.driver.counters()
         vm = self.net.vm(VM_MAC)
@@ -474,5 +483,6 @@ class IptablesDnsmasqBoot(QemuBootBase, unittest.TestCase):
         opened = await self.counters()
         self.assertGreaterEqual(opened["allowed"], 2, opened)  # DISCOVER, REQUEST
         self.assertIn("DHCPACK({}) {} {}".format(self.net.bridge, ip, VM_MAC), self.net.dnsmasq_log())
-        print("  {} dropped, then {} accepted by the iptables chain".format(opened["dropped"], opened["allowed"]),
+        # (iptables-restore resets the chain's counters at every sync: the drops were counted before opening.)
+        print("  {} dropped before the filter opened, {} accepted after".format(closed["dropped"], opened["allowed"]),
               file=sys.stderr)
