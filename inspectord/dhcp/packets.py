@@ -1,10 +1,13 @@
 """DHCP packets built and parsed with scapy (pure functions, no sockets).
 
-scapy is imported lazily: it takes a second or two to import and only the
-prober (and, later, the sniffer and responder) need it.
+scapy is imported only where DHCP is handled (the builtin server, the
+sniffer, the prober), and then only the layers used: ``scapy.all`` costs
+about 58 MB and a second or two.  Services call :func:`preload` when they
+start, so the import never stalls the first packet.
 """
 
 import dataclasses
+import types
 
 MESSAGE_TYPES = {
     1: "discover",
@@ -18,10 +21,22 @@ MESSAGE_TYPES = {
 }
 
 
-def _scapy():
-    from scapy import all as scapy  # noqa: import late, see the module docstring
+_layers = []
 
-    return scapy
+
+def _scapy():
+    if not _layers:
+        from scapy.layers.dhcp import BOOTP, DHCP
+        from scapy.layers.inet import IP, UDP
+        from scapy.layers.l2 import Ether
+
+        _layers.append(types.SimpleNamespace(BOOTP=BOOTP, DHCP=DHCP, IP=IP, UDP=UDP, Ether=Ether))
+    return _layers[0]
+
+
+def preload():
+    """Import scapy's DHCP layers now (at service start), not on the first packet."""
+    _scapy()
 
 
 def mac_bytes(mac):

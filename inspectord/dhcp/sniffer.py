@@ -81,19 +81,21 @@ class DHCPSniffer(service.Service):
 
     def startService(self):
         super().startService()
-        from scapy import all as scapy
+        from scapy.layers.inet import UDP
+        from scapy.sendrecv import AsyncSniffer
 
+        packets.preload()
         kwargs = dict(
             store=False,
             prn=self._packet,
-            lfilter=lambda p: p.haslayer(scapy.UDP) and p[scapy.UDP].dport == 67,
+            lfilter=lambda p: p.haslayer(UDP) and p[UDP].dport == 67,
         )
         try:
             if self._open_socket is not None:
                 kwargs["opened_socket"] = self._open_socket(self.interface)
             else:
                 kwargs["iface"] = self.interface
-            self._sniffer = scapy.AsyncSniffer(**kwargs)
+            self._sniffer = AsyncSniffer(**kwargs)
             self._sniffer.start()
         except Exception as e:  # scapy raises OSError, Scapy_Exception...
             self.error = str(e) or e.__class__.__name__

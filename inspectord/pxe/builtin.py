@@ -14,7 +14,7 @@ import socket
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from inspectord.dhcp import server
+from inspectord.dhcp import packets, server
 from inspectord.dhcp.sniffer import DHCPSeen
 from inspectord.pxe import policy
 from inspectord.store.sql import utc
@@ -63,6 +63,8 @@ class BuiltinDriver:
         d.addErrback(lambda f: self.log.failure("Cannot record the DHCP lease of {mac}", f, mac=mac))
 
     async def _start(self):
+        # Before listening: the first DISCOVER must not wait for the import.
+        packets.preload()
         leases = None
         if self.options.mode == "dhcp":
             rows = await self._lease_store.dhcp_leases()

@@ -65,6 +65,14 @@ def wait_for(predicate, timeout, what, details=lambda: ""):
         time.sleep(0.1)
 
 
+def credentials_config(window):
+    """inspectord options enabling the feature, with a short verification window."""
+    return (
+        "\n[processing]\nenable_setting_ipmi_credentials = true\n"
+        "\n[ipmi_verification]\nwindow = {}\nattempt_timeout = 2\nthreads = 2\n".format(window)
+    )
+
+
 class _BMCMixin:
     def start_bmc(self):
         user, password, slot = BMC_ADMIN
@@ -94,10 +102,7 @@ class _CredentialsCase(_BMCMixin, base.IntegrationCase):
 
     @property
     def extra_config(self):
-        return (
-            "\n[processing]\nenable_setting_ipmi_credentials = true\n"
-            "\n[ipmi_verification]\nwindow = {}\nattempt_timeout = 2\nthreads = 2\n".format(self.window)
-        )
+        return credentials_config(self.window)
 
     def enroll_bmc_node(self, bmc_port, **driver_info):
         macs = base.new_macs(1)
@@ -322,12 +327,17 @@ class IPMIHardwareTypeTests(_BMCMixin, unittest.SynchronousTestCase):
     """A normal (manage_boot) introspection powers the node through Ironic's ipmitool driver."""
 
     skip = _skip_reason()
+    # tests run with [processing]enable_setting_ipmi_credentials
+    setting = ("test_set_credentials_then_ironic_powers_off",)
 
     def setUp(self):
         self.ironic = ipmi_ironic()
         self.client = self.ironic.client()
         self.workdir = tempfile.mkdtemp(prefix="inspectord-", dir=os.path.dirname(self.ironic.workdir))
-        self.inspectord = InspectordProcess(self.workdir, self.ironic.url)
+        self.inspectord = InspectordProcess(
+            self.workdir, self.ironic.url,
+            extra_config=credentials_config(15) if self._testMethodName in self.setting else "",
+        )
         self.inspectord.start()
         self.addCleanup(self.inspectord.stop)
 
@@ -382,6 +392,45 @@ class IPMIHardwareTypeTests(_BMCMixin, unittest.SynchronousTestCase):
         log = bmc.log_tail(400)
         self.assertIn("chassis control", log)
         self.assertIn("session opened for b'{}'".format(bmc.user), log)
+
+    def test_set_credentials_then_ironic_powers_off(self):
+        # enroll with the BMC address only: Ironic has no credentials for it yet
+        bmc = self.start_bmc()
+        macs = base.new_macs(1)
+        node = self.ironic.enroll_node(
+            "ipmi-" + macs[0].replace(":", "")[-6:], macs, driver="ipmi", provision_state="enroll",
+            driver_info={"ipmi_address": bmc.address, "ipmi_port": bmc.port},
+        )
+        uuid = node.uuid
+        query = urllib.parse.urlencode({"new_ipmi_username": NEW_USER, "new_ipmi_password": NEW_PASSWORD})
+        status, _, body = self.inspectord.call("POST", "/v1/introspection/{}?{}".format(uuid, query))
+        self.assertEqual(status, 202, body)
+        self.wait_state(uuid)
+        # the operator powers the node on (inspectord cannot: no credentials yet)
+        self.assertEqual(bmc.ipmitool("chassis", "power", "on").returncode, 0)
+        self.assertEqual(bmc.state()["power"], "on")
+
+        status, _, body = self.inspectord.call("POST", "/v1/continue", base.ipa_payload(macs))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["ipmi_password"], NEW_PASSWORD)
+        self.ramdisk_sets_credentials(bmc, NEW_USER, NEW_PASSWORD)
+        result = self.inspectord.wait_finished(uuid, timeout=60)
+        self.assertIsNone(result["error"], self.inspectord.log_tail())
+
+        def details():
+            return "{}\n{}\n{}".format(bmc.log_tail(), self.inspectord.log_tail(), self.ironic._log_tail())
+
+        # Ironic powers the node off through ipmitool with the credentials inspectord recorded
+        wait_for(lambda: bmc.state()["power"] == "off", 30, "simulator powered off", details)
+        wait_for(lambda: self.client.node.get(uuid).power_state == "power off", 30, "Ironic sees power off", details)
+        node = self.client.node.get(uuid)
+        self.assertEqual((node.provision_state, node.driver_info["ipmi_username"]), ("enroll", NEW_USER))
+        log = bmc.log_tail(400)
+        before_off = log[: log.rindex("chassis control 0: power off")]
+        self.assertTrue(before_off.rsplit("session opened for ", 1)[1].startswith("b'{}'".format(NEW_USER)), log)
+        # and the node can now be managed by Ironic with them (verify: ipmitool power status)
+        self.client.node.set_provision_state(uuid, "manage")
+        self.client.node.wait_for_provision_state(uuid, "manageable", timeout=60, poll_interval=0.2)
 
     def wait_state(self, uuid, timeout=60):
         deadline = time.monotonic() + timeout
