@@ -442,12 +442,12 @@ class Introspection:
             await self._fail(uuid, message, expected=record.state)
             raise errors.InspectordError(message, code=500) from None
 
-    async def _finish(self, record, data, power_off=True):
+    async def _finish(self, record, data, power_off=True, verify_credentials=True):
         uuid = record.uuid
         try:
             if self.config.processing.always_store_ramdisk_logs:
                 await self._store_logs(data, uuid)
-            if record.options.get("ipmi_credentials"):
+            if verify_credentials and record.options.get("ipmi_credentials"):
                 await self._verify_credentials(record, data)
             if power_off:
                 await self._power_off(record)
@@ -457,6 +457,12 @@ class Introspection:
             return
         except errors.InspectordError as e:
             await self._fail(uuid, str(e), expected=record.state)
+            return
+        except Exception as e:
+            self.log.failure("Node {node}: unexpected failure while finishing", node=uuid)
+            await self._fail(
+                uuid, "Unexpected exception {} while finishing: {}".format(type(e).__name__, e), expected=record.state
+            )
             return
         if self.config.processing.store_data != "database":
             await self.store.delete_data(uuid)
@@ -480,7 +486,12 @@ class Introspection:
                 "Cannot verify the new IPMI credentials: neither driver_info.ipmi_address nor the ramdisk "
                 "gives a BMC address"
             )
-        port = int(info.get("ipmi_port") or 623)
+        try:
+            port = int(info.get("ipmi_port") or 623)
+        except (TypeError, ValueError):
+            raise errors.ProcessingError(
+                "Invalid driver_info.ipmi_port {!r}: expected a UDP port number".format(info.get("ipmi_port"))
+            ) from None
         if self.verifier is None:
             raise errors.ProcessingError("Setting IPMI credentials needs pyghmi, which is not available")
         await self.verifier.verify(address, credentials["username"], credentials["password"], port=port)
@@ -584,7 +595,7 @@ class Introspection:
             await self._process_node(record, data)
         except errors.InspectordError:
             return
-        await self._finish(record, data, power_off=False)
+        await self._finish(record, data, power_off=False, verify_credentials=False)
 
     # -- periodic ---------------------------------------------------------
 

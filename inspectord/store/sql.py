@@ -27,6 +27,8 @@ from inspectord.store.records import Match, NodeRecord
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 _ACTIVE = tuple(s.value for s in st.ACTIVE)
+#: Options holding secrets, dropped when an introspection ends.
+SECRET_OPTIONS = ("ipmi_credentials",)
 
 
 def make_engine(url):
@@ -194,6 +196,10 @@ class SQLStore:
             if target in st.FINAL:
                 values["finished_at"] = now
                 values["error"] = error
+                # Secrets are needed only while the introspection runs.
+                options = row.options or {}
+                if any(k in options for k in SECRET_OPTIONS):
+                    values["options"] = {k: v for k, v in options.items() if k not in SECRET_OPTIONS}
             elif st.State(row.state) in st.FINAL:
                 # Leaving a final state (reapply): the node is active again.
                 values["finished_at"] = None
