@@ -332,7 +332,9 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("For every"):])
     parser.add_argument("--nodes", default="100", help="comma-separated node counts (default: 100)")
     parser.add_argument("--runs", type=int, default=1, help="runs of every system at every node count (default: 1)")
-    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS), help="comma-separated, of " + ", ".join(ALL_SYSTEMS))
+    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS),
+                        help="comma-separated, of " + ", ".join(ALL_SYSTEMS) + " (empty: none, e.g. with --append "
+                        "--pxe yes to add only the PXE filter figures)")
     parser.add_argument("--callback-concurrency", type=int, default=50, help="IPA callbacks in flight (default: 50)")
     parser.add_argument("--floor-concurrency", type=int, default=8, help="floor nodes in flight (default: 8)")
     parser.add_argument("--start-concurrency", type=int, default=8, help="introspection starts in flight (default: 8)")
@@ -410,7 +412,7 @@ def main(argv=None):
         for run in range(first_run, first_run + args.runs):
             # Rotate the order so that no system always runs first (a noisy machine drifts).
             order = args.systems[(run - 1) % len(args.systems):] + args.systems[:(run - 1) % len(args.systems)]
-            for count in args.nodes:
+            for count in args.nodes if args.systems else []:
                 if count not in snapshots:
                     snapshots[count] = Snapshot(root, count, args.enroll_concurrency)
                     snapshots[count].build()

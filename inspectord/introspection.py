@@ -145,13 +145,35 @@ class Introspection:
             self._pending.discard(d)
             return result
 
+        def failed(f):
+            if f.check(defer.CancelledError):
+                self.log.info("Interrupted while {what}", what=what)
+            else:
+                self.log.failure("Unexpected failure while {what}", f, what=what)
+
         d.addBoth(done)
-        d.addErrback(lambda f: self.log.failure("Unexpected failure while {what}", f, what=what))
+        d.addErrback(failed)
         return d
 
     def wait_idle(self):
         """A Deferred that fires when no background work is in flight."""
         return defer.DeferredList(list(self._pending), consumeErrors=True)
+
+    async def stop(self, grace=10.0):
+        """Let background work finish for ``grace`` seconds, then interrupt it.
+
+        Interrupted nodes keep their processing lease; once it ends, the
+        periodic scan of this or another instance processes them again from
+        the stored raw data.
+        """
+        if not self._pending:
+            return
+        idle = self.wait_idle()
+        idle.addTimeout(grace, self.clock)
+        try:
+            await idle
+        except defer.TimeoutError:
+            self.log.warn("Stopped with work in flight; interrupted nodes resume when their lease ends")
 
     def _filter_changed(self):
         if self._pxe_filter is not None:
@@ -435,6 +457,8 @@ class Introspection:
             await self._store_logs(data, uuid)
             await self._fail(uuid, str(e), expected=record.state)
             raise
+        except defer.CancelledError:
+            raise  # stopping: the lease lets another run take the node over
         except Exception as e:
             self.log.failure("Node {node}: unexpected failure while processing", node=uuid)
             await self._store_logs(data, uuid)
@@ -458,6 +482,8 @@ class Introspection:
         except errors.InspectordError as e:
             await self._fail(uuid, str(e), expected=record.state)
             return
+        except defer.CancelledError:
+            raise  # stopping: the lease lets another run take the node over
         except Exception as e:
             self.log.failure("Node {node}: unexpected failure while finishing", node=uuid)
             await self._fail(

@@ -81,7 +81,7 @@ class InspectordService(service.MultiService):
             self._reactor.stop()
 
     async def _stop(self):
-        await self.introspection.wait_idle()
+        await self.introspection.stop()
 
     def stopService(self):
         d = defer.maybeDeferred(service.MultiService.stopService, self)

@@ -84,3 +84,24 @@ class CredentialsFlowTests(SynchronousTestCase):
         self.assertEqual(self.h.store.thd_get_node(uuid).state, "finished")
         self.assertEqual(len(self.verifier.calls), 1)
         self.assertFalse(any("/driver_info/ipmi_password" in str(p) for _, p in self.h.fake.patches[patches:]))
+
+
+class StopTests(SynchronousTestCase):
+    def test_stop_interrupts_slow_work_and_keeps_the_node_for_later(self):
+        h = Harness(processing__enable_setting_ipmi_credentials=True)
+        never = defer.Deferred()
+        h.introspection.verifier = type("Slow", (), {"verify": lambda self, *a, **k: never})()
+        uuid = h.fake.add_node(name="n", macs=[MAC], provision_state="enroll",
+                               driver_info={"ipmi_address": "192.0.2.9", "ipmi_username": "admin"})
+        h.request("POST", "/v1/introspection/n?new_ipmi_password=abc123")
+        h.flush()
+        self.assertEqual(h.request("POST", "/v1/continue", fixture("ipa-payload.json"))[0], 200)
+        stopping = defer.Deferred.fromCoroutine(h.introspection.stop(grace=10))
+        self.assertNoResult(stopping)
+        h.clock.advance(10)
+        self.successResultOf(stopping)
+        record = h.store.thd_get_node(uuid)
+        # Left in processing with its lease: resumed later, not failed.
+        self.assertEqual(record.state, "processing")
+        self.assertIsNotNone(record.lease_until)
+        self.assertEqual(h.introspection._pending, set())
