@@ -25,6 +25,12 @@ daemon itself; these patches only measure the idea.
     recorded node, ports and options (JSON decoded for nothing), for a
     finished node.
 
+``status-cache``
+    Every node record the store returns (start, each transition, reads) is
+    kept in memory, and ``GET /v1/introspection/<uuid>`` answers from it
+    without touching the database: the upper bound of a write-through status
+    cache, which is safe with SQLite (one host, in practice one instance).
+
 Several can be combined: ``--experiment finish-first,status-lean``.
 """
 
@@ -133,7 +139,35 @@ def status_lean():
     sql.SQLStore.get_node = get_node
 
 
+def status_cache():
+    from inspectord.store import sql
+    from inspectord.store.records import NodeRecord
+
+    original_run = sql.SQLStore._run
+    original_get_node = sql.SQLStore.get_node
+
+    def _run(self, f, *args, **kwargs):
+        d = original_run(self, f, *args, **kwargs)
+
+        def remember(result):
+            if isinstance(result, NodeRecord):
+                self.__dict__.setdefault("_bench_cache", {})[result.uuid] = result
+            return result
+
+        return d.addCallback(remember)
+
+    def get_node(self, uuid):
+        cached = self.__dict__.get("_bench_cache", {}).get(uuid)
+        if cached is not None:
+            return defer.succeed(cached)
+        return original_get_node(self, uuid)
+
+    sql.SQLStore._run = _run
+    sql.SQLStore.get_node = get_node
+
+
 EXPERIMENTS = {
+    "status-cache": status_cache,
     "finish-first": finish_first,
     "status-inline": status_inline,
     "status-lean": status_lean,

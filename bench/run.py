@@ -405,13 +405,14 @@ def main(argv=None):
         old = previous["meta"]
         meta["nodes"] = sorted(set(old.get("nodes", [])) | set(args.nodes))
         meta["systems"] = [s for s in ALL_SYSTEMS if s in set(old.get("systems", [])) | set(args.systems)]
-        meta["runs"] = old.get("runs", 0) + args.runs
+        meta["runs"] = old.get("runs", 0) + (args.runs if args.systems else 0)
         meta["started"] = old.get("started", meta["started"])
     snapshots = {}
     try:
         for run in range(first_run, first_run + args.runs):
             # Rotate the order so that no system always runs first (a noisy machine drifts).
-            order = args.systems[(run - 1) % len(args.systems):] + args.systems[:(run - 1) % len(args.systems)]
+            shift = (run - 1) % max(len(args.systems), 1)
+            order = args.systems[shift:] + args.systems[:shift]
             for count in args.nodes if args.systems else []:
                 if count not in snapshots:
                     snapshots[count] = Snapshot(root, count, args.enroll_concurrency)
