@@ -94,6 +94,16 @@ _OPTS = {
             help="Ironic API microversion sent with every request.",
         ),
     ],
+    "api": [
+        cfg.FloatOpt(
+            "status_cache_time",
+            default=1.0,
+            min=0,
+            help="Seconds a node's status may be served from memory. Changes made by this "
+            "instance show at once; with several instances sharing a database, another "
+            "instance's change shows within this time. 0 reads the database every time.",
+        ),
+    ],
     "database": [
         cfg.StrOpt(
             "connection",
@@ -611,6 +621,7 @@ class Config:
     extra_hardware: object = None
     accelerators: object = None
     ipmi_verification: object = None
+    api: object = None
 
     @property
     def processing_hooks(self):

@@ -326,10 +326,12 @@ class Introspection:
         if slot > now:
             await task.deferLater(self.clock, slot - now, lambda: None)
 
-    async def _fail(self, uuid, message, expected=None):
+    async def _fail(self, uuid, message, expected=None, processed=None):
         self.log.error("Node {node}: introspection failed: {error}", node=uuid, error=message)
         try:
-            record = await self.store.transition(uuid, st.Event.error, self.now(), error=message, expected=expected)
+            record = await self.store.transition(
+                uuid, st.Event.error, self.now(), error=message, expected=expected, processed=processed
+            )
         except (errors.StateChanged, errors.InvalidTransition) as e:
             self.log.warn("Node {node}: could not record the error: {reason}", node=uuid, reason=str(e))
             return None
@@ -358,7 +360,11 @@ class Introspection:
                 )
         macs = ramdisk_data.all_macs(data)
         bmcs = ramdisk_data.bmc_addresses(data)
-        match = await self.store.lookup(macs, bmcs)
+        # One transaction: lookup, the raw data stored (nothing accepted is
+        # lost), the move to processing with a lease, and the rules.
+        match, record, rules = await self.store.accept(
+            macs, bmcs, raw, self.now(), self.now() + PROCESSING_LEASE, process=not failures
+        )
         if match is None:
             lookup = "Could not find a node for attributes {}".format(
                 ", ".join(["mac " + m for m in macs] + ["bmc_address " + b for b in bmcs]) or "(none in the data)"
@@ -371,46 +377,25 @@ class Introspection:
                 )
             if self._discovery is None:
                 raise errors.NotFound(lookup)
-            record = await self._discovery.enroll(data, source)
-            self._filter_changed()
-            expected = st.State.enrolling
-        else:
-            record = match.record
-            expected = st.State.waiting
+            record, rules = await self._accept_discovered(raw, data, source)
+        elif record is None:
+            self._refuse(match.record)
         uuid = record.uuid
-        if record.state != expected.value:
-            if record.state in (st.State.processing.value, st.State.reapplying.value, st.State.enrolling.value):
-                raise errors.Conflict("Node {} is already being processed".format(uuid))
-            if record.state == st.State.starting.value:
-                raise errors.Conflict("Node {} is still starting introspection; try again".format(uuid))
-            raise errors.Forbidden(
-                "Node {} is not under introspection (state {}{})".format(
-                    uuid, record.state, ", error: " + record.error if record.error else ""
-                )
-            )
-        # Nothing accepted is lost: the raw data is stored before anything else.
-        await self.store.store_data(uuid, raw, False, self.now())
         if failures:
             message = "\n".join(failures)
-            await self._fail(uuid, message, expected=expected)
+            await self._fail(uuid, message, expected=record.state)
             await self._store_logs(data, uuid)
             raise errors.ProcessingError(
                 "The following failures happened during running pre-processing hooks:\n" + message
             )
-        try:
-            record = await self.store.transition(
-                uuid, st.Event.process, self.now(), expected=expected, lease_until=self.now() + PROCESSING_LEASE
-            )
-        except errors.StateChanged:
-            raise errors.Conflict("Node {} is already being processed".format(uuid)) from None
         lease = self._hold_lease(uuid)
         try:
-            await self._process_node(record, data)
+            processed = await self._process_node(record, data, rules)
         except BaseException:
             lease.stop()
             raise
         # Like ironic-inspector, answer the ramdisk before powering it off.
-        finishing = self._background(self._finish(record, data), "finishing node " + uuid)
+        finishing = self._background(self._finish(record, data, processed), "finishing node " + uuid)
         finishing.addBoth(lambda result: lease.stop() or result)
         response = {"uuid": uuid}
         credentials = record.options.get("ipmi_credentials")
@@ -438,21 +423,56 @@ class Introspection:
         )
         return _Lease(call)
 
-    async def _process_node(self, record, data):
-        """Run the hooks and write the result to Ironic; errors end the node."""
+    async def _accept_discovered(self, raw, data, source):
+        """Enroll a machine no node matched (discovery); ``(record, rules)``."""
+        record = await self._discovery.enroll(data, source)
+        self._filter_changed()
+        await self.store.store_data(record.uuid, raw, False, self.now())
+        try:
+            record = await self.store.transition(
+                record.uuid,
+                st.Event.process,
+                self.now(),
+                expected=st.State.enrolling,
+                lease_until=self.now() + PROCESSING_LEASE,
+            )
+        except errors.StateChanged:
+            raise errors.Conflict("Node {} is already being processed".format(record.uuid)) from None
+        return record, None
+
+    @staticmethod
+    def _refuse(record):
+        """Raise why ramdisk data for ``record`` (not waiting) is refused."""
+        uuid = record.uuid
+        if record.state in (st.State.processing.value, st.State.reapplying.value, st.State.enrolling.value):
+            raise errors.Conflict("Node {} is already being processed".format(uuid))
+        if record.state == st.State.starting.value:
+            raise errors.Conflict("Node {} is still starting introspection; try again".format(uuid))
+        raise errors.Forbidden(
+            "Node {} is not under introspection (state {}{})".format(
+                uuid, record.state, ", error: " + record.error if record.error else ""
+            )
+        )
+
+    async def _process_node(self, record, data, rules=None):
+        """Run the hooks and rules and write the result to Ironic; errors end the node.
+
+        Returns the processed data to store ([processing]store_data), or None.
+        """
         uuid = record.uuid
         try:
             node = hooks_mod.NodeContext(record, self.config)
             for hook in self.hooks:
                 await defer.maybeDeferred(hook.before_update, data, node)
-            rules = await self.store.list_rules()
+            if rules is None:
+                rules = await self.store.list_rules()
             applied = rules_mod.apply_all(rules, node, data)
             if applied:
                 self.log.info("Node {node}: applied rule(s) {rules}", node=uuid, rules=", ".join(applied))
             await apply_update(self.ironic, uuid, node.update)
             if self.config.processing.store_data == "database":
-                stored = {k: v for k, v in data.items() if k != "logs"}
-                await self.store.store_data(uuid, stored, True, self.now())
+                return {k: v for k, v in data.items() if k != "logs"}
+            return None
         except errors.InspectordError as e:
             await self._store_logs(data, uuid)
             await self._fail(uuid, str(e), expected=record.state)
@@ -466,7 +486,8 @@ class Introspection:
             await self._fail(uuid, message, expected=record.state)
             raise errors.InspectordError(message, code=500) from None
 
-    async def _finish(self, record, data, power_off=True, verify_credentials=True):
+    async def _finish(self, record, data, processed=None, power_off=True, verify_credentials=True):
+        """Verify credentials, power off, and finish (storing ``processed`` with it)."""
         uuid = record.uuid
         try:
             if self.config.processing.always_store_ramdisk_logs:
@@ -475,23 +496,31 @@ class Introspection:
                 await self._verify_credentials(record, data)
             if power_off:
                 await self._power_off(record)
-            await self.store.transition(uuid, st.Event.finish, self.now(), expected=record.state)
+            await self.store.transition(
+                uuid,
+                st.Event.finish,
+                self.now(),
+                expected=record.state,
+                processed=processed,
+                delete_data=self.config.processing.store_data != "database",
+            )
         except errors.StateChanged as e:
             self.log.warn("Node {node}: changed while finishing: {reason}", node=uuid, reason=str(e))
             return
         except errors.InspectordError as e:
-            await self._fail(uuid, str(e), expected=record.state)
+            await self._fail(uuid, str(e), expected=record.state, processed=processed)
             return
         except defer.CancelledError:
             raise  # stopping: the lease lets another run take the node over
         except Exception as e:
             self.log.failure("Node {node}: unexpected failure while finishing", node=uuid)
             await self._fail(
-                uuid, "Unexpected exception {} while finishing: {}".format(type(e).__name__, e), expected=record.state
+                uuid,
+                "Unexpected exception {} while finishing: {}".format(type(e).__name__, e),
+                expected=record.state,
+                processed=processed,
             )
             return
-        if self.config.processing.store_data != "database":
-            await self.store.delete_data(uuid)
         self.log.info("Node {node}: introspection finished", node=uuid)
         self._filter_changed()
 
@@ -618,10 +647,10 @@ class Introspection:
                                  expected=record.state)
                 return
         try:
-            await self._process_node(record, data)
+            processed = await self._process_node(record, data)
         except errors.InspectordError:
             return
-        await self._finish(record, data, power_off=False, verify_credentials=False)
+        await self._finish(record, data, processed, power_off=False, verify_credentials=False)
 
     # -- periodic ---------------------------------------------------------
 
@@ -698,10 +727,10 @@ class Introspection:
 
     async def _resume(self, record, data):
         try:
-            await self._process_node(record, data)
+            processed = await self._process_node(record, data)
         except errors.InspectordError:
             return
-        await self._finish(record, data)
+        await self._finish(record, data, processed)
 
     async def periodic(self):
         """One pass of the periodic work; never raises."""

@@ -97,7 +97,7 @@ def make_service(config, reactor):
     db_pool.setServiceParent(top)
     io_pool = ThreadPoolService("inspectord-io", 4)
     io_pool.setServiceParent(top)
-    store = SQLStore(engine, db_pool)
+    store = SQLStore(engine, db_pool, clock=reactor, status_cache_time=config.api.status_cache_time)
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
     ironic = IronicClient(

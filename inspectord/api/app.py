@@ -281,7 +281,7 @@ class API:
     async def status(self, request, node_id):
         uuid = await self._node_uuid(node_id)
         try:
-            record = await self.store.get_node(uuid)
+            record = await self.store.get_node_recent(uuid)
         except errors.NotFound:
             raise errors.NotFound("Node {} was never introspected".format(node_id)) from None
         return self._status(request, record)

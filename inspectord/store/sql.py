@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.pool import StaticPool
+from twisted.internet import defer
 
 from inspectord import errors
 from inspectord import state as st
@@ -27,6 +28,8 @@ from inspectord.store.records import Match, NodeRecord
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 _ACTIVE = tuple(s.value for s in st.ACTIVE)
+# Bound on the records kept for status reads.
+_RECENT_MAX = 100_000
 #: Options holding secrets, dropped when an introspection ends.
 SECRET_OPTIONS = ("ipmi_credentials",)
 
@@ -93,9 +96,13 @@ class SQLStore:
         database thread pool (a synchronous stand-in in unit tests).
     """
 
-    def __init__(self, engine, pool):
+    def __init__(self, engine, pool, clock=None, status_cache_time=0.0):
         self.engine = engine
         self._pool = pool
+        self._clock = clock
+        self._cache_time = status_cache_time if clock is not None else 0.0
+        # uuid -> (when, NodeRecord): what this instance last read or wrote.
+        self._recent = {}
 
     def _run(self, f, *args, **kwargs):
         return self._pool.run(f, *args, **kwargs)
@@ -179,41 +186,51 @@ class SQLStore:
                 )
             )
 
-    def thd_transition(self, uuid, event, now, error=None, expected=None, lease_until=None, **fields):
+    def thd_transition(self, uuid, event, now, error=None, expected=None, lease_until=None, processed=None,
+                       delete_data=False, **fields):
         """Apply ``event`` to the node's state (compare-and-set).
 
         :param expected: if given, the state the caller believes the node
             is in; anything else raises StateChanged.
+        :param processed: processed data to store in the same transaction.
+        :param delete_data: drop the node's stored data in the same transaction.
         """
         with self.engine.begin() as conn:
-            row = self._thd_get(conn, uuid)
-            if expected is not None and row.state not in _states(expected):
-                raise errors.StateChanged(
-                    "Node {} is in state {}, not {}".format(uuid, row.state, "/".join(_states(expected)))
-                )
-            target = st.next_state(row.state, event)
-            values = dict(state=target.value, version_id=_new_version(), lease_until=lease_until, **fields)
-            if target in st.FINAL:
-                values["finished_at"] = now
-                values["error"] = error
-                # Secrets are needed only while the introspection runs.
-                options = row.options or {}
-                if any(k in options for k in SECRET_OPTIONS):
-                    values["options"] = {k: v for k, v in options.items() if k not in SECRET_OPTIONS}
-            elif st.State(row.state) in st.FINAL:
-                # Leaving a final state (reapply): the node is active again.
-                values["finished_at"] = None
-                values["error"] = None
-            elif error is not None:
-                values["error"] = error
-            updated = conn.execute(
-                schema.nodes.update()
-                .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
-                .values(**values)
-            ).rowcount
-            if not updated:
-                raise errors.StateChanged("Node {} was changed by another request".format(uuid))
-            return _record(self._thd_get(conn, uuid))
+            if processed is not None:
+                self._thd_put_data(conn, uuid, processed, True, now)
+            if delete_data:
+                conn.execute(schema.introspection_data.delete().where(schema.introspection_data.c.node_uuid == uuid))
+            return self._thd_transition(conn, uuid, event, now, error, expected, lease_until, **fields)
+
+    def _thd_transition(self, conn, uuid, event, now, error=None, expected=None, lease_until=None, **fields):
+        row = self._thd_get(conn, uuid)
+        if expected is not None and row.state not in _states(expected):
+            raise errors.StateChanged(
+                "Node {} is in state {}, not {}".format(uuid, row.state, "/".join(_states(expected)))
+            )
+        target = st.next_state(row.state, event)
+        values = dict(state=target.value, version_id=_new_version(), lease_until=lease_until, **fields)
+        if target in st.FINAL:
+            values["finished_at"] = now
+            values["error"] = error
+            # Secrets are needed only while the introspection runs.
+            options = row.options or {}
+            if any(k in options for k in SECRET_OPTIONS):
+                values["options"] = {k: v for k, v in options.items() if k not in SECRET_OPTIONS}
+        elif st.State(row.state) in st.FINAL:
+            # Leaving a final state (reapply): the node is active again.
+            values["finished_at"] = None
+            values["error"] = None
+        elif error is not None:
+            values["error"] = error
+        updated = conn.execute(
+            schema.nodes.update()
+            .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
+            .values(**values)
+        ).rowcount
+        if not updated:
+            raise errors.StateChanged("Node {} was changed by another request".format(uuid))
+        return _record(self._thd_get(conn, uuid))
 
     def thd_lookup(self, macs, bmc_addresses):
         """The unique best match among all recorded nodes, or None.
@@ -223,42 +240,70 @@ class SQLStore:
         preferred over finished ones, so a MAC moved to another machine
         after a finished introspection does not shadow the live one.
         """
+        with self.engine.connect() as conn:
+            return self._thd_lookup(conn, macs, bmc_addresses)
+
+    def thd_accept(self, macs, bmc_addresses, raw, now, lease_until, process=True):
+        """Look the node up and, if it is waiting, take the ramdisk's data.
+
+        In one transaction: the lookup, storing the raw data, and (unless
+        ``process`` is false) the move to ``processing`` with a lease, plus
+        the introspection rules processing will apply.  Returns ``(match,
+        record, rules)``: ``record`` is None when the node was not waiting
+        (nothing is stored then), ``rules`` None unless it moved.
+        """
+        with self.engine.begin() as conn:
+            match = self._thd_lookup(conn, macs, bmc_addresses)
+            if match is None or match.record.state != st.State.waiting.value:
+                return match, None, None
+            self._thd_put_data(conn, match.uuid, raw, False, now)
+            if not process:
+                return match, match.record, None
+            record = self._thd_transition(
+                conn, match.uuid, st.Event.process, now, expected=st.State.waiting, lease_until=lease_until
+            )
+            return match, record, self._thd_rules(conn)
+
+    def _thd_lookup(self, conn, macs, bmc_addresses):
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
         if not pairs:
             return None
         a, n = schema.attributes, schema.nodes
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(a.c.node_uuid, n.c.state)
-                .join(n, n.c.uuid == a.c.node_uuid)
-                .where(sa.tuple_(a.c.name, a.c.value).in_(sorted(set(pairs))))
-            ).all()
-            if not rows:
-                return None
-            active = [r.node_uuid for r in rows if r.state in _ACTIVE]
-            scores = collections.Counter(active or [r.node_uuid for r in rows])
-            ranked = scores.most_common()
-            best = [u for u, s in ranked if s == ranked[0][1]]
-            if len(best) > 1:
-                raise errors.NotFound(
-                    "Multiple nodes match the same number of attributes ({}): {}".format(
-                        ", ".join("{}={}".format(*p) for p in pairs), ", ".join(sorted(best))
-                    )
+        rows = conn.execute(
+            sa.select(a.c.node_uuid, n.c.state)
+            .join(n, n.c.uuid == a.c.node_uuid)
+            .where(sa.tuple_(a.c.name, a.c.value).in_(sorted(set(pairs))))
+        ).all()
+        if not rows:
+            return None
+        active = [r.node_uuid for r in rows if r.state in _ACTIVE]
+        scores = collections.Counter(active or [r.node_uuid for r in rows])
+        ranked = scores.most_common()
+        best = [u for u, s in ranked if s == ranked[0][1]]
+        if len(best) > 1:
+            raise errors.NotFound(
+                "Multiple nodes match the same number of attributes ({}): {}".format(
+                    ", ".join("{}={}".format(*p) for p in pairs), ", ".join(sorted(best))
                 )
-            return Match(uuid=best[0], score=ranked[0][1], record=_record(self._thd_get(conn, best[0])))
+            )
+        return Match(uuid=best[0], score=ranked[0][1], record=_record(self._thd_get(conn, best[0])))
 
     def thd_store_data(self, uuid, data, processed, now):
-        text = json.dumps(data, sort_keys=True)
         with self.engine.begin() as conn:
-            key = dict(node_uuid=uuid, processed=processed)
-            t = schema.introspection_data
-            updated = conn.execute(
-                t.update()
-                .where(t.c.node_uuid == uuid, t.c.processed == processed)
-                .values(data=text, stored_at=now)
-            ).rowcount
-            if not updated:
-                conn.execute(t.insert().values(data=text, stored_at=now, **key))
+            self._thd_put_data(conn, uuid, data, processed, now)
+
+    @staticmethod
+    def _thd_put_data(conn, uuid, data, processed, now):
+        text = json.dumps(data, sort_keys=True)
+        key = dict(node_uuid=uuid, processed=processed)
+        t = schema.introspection_data
+        updated = conn.execute(
+            t.update()
+            .where(t.c.node_uuid == uuid, t.c.processed == processed)
+            .values(data=text, stored_at=now)
+        ).rowcount
+        if not updated:
+            conn.execute(t.insert().values(data=text, stored_at=now, **key))
 
     def thd_get_data(self, uuid, processed):
         t = schema.introspection_data
@@ -402,9 +447,12 @@ class SQLStore:
         }
 
     def thd_list_rules(self):
-        r = schema.rules
         with self.engine.connect() as conn:
-            return [self._rule(row) for row in conn.execute(sa.select(r).order_by(r.c.position)).all()]
+            return self._thd_rules(conn)
+
+    def _thd_rules(self, conn):
+        r = schema.rules
+        return [self._rule(row) for row in conn.execute(sa.select(r).order_by(r.c.position)).all()]
 
     def thd_get_rule(self, uuid):
         r = schema.rules
@@ -440,16 +488,44 @@ class SQLStore:
         return self._run(thd_upgrade, self.engine)
 
     def get_node(self, uuid):
-        return self._run(self.thd_get_node, uuid)
+        return self._run(self.thd_get_node, uuid).addCallback(self._remember)
+
+    def get_node_recent(self, uuid):
+        """Like :meth:`get_node`, but a record at most ``status_cache_time`` old will do.
+
+        For status reads: another instance's change shows within that
+        time; this instance's own changes show at once.
+        """
+        entry = self._recent.get(uuid)
+        if entry is not None and self._clock.seconds() - entry[0] <= self._cache_time:
+            return defer.succeed(entry[1])
+        return self.get_node(uuid)
+
+    def _remember(self, record):
+        if self._cache_time and isinstance(record, NodeRecord):
+            if len(self._recent) >= _RECENT_MAX:
+                self._recent.clear()
+            self._recent[record.uuid] = (self._clock.seconds(), record)
+        return record
 
     def start(self, uuid, now, manage_boot, node, ports, attributes, options=None):
-        return self._run(self.thd_start, uuid, now, manage_boot, node, ports, attributes, options)
+        d = self._run(self.thd_start, uuid, now, manage_boot, node, ports, attributes, options)
+        return d.addCallback(self._remember)
 
     def transition(self, uuid, event, now, **kwargs):
-        return self._run(self.thd_transition, uuid, event, now, **kwargs)
+        return self._run(self.thd_transition, uuid, event, now, **kwargs).addCallback(self._remember)
 
     def lookup(self, macs, bmc_addresses):
         return self._run(self.thd_lookup, macs, bmc_addresses)
+
+    def accept(self, macs, bmc_addresses, raw, now, lease_until, process=True):
+        d = self._run(self.thd_accept, macs, bmc_addresses, raw, now, lease_until, process)
+
+        def remember(result):
+            self._remember(result[1])
+            return result
+
+        return d.addCallback(remember)
 
     def store_data(self, uuid, data, processed, now):
         return self._run(self.thd_store_data, uuid, data, processed, now)
@@ -470,7 +546,7 @@ class SQLStore:
         return self._run(self.thd_renew_lease, uuid, lease_until)
 
     def claim(self, record, now, lease_until):
-        return self._run(self.thd_claim, record, now, lease_until)
+        return self._run(self.thd_claim, record, now, lease_until).addCallback(self._remember)
 
     def list_nodes(self, limit, marker=None, states=None):
         return self._run(self.thd_list, limit, marker, states)
