@@ -728,7 +728,7 @@ def validate(config):
             )
     if config.pxe_filter.driver not in SUPPORTED_PXE_FILTERS:
         raise errors.ConfigError(
-            "[pxe_filter]driver={} is not available in this release of inspectord "
+            "[pxe_filter]driver={} is not a PXE filter driver of inspectord "
             "(available: {})".format(config.pxe_filter.driver, ", ".join(SUPPORTED_PXE_FILTERS))
         )
     discovery.check(config)
