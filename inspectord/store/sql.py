@@ -12,6 +12,7 @@ import collections
 import datetime
 import json
 import os
+import types
 import uuid as uuidlib
 
 import sqlalchemy as sa
@@ -230,7 +231,7 @@ class SQLStore:
         ).rowcount
         if not updated:
             raise errors.StateChanged("Node {} was changed by another request".format(uuid))
-        return _record(self._thd_get(conn, uuid))
+        return _record(types.SimpleNamespace(**dict(row._mapping, **values)))
 
     def thd_lookup(self, macs, bmc_addresses):
         """The unique best match among all recorded nodes, or None.
