@@ -70,6 +70,27 @@ def thd_upgrade(engine):
         alembic_command.upgrade(cfg, "head")
 
 
+# Statements of the hot paths, built once: SQLAlchemy then reuses their
+# cache keys and compiled forms instead of rebuilding them per call.
+_GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
+# (Parameter names differ from column names, which UPDATE and INSERT reserve.)
+_UPDATE_DATA = (
+    schema.introspection_data.update()
+    .where(
+        schema.introspection_data.c.node_uuid == sa.bindparam("p_uuid"),
+        schema.introspection_data.c.processed == sa.bindparam("p_processed"),
+    )
+    .values(data=sa.bindparam("p_data"), stored_at=sa.bindparam("p_at"))
+)
+_INSERT_DATA = schema.introspection_data.insert().values(
+    node_uuid=sa.bindparam("p_uuid"),
+    processed=sa.bindparam("p_processed"),
+    data=sa.bindparam("p_data"),
+    stored_at=sa.bindparam("p_at"),
+)
+_LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
+
+
 def _record(row):
     return NodeRecord(
         uuid=row.uuid,
@@ -111,7 +132,7 @@ class SQLStore:
     # -- blocking helpers (database thread) ---------------------------------
 
     def _thd_get(self, conn, uuid):
-        row = conn.execute(sa.select(schema.nodes).where(schema.nodes.c.uuid == uuid)).first()
+        row = conn.execute(_GET_NODE, {"uuid": uuid}).first()
         if row is None:
             raise errors.NotFound("Node {} was not found in inspectord's records".format(uuid))
         return row
@@ -295,16 +316,9 @@ class SQLStore:
 
     @staticmethod
     def _thd_put_data(conn, uuid, data, processed, now):
-        text = json.dumps(data, sort_keys=True)
-        key = dict(node_uuid=uuid, processed=processed)
-        t = schema.introspection_data
-        updated = conn.execute(
-            t.update()
-            .where(t.c.node_uuid == uuid, t.c.processed == processed)
-            .values(data=text, stored_at=now)
-        ).rowcount
-        if not updated:
-            conn.execute(t.insert().values(data=text, stored_at=now, **key))
+        values = {"p_uuid": uuid, "p_processed": processed, "p_data": json.dumps(data, sort_keys=True), "p_at": now}
+        if not conn.execute(_UPDATE_DATA, values).rowcount:
+            conn.execute(_INSERT_DATA, values)
 
     def thd_get_data(self, uuid, processed):
         t = schema.introspection_data
@@ -452,8 +466,7 @@ class SQLStore:
             return self._thd_rules(conn)
 
     def _thd_rules(self, conn):
-        r = schema.rules
-        return [self._rule(row) for row in conn.execute(sa.select(r).order_by(r.c.position)).all()]
+        return [self._rule(row) for row in conn.execute(_LIST_RULES).all()]
 
     def thd_get_rule(self, uuid):
         r = schema.rules
