@@ -89,6 +89,13 @@ _INSERT_DATA = schema.introspection_data.insert().values(
     stored_at=sa.bindparam("p_at"),
 )
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
+_LOOKUP = (
+    sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
+    .join(schema.nodes, schema.nodes.c.uuid == schema.attributes.c.node_uuid)
+    .where(
+        sa.tuple_(schema.attributes.c.name, schema.attributes.c.value).in_(sa.bindparam("pairs", expanding=True))
+    )
+)
 
 
 def _record(row):
@@ -290,12 +297,7 @@ class SQLStore:
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
         if not pairs:
             return None
-        a, n = schema.attributes, schema.nodes
-        rows = conn.execute(
-            sa.select(a.c.node_uuid, n.c.state)
-            .join(n, n.c.uuid == a.c.node_uuid)
-            .where(sa.tuple_(a.c.name, a.c.value).in_(sorted(set(pairs))))
-        ).all()
+        rows = conn.execute(_LOOKUP, {"pairs": sorted(set(pairs))}).all()
         if not rows:
             return None
         active = [r.node_uuid for r in rows if r.state in _ACTIVE]
