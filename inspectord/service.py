@@ -35,6 +35,23 @@ class ThreadPoolService(service.Service):
         self.pool.stop()
 
 
+class OrderedMultiService(service.MultiService):
+    """Stops its children one after the other, last started first.
+
+    The thread pools must outlive the work that uses them: the main service
+    finishes (or interrupts) its background work before the database pool
+    stops.
+    """
+
+    async def _stop_children(self):
+        for child in reversed(list(self)):
+            await defer.maybeDeferred(child.stopService)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        return defer.Deferred.fromCoroutine(self._stop_children())
+
+
 class InspectordService(service.MultiService):
     """Starts the store (migrations first), then the API and periodic work.
 
@@ -91,7 +108,7 @@ class InspectordService(service.MultiService):
 
 def make_service(config, reactor):
     """Wire inspectord from a frozen config."""
-    top = service.MultiService()
+    top = OrderedMultiService()
     engine = make_engine(config.database.connection)
     db_pool = DatabasePool(reactor, size=1 if engine.dialect.name == "sqlite" else 8)
     db_pool.setServiceParent(top)

@@ -10,6 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import tap
+from inspectord.service import OrderedMultiService
 from inspectord.api.app import API, make_site
 from inspectord.api.auth import NoAuth
 from inspectord.introspection import Introspection
@@ -184,3 +185,30 @@ def _record_call(calls):
         calls.append(1)
 
     return run()
+
+
+class OrderedStopTests(SynchronousTestCase):
+    def test_children_stop_one_after_the_other_last_first(self):
+        events = []
+        pending = {}
+
+        class Child(service.Service):
+            def stopService(self):
+                super().stopService()
+                events.append(self.name)
+                pending[self.name] = defer.Deferred()
+                return pending[self.name]
+
+        top = OrderedMultiService()
+        for name in ("pool", "main"):
+            child = Child()
+            child.name = name
+            child.setServiceParent(top)
+        top.startService()
+        d = top.stopService()
+        self.assertEqual(events, ["main"])  # the pool waits for main
+        pending["main"].callback(None)
+        self.assertEqual(events, ["main", "pool"])
+        self.assertNoResult(d)
+        pending["pool"].callback(None)
+        self.successResultOf(d)
