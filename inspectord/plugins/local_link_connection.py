@@ -6,7 +6,7 @@ from twisted.logger import Logger
 
 from inspectord.plugins import lldp_tlvs
 from inspectord.plugins.lldp_basic import interface_tlvs
-from inspectord.processing.hooks import ProcessingHook, get_inventory, processing_hook
+from inspectord.processing.hooks import ProcessingHook, interfaces_with_ports, processing_hook
 
 # lldp_processed name -> local_link_connection key
 _FROM_PROCESSED = (
@@ -64,12 +64,7 @@ class LocalLinkConnectionHook(ProcessingHook):
     def before_update(self, data, node):
         all_interfaces = data.get("all_interfaces") or {}
         overwrite = self.config.processing.overwrite_existing
-        for iface in get_inventory(data)["interfaces"]:
-            name = iface.get("name")
-            if name not in all_interfaces:
-                continue
-            mac = all_interfaces[name]["mac"]
-            port = node.port(mac)
+        for iface, name, mac, port in interfaces_with_ports(data, node):
             if port is None:
                 self.log.debug("Node {node}: no port for interface {iface} ({mac}), skipped",
                                node=node.uuid, iface=name, mac=mac)

@@ -5,7 +5,7 @@ import ipaddress
 from twisted.logger import Logger
 
 from inspectord import errors
-from inspectord.processing.hooks import ProcessingHook, get_inventory, processing_hook
+from inspectord.processing.hooks import ProcessingHook, interfaces_with_ports, processing_hook
 
 
 def parse_cidr_map(entries):
@@ -66,14 +66,8 @@ class PhysnetCidrMapHook(ProcessingHook):
     def before_update(self, data, node):
         if not self.cidr_map:
             return
-        all_interfaces = data.get("all_interfaces") or {}
         overwrite = self.config.processing.overwrite_existing
-        for iface in get_inventory(data)["interfaces"]:
-            name = iface.get("name")
-            if name not in all_interfaces:
-                continue
-            mac = all_interfaces[name]["mac"]
-            port = node.port(mac)
+        for iface, name, mac, port in interfaces_with_ports(data, node):
             if port is None:
                 continue
             physnet = self.physnet(iface)

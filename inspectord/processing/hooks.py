@@ -227,6 +227,20 @@ def get_inventory(data):
     return inventory
 
 
+def interfaces_with_ports(data, node):
+    """``(inventory interface, name, mac, port or None)`` for every valid interface.
+
+    Valid means ``validate_interfaces`` kept it in ``data["all_interfaces"]``.
+    """
+    all_interfaces = data.get("all_interfaces") or {}
+    for iface in get_inventory(data)["interfaces"]:
+        name = iface.get("name")
+        if name not in all_interfaces:
+            continue
+        mac = all_interfaces[name]["mac"]
+        yield iface, name, mac, node.port(mac)
+
+
 def parse_pci_alias(text):
     """``{"vendor_id", "product_id", "name"}`` from a ``[pci_devices]alias`` value."""
     try:
