@@ -5,6 +5,7 @@ inspectord uses, with in-memory nodes and ports, a request log and fault
 injection.  Use it through treq's ``StubTreq(FakeIronic().app.resource())``.
 """
 
+import functools
 import json
 import uuid as uuidlib
 
@@ -28,6 +29,19 @@ def _parent(target, path):
     for part in path.strip("/").split("/")[:-1]:
         target = target.get(part) or {}
     return target
+
+
+def _recorded(route):
+    """Log the request and answer with an injected fault if one matches."""
+
+    @functools.wraps(route)
+    def wrapper(self, request, *args, **kwargs):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        return route(self, request, *args, **kwargs)
+
+    return wrapper
 
 
 class FakeIronic:
@@ -112,27 +126,21 @@ class FakeIronic:
     # -- routes -----------------------------------------------------------
 
     @app.route("/v1/nodes/<node_id>", methods=["GET"])
+    @_recorded
     def get_node(self, request, node_id):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         node = self._node(node_id)
         if node is None:
             return self._error(request, 404, "Node {} could not be found.".format(node_id))
         return self._json(request, node)
 
     @app.route("/v1/nodes", methods=["GET"])
+    @_recorded
     def list_nodes(self, request):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         return self._json(request, {"nodes": list(self.nodes.values())})
 
     @app.route("/v1/nodes", methods=["POST"])
+    @_recorded
     def create_node(self, request):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         body = json.loads(request.content.read())
         uuid = body.get("uuid") or str(uuidlib.uuid4())
         if uuid in self.nodes:
@@ -144,10 +152,8 @@ class FakeIronic:
         return self._json(request, node, code=201)
 
     @app.route("/v1/nodes/<node_id>", methods=["PATCH"])
+    @_recorded
     def patch_node(self, request, node_id):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         node = self._node(node_id)
         if node is None:
             return self._error(request, 404, "Node {} could not be found.".format(node_id))
@@ -160,10 +166,8 @@ class FakeIronic:
         return self._json(request, node)
 
     @app.route("/v1/nodes/<node_id>/validate", methods=["GET"])
+    @_recorded
     def validate(self, request, node_id):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         node = self._node(node_id)
         if node is None:
             return self._error(request, 404, "Node {} could not be found.".format(node_id))
@@ -171,10 +175,8 @@ class FakeIronic:
         return self._json(request, {"power": {"result": reason is None, "reason": reason}})
 
     @app.route("/v1/nodes/<node_id>/management/boot_device", methods=["PUT"])
+    @_recorded
     def boot_device(self, request, node_id):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         node = self._node(node_id)
         if node is None:
             return self._error(request, 404, "Node {} could not be found.".format(node_id))
@@ -183,10 +185,8 @@ class FakeIronic:
         return b""
 
     @app.route("/v1/nodes/<node_id>/states/power", methods=["PUT"])
+    @_recorded
     def power(self, request, node_id):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         node = self._node(node_id)
         if node is None:
             return self._error(request, 404, "Node {} could not be found.".format(node_id))
@@ -196,10 +196,8 @@ class FakeIronic:
         return b""
 
     @app.route("/v1/nodes/<node_id>/traits/<trait>", methods=["PUT", "DELETE"])
+    @_recorded
     def trait(self, request, node_id, trait):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         node = self._node(node_id)
         if node is None:
             return self._error(request, 404, "Node {} could not be found.".format(node_id))
@@ -214,10 +212,8 @@ class FakeIronic:
         return b""
 
     @app.route("/v1/ports", methods=["GET"])
+    @_recorded
     def list_ports(self, request):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         args = {k.decode(): v[-1].decode() for k, v in request.args.items()}
         ports = sorted(self.ports.values(), key=lambda p: p["uuid"])
         if "node_uuid" in args:
@@ -234,10 +230,8 @@ class FakeIronic:
         return self._json(request, body)
 
     @app.route("/v1/ports", methods=["POST"])
+    @_recorded
     def create_port(self, request):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         body = json.loads(request.content.read())
         address = body["address"].lower()
         if any(p["address"] == address for p in self.ports.values()):
@@ -250,20 +244,16 @@ class FakeIronic:
         return self._json(request, self.ports[port_uuid], code=201)
 
     @app.route("/v1/ports/<port_uuid>", methods=["PATCH"])
+    @_recorded
     def patch_port(self, request, port_uuid):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         if port_uuid not in self.ports:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
         _apply_patch(self.ports[port_uuid], json.loads(request.content.read()))
         return self._json(request, self.ports[port_uuid])
 
     @app.route("/v1/ports/<port_uuid>", methods=["DELETE"])
+    @_recorded
     def delete_port(self, request, port_uuid):
-        fault = self._enter(request)
-        if fault is not None:
-            return fault
         if self.ports.pop(port_uuid, None) is None:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
         request.setResponseCode(204)
