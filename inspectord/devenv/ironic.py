@@ -27,17 +27,15 @@ import configparser
 import json
 import os
 import pathlib
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from inspectord.devenv import venvs
+from inspectord.devenv import processes, venvs
 
 IRONIC_VERSION = "39.0.0"
 IRONIC_REQUIREMENTS = [f"ironic=={IRONIC_VERSION}"]
@@ -49,7 +47,7 @@ API_VERSION = "1.115"
 CONDUCTOR_HOST = "inspectord-devenv"
 """Host name under which the conductor registers (``GET /v1/conductors``)."""
 
-STOP_GRACE = 10.0
+STOP_GRACE = processes.STOP_GRACE
 """Seconds :meth:`IronicServer.stop` waits after SIGTERM before SIGKILL."""
 
 _HARDWARE_TYPE = "fake-hardware"
@@ -143,8 +141,8 @@ class IronicServer:
         deadline = time.monotonic() + timeout
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
-            self.port = _free_port(self.host)
-        elif not _port_is_free(self.host, self.port):
+            self.port = processes.free_port(self.host)
+        elif not processes.port_is_free(self.host, self.port):
             raise IronicError(f"cannot start Ironic: {self.host} port {self.port} is in use")
         self._write_config()
         self._create_schema(venv, deadline)
@@ -167,7 +165,7 @@ class IronicServer:
         """SIGTERM Ironic's process group, SIGKILL it after :data:`STOP_GRACE` seconds; idempotent."""
         process, self._process = self._process, None
         if process is not None:
-            stop_process_group(process.pid, reap=process.poll)
+            processes.stop_process_group(process.pid, reap=process.poll)
 
     def client(self) -> Any:
         """A python-ironicclient v1 client for this server: no auth, microversion :data:`API_VERSION`."""
@@ -316,65 +314,6 @@ class IronicServer:
             return f"(no log: {error})"
 
 
-def stop_process_group(pgid: int, reap: Callable[[], object] = lambda: None, grace: float = STOP_GRACE) -> None:
-    """SIGTERM process group ``pgid``, wait ``grace`` seconds for it to end, then SIGKILL it.
-
-    ``reap`` is called while waiting so that a parent can collect its own
-    child (``Popen.poll``); members that are zombies count as ended.
-    """
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            reap()
-            if not _live_group_members(pgid):
-                return
-            time.sleep(0.1)
-    raise IronicError(f"process group {pgid} survived SIGKILL")
-
-
-def _live_group_members(pgid: int) -> list[int]:
-    """Pids of the processes of group ``pgid`` that are not zombies (from /proc)."""
-    members = []
-    for entry in pathlib.Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses
-        state, _ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
-
-
-def _free_port(host: str) -> int:
-    with _tcp_socket(host) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    """True if nothing listens on ``host:port`` (binding as Ironic's server does, SO_REUSEADDR)."""
-    with _tcp_socket(host) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def _tcp_socket(host: str) -> socket.socket:
-    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-
-
 def _get_json(url: str) -> Any:
     request = urllib.request.Request(url, headers={"X-OpenStack-Ironic-API-Version": API_VERSION})
     with _HTTP.open(request, timeout=2) as response:
@@ -387,44 +326,14 @@ def start_detached(workdir: str | os.PathLike[str], port: int | None = None, tim
     Writes ``ironic.pid`` and ``ironic.url`` there for :func:`stop_detached`.
     If the Ironic recorded there is still running, returns its URL.
     """
-    server = IronicServer(workdir, port)
-    pid_path, url_path = _detached_files(server)
-    if _detached_pid(server) is not None:
-        return url_path.read_text().strip()
-    server.start(timeout)
-    url_path.write_text(server.url + "\n")
-    pid_path.write_text(f"{server.pid}\n")
-    return server.url
+    # Ironic retitles itself "ironic: master process [COMMAND LINE]": the
+    # config file's path is still in its command line.
+    return processes.start_detached(IronicServer(workdir, port), "ironic", "cmdline", timeout)
 
 
 def stop_detached(workdir: str | os.PathLike[str]) -> bool:
     """Stop the Ironic that :func:`start_detached` left in ``workdir``; False if none ran."""
-    server = IronicServer(workdir)
-    pid = _detached_pid(server)
-    if pid is not None:
-        stop_process_group(pid)
-    for path in _detached_files(server):
-        path.unlink(missing_ok=True)
-    return pid is not None
-
-
-def _detached_files(server: IronicServer) -> tuple[pathlib.Path, pathlib.Path]:
-    return server.workdir / "ironic.pid", server.workdir / "ironic.url"
-
-
-def _detached_pid(server: IronicServer) -> int | None:
-    """The pid in ``ironic.pid`` if that process is alive and runs this work directory's Ironic."""
-    pid_path, _url_path = _detached_files(server)
-    try:
-        pid = int(pid_path.read_text())
-        # Ironic retitles itself "ironic: master process [COMMAND LINE]", so
-        # look for the config file's path anywhere in the command line.
-        command_line = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    if os.fsencode(server.config_path) not in command_line or pid not in _live_group_members(pid):
-        return None
-    return pid
+    return processes.stop_detached(IronicServer(workdir), "ironic", "cmdline")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -446,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(start_detached(args.workdir, args.port, args.timeout))
         elif not stop_detached(args.workdir):
             print(f"no Ironic running in {args.workdir}", file=sys.stderr)
-    except (IronicError, venvs.VenvError) as error:
+    except (IronicError, processes.ProcessError, venvs.VenvError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -51,7 +51,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from inspectord.devenv import venvs
-from inspectord.devenv.ironic import IronicError, IronicServer, _free_port, _port_is_free
+from inspectord.devenv import processes
+from inspectord.devenv.ironic import IronicError, IronicServer
 
 IRONIC_VERSION = "32.1.0"
 """The newest Ironic release with the ``inspector`` inspect interface (removed in 33.0.0)."""
@@ -151,8 +152,8 @@ class LegacyIronicServer(IronicServer):
         deadline = time.monotonic() + timeout
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
-            self.port = _free_port(self.host)
-        elif not _port_is_free(self.host, self.port):
+            self.port = processes.free_port(self.host)
+        elif not processes.port_is_free(self.host, self.port):
             raise IronicError(f"cannot start Ironic: {self.host} port {self.port} is in use")
         self._write_config()
         self._create_schema(venv, deadline)

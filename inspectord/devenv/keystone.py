@@ -42,7 +42,7 @@ from types import TracebackType
 from typing import Any
 
 from inspectord.devenv import venvs
-from inspectord.devenv.ironic import _free_port, _live_group_members, _port_is_free, stop_process_group
+from inspectord.devenv import processes
 
 KEYSTONE_VERSION = "30.0.0"
 KEYSTONE_REQUIREMENTS = [f"keystone=={KEYSTONE_VERSION}", "gunicorn==27.0.1"]
@@ -117,8 +117,8 @@ class KeystoneServer:
         deadline = time.monotonic() + timeout
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
-            self.port = _free_port(self.host)
-        elif not _port_is_free(self.host, self.port):
+            self.port = processes.free_port(self.host)
+        elif not processes.port_is_free(self.host, self.port):
             raise KeystoneError(f"cannot start Keystone: {self.host} port {self.port} is in use")
         self._write_files()
         user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
@@ -169,7 +169,7 @@ class KeystoneServer:
         process, self._process = self._process, None
         self._admin_token = None
         if process is not None:
-            stop_process_group(process.pid, reap=process.poll)
+            processes.stop_process_group(process.pid, reap=process.poll)
 
     def __enter__(self) -> "KeystoneServer":
         self.start()
@@ -386,37 +386,13 @@ def start_detached(workdir: str | os.PathLike[str], port: int | None = None, tim
     Writes ``keystone.pid`` and ``keystone.url`` there for :func:`stop_detached`.
     If the Keystone recorded there is still running, returns its URL.
     """
-    server = KeystoneServer(workdir, port)
-    pid_path, url_path = server.workdir / "keystone.pid", server.workdir / "keystone.url"
-    if _detached_pid(server) is not None:
-        return url_path.read_text().strip()
-    server.start(timeout)
-    url_path.write_text(server.url + "\n")
-    pid_path.write_text(f"{server.pid}\n")
-    return server.url
+    # gunicorn's command line does not name the config file; its environment does.
+    return processes.start_detached(KeystoneServer(workdir, port), "keystone", "environ", timeout)
 
 
 def stop_detached(workdir: str | os.PathLike[str]) -> bool:
     """Stop the Keystone that :func:`start_detached` left in ``workdir``; False if none ran."""
-    server = KeystoneServer(workdir)
-    pid = _detached_pid(server)
-    if pid is not None:
-        stop_process_group(pid)
-    for name in ("keystone.pid", "keystone.url"):
-        (server.workdir / name).unlink(missing_ok=True)
-    return pid is not None
-
-
-def _detached_pid(server: KeystoneServer) -> int | None:
-    """The pid in ``keystone.pid`` if that gunicorn is alive and serves this work directory."""
-    try:
-        pid = int((server.workdir / "keystone.pid").read_text())
-        environ = pathlib.Path(f"/proc/{pid}/environ").read_bytes()
-    except (OSError, ValueError):
-        return None
-    if os.fsencode(str(server.config_path)) not in environ or pid not in _live_group_members(pid):
-        return None
-    return pid
+    return processes.stop_detached(KeystoneServer(workdir), "keystone", "environ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -439,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"administrator: {ADMIN_USER} / {ADMIN_PASSWORD} (project {ADMIN_PROJECT})", file=sys.stderr)
         elif not stop_detached(args.workdir):
             print(f"no Keystone running in {args.workdir}", file=sys.stderr)
-    except (KeystoneError, venvs.VenvError) as error:
+    except (KeystoneError, processes.ProcessError, venvs.VenvError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
