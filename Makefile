@@ -8,10 +8,10 @@ PY := .venv/bin/python
 
 ## Start a real Ironic and inspectord and introspect three nodes.
 demo: .venv/.bootstrapped
-	$(PY) -m inspectord.devenv.demo start
+	$(PY) -m devenv.demo start
 
 demo-stop: .venv/.bootstrapped
-	$(PY) -m inspectord.devenv.demo stop
+	$(PY) -m devenv.demo stop
 
 ## Every test: unit, then integration against a real Ironic and real IPA.
 test: .venv/.bootstrapped

@@ -8,8 +8,10 @@ setup(
     long_description_content_type="text/x-rst",
     license="Apache-2.0",
     python_requires=">=3.11",
-    packages=find_packages(exclude=["tests", "tests.*"]) + ["twisted.plugins"],
-    package_data={"inspectord": ["store/migrations/script.py.mako", "plugins/known_accelerators.yaml"]},
+    # Only the daemon: devenv/ (test, demo and benchmark tooling), bench/ and
+    # tests/ stay in the checkout.
+    packages=find_packages(include=["inspectord", "inspectord.*"]) + ["twisted.plugins"],
+    package_data={"inspectord": ["store/migrations/script.py.mako", "hooks/known_accelerators.yaml"]},
     install_requires=[
         "twisted>=24.3",
         "klein>=23.5",

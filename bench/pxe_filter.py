@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet import defer, task  # noqa: E402
 from twisted.python import threadpool  # noqa: E402
 
-from inspectord.pxe import dnsmasq, iptables, nftables, policy  # noqa: E402
+from inspectord.pxe import decisions, dnsmasq, iptables, nftables  # noqa: E402
 from inspectord.pxe.process import Runner  # noqa: E402
 from inspectord.pxe.service import PXEFilterService  # noqa: E402
 from inspectord.store import SQLStore, make_engine  # noqa: E402
@@ -76,9 +76,9 @@ class Bench:
         # A few nodes under introspection (allowed), the rest denied, unknown allowed:
         # every MAC is listed, the largest rule set the filter can produce.
         self.allowed = frozenset(self.known[:4])
-        self.state = policy.FilterState(self.allowed, frozenset(self.known) - self.allowed, True)
+        self.state = decisions.FilterState(self.allowed, frozenset(self.known) - self.allowed, True)
         started = frozenset(self.known[:6])
-        self.next_state = policy.FilterState(started, frozenset(self.known) - started, True)
+        self.next_state = decisions.FilterState(started, frozenset(self.known) - started, True)
 
     def row(self, what, value, unit, target=None, note=""):
         self.rows.append((what, value, unit, target, note))
@@ -151,7 +151,7 @@ class Bench:
         await self.runner.run(("iptables", "-w", "-F", CHAIN + "_pm"))
         await self.runner.run(("iptables", "-w", "-X", CHAIN + "_pm"))
         self.row("one iptables process per MAC, {:,} MACs (measured)".format(count), seconds * 1000, "ms")
-        small = policy.FilterState(frozenset(), frozenset(sample), True)
+        small = decisions.FilterState(frozenset(), frozenset(sample), True)
         driver = iptables.IptablesDriver(self.runner, CHAIN, INTERFACE)
         restore_small = statistics.median(await self.runs(lambda: driver.apply(small)))
         self.row("iptables-restore, the same {:,} MACs".format(count), restore_small * 1000, "ms",
@@ -217,7 +217,7 @@ class Bench:
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         known = frozenset(known_list)
-        state = policy.decide(known_list[:4], True, known, False, False)
+        state = decisions.decide(known_list[:4], True, known, False, False)
         state_bytes = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.reset_peak()
         text = nftables.full_ruleset("inspectord", INTERFACE, "4", state)

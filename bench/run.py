@@ -70,7 +70,7 @@ class Snapshot:
         self.uuids = None
 
     def build(self):
-        from inspectord.devenv.ironic import IronicServer
+        from devenv.ironic import IronicServer
 
         saved = self.dir / "uuids.json"
         if saved.exists() and (self.dir / "ironic" / "ironic.sqlite").exists():
@@ -92,7 +92,7 @@ class Snapshot:
 
     def fresh_ironic(self, workdir):
         """A started IronicServer on a copy of this snapshot's database."""
-        from inspectord.devenv.ironic import IronicServer
+        from devenv.ironic import IronicServer
 
         if self.uuids is None:
             self.build()

@@ -1,7 +1,7 @@
 """The systems under test, each started fresh against its own Ironic.
 
 * :class:`Inspectord`: ``twistd -n inspectord`` from this checkout's venv
-  (through :class:`inspectord.devenv.daemon.InspectordProcess`).
+  (through :class:`devenv.daemon.InspectordProcess`).
 * :class:`IronicInspector`: ironic-inspector 12.5.0 from its own cached
   venv, standalone (API and conductor in the one ``ironic-inspector``
   process; ``transport_url = fake://``, no auth, SQLite, ``[pxe_filter]
@@ -23,8 +23,8 @@ import time
 import urllib.error
 import urllib.request
 
-from inspectord.devenv import venvs
-from inspectord.devenv.daemon import InspectordProcess, free_port
+from devenv import venvs
+from devenv.daemon import InspectordProcess, free_port
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 INSPECTOR_VERSION = "12.5.0"

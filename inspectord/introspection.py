@@ -20,7 +20,7 @@ from inspectord import state as st
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import discovery as discovery_mod
 from inspectord.processing import hooks as hooks_mod
-from inspectord.processing import logs as ramdisk_logs
+from inspectord.processing import ramdisk_logs
 from inspectord.processing import rules as rules_mod
 from inspectord.processing.update import apply as apply_update
 from inspectord.store.sql import utc

@@ -50,7 +50,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from inspectord import errors
-from inspectord.api import policy
+from inspectord.api import authz
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -570,7 +570,7 @@ def _thd_checkpw(password, hashed):
 class BasicAuth:
     """``auth_strategy=http_basic``: htpasswd users with bcrypt hashes, then the policy.
 
-    :param users: a :class:`policy.WatchedFile` of :class:`Htpasswd`.
+    :param users: a :class:`authz.WatchedFile` of :class:`Htpasswd`.
     :param pool: runs the bcrypt checks, ``run(f, *args) -> Deferred``.
     """
 
@@ -657,7 +657,7 @@ def policy_path(config):
 
 def make_enforcer(config, pool, clock):
     path, required = policy_path(config)
-    return policy.Enforcer(
+    return authz.Enforcer(
         path, pool, clock, required=required, enforce_new_defaults=config.oslo_policy.enforce_new_defaults
     )
 
@@ -693,7 +693,7 @@ def make_auth(config, reactor=None, threadpool=None, http_client=None, pool=None
         return KeystoneAuth(validator, enforcer, options.www_authenticate_uri or options.auth_url)
     if strategy == "http_basic":
         path = config.default.http_basic_auth_user_file
-        users = policy.WatchedFile(path, load_htpasswd, pool, reactor, what="htpasswd file", on_load=_report_htpasswd)
+        users = authz.WatchedFile(path, load_htpasswd, pool, reactor, what="htpasswd file", on_load=_report_htpasswd)
         try:
             loaded = users.load_now()
         except (OSError, ValueError) as e:

@@ -1,7 +1,7 @@
 """One bounded IPMI 2.0 LAN login with pyghmi (runs in the pyghmi thread pool only).
 
 What pyghmi (1.6) does, learnt from its source and from running it against
-the simulator (``inspectord.devenv.bmc``), and what this module does about it:
+the simulator (``devenv.bmc``), and what this module does about it:
 
 * Its session layer is process-global: one daemon I/O thread (started on
   first use, never stopped) reads every client socket and queues packets;

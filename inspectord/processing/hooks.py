@@ -11,7 +11,7 @@ deleted; see :mod:`inspectord.processing.update`).
 Kinds of hook are plugins providing :class:`IProcessingHook`, found in
 three places:
 
-* inspectord's own, in the :mod:`inspectord.plugins` package;
+* inspectord's own, in the :mod:`inspectord.hooks` package;
 * third-party Twisted plugin drop-ins: any module in a ``twisted/plugins/``
   directory on ``sys.path`` (``twisted.plugin.getPlugins``);
 * the ``inspectord.hooks`` entry point group of installed distributions
@@ -294,7 +294,7 @@ def _from_entry_points(entry_points):
 
 def default_packages():
     """inspectord's own hook package, then Twisted's plugin package (drop-ins)."""
-    return [importlib.import_module("inspectord.plugins"), importlib.import_module("twisted.plugins")]
+    return [importlib.import_module("inspectord.hooks"), importlib.import_module("twisted.plugins")]
 
 
 def discover(packages=None, entry_points=None):

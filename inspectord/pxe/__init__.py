@@ -4,7 +4,7 @@
 introspection lifecycle calls its ``notify()`` whenever the set of nodes
 under introspection changes, and its ``health()`` says how it is doing.
 
-* :mod:`inspectord.pxe.policy`: who is allowed (pure).
+* :mod:`inspectord.pxe.decisions`: who is allowed (pure).
 * :mod:`inspectord.pxe.service`: when to sync, retries, health.
 * :mod:`inspectord.pxe.iptables`, :mod:`~inspectord.pxe.nftables`,
   :mod:`~inspectord.pxe.dnsmasq`: drivers (rules and files built by pure

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 
 from inspectord.dhcp import packets, server
 from inspectord.dhcp.sniffer import DHCPSeen
-from inspectord.pxe import policy
+from inspectord.pxe import decisions
 from inspectord.store.sql import utc
 
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -44,7 +44,7 @@ class BuiltinDriver:
         self.interface = interface
         self._lease_store = lease_store
         self._open_socket = open_socket
-        self.state = policy.CLOSED
+        self.state = decisions.CLOSED
         self.responder = None
         self.port = None
         #: The last request seen from each MAC, and the verdict (diagnosis).
@@ -91,7 +91,7 @@ class BuiltinDriver:
             await self._start()
 
     async def stop(self):
-        self.state = policy.CLOSED
+        self.state = decisions.CLOSED
         if self.port is not None:
             port, self.port = self.port, None
             await defer.maybeDeferred(port.stopListening)

@@ -23,7 +23,7 @@ import os
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from inspectord.pxe import policy
+from inspectord.pxe import decisions
 
 UNKNOWN_HOSTS_FILE = "unknown_hosts_filter"
 _WILDCARD = "*:*:*:*:*:*"
@@ -59,7 +59,7 @@ def incremental_changes(previous, state, written):
     Costs what changed, not what is known: this is what keeps an event
     sync at 100,000 known MACs in milliseconds.
     """
-    change = policy.diff(previous, state)
+    change = decisions.diff(previous, state)
     candidates = change.allowed_added | change.allowed_removed | change.denied_added | change.denied_removed
     if change.unknown_changed:
         candidates = set(written) | candidates
@@ -103,7 +103,7 @@ def thd_read(hostsdir):
     os.makedirs(hostsdir, exist_ok=True)
     found, unknown = {}, None
     for name in os.listdir(hostsdir):
-        mac = policy.normalize_mac(name)
+        mac = decisions.normalize_mac(name)
         if name != UNKNOWN_HOSTS_FILE and mac != name:
             continue
         try:

@@ -62,7 +62,7 @@ def _mac_rules(chain, macs, target):
 
 
 def chain_rules(chain, state):
-    """The ``-A`` lines of the chain for ``state`` (a :class:`~inspectord.pxe.policy.FilterState`)."""
+    """The ``-A`` lines of the chain for ``state`` (a :class:`~inspectord.pxe.decisions.FilterState`)."""
     text = _mac_rules(chain, state.allowed, "ACCEPT")
     if state.allow_unknown:
         text += _mac_rules(chain, state.denied, "DROP")
@@ -133,7 +133,7 @@ def parse_counters(text):
 
 
 class IptablesDriver:
-    """Applies a :class:`~inspectord.pxe.policy.FilterState` with iptables."""
+    """Applies a :class:`~inspectord.pxe.decisions.FilterState` with iptables."""
 
     name = "iptables"
     log = Logger()

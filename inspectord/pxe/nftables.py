@@ -31,7 +31,7 @@ import re
 from twisted.logger import Logger
 
 from inspectord import errors
-from inspectord.pxe import policy
+from inspectord.pxe import decisions
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
@@ -96,7 +96,7 @@ def incremental_ruleset(table, previous, state):
     so a table changed behind inspectord's back shows up as a failed sync,
     which the service repairs with a full one.
     """
-    change = policy.diff(previous, state)
+    change = decisions.diff(previous, state)
     if change.empty:
         return None
     t = table

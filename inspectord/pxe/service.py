@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from inspectord.pxe import policy
+from inspectord.pxe import decisions
 from inspectord.pxe.process import CommandFailed
 
 #: Seconds between notify() and the sync it causes: bursts coalesce.
@@ -204,7 +204,7 @@ class PXEFilterService(service.MultiService):
             return
         finally:
             self._fetch = None
-        known, refused = policy.normalize_macs(addresses)
+        known, refused = decisions.normalize_macs(addresses)
         if refused:
             self.log.warn(
                 "Ignoring {count} Ironic port address(es) that are not MACs: {sample}",
@@ -242,11 +242,11 @@ class PXEFilterService(service.MultiService):
 
     async def _sync_once(self, full):
         macs, active_nodes = await self._store.filter_macs()
-        active, refused = policy.normalize_macs(macs)
+        active, refused = decisions.normalize_macs(macs)
         if refused:
             self.log.warn("Ignoring recorded MAC(s) that are not MACs: {sample}", sample=refused[:5])
         known = None if self._known is None else self._known | self._known_extra
-        state = policy.decide(active, active_nodes > 0, known, self._deny_unknown, self._discovery)
+        state = decisions.decide(active, active_nodes > 0, known, self._deny_unknown, self._discovery)
         self._known_extra |= state.allowed
         previous = None if full else self.applied
         if previous is None or previous != state:

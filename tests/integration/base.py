@@ -16,8 +16,8 @@ import time
 
 from twisted.trial import unittest
 
-from inspectord.devenv.daemon import InspectordProcess
-from inspectord.devenv.ironic import IronicServer
+from devenv.daemon import InspectordProcess
+from devenv.ironic import IronicServer
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 SKIP = "INSPECTORD_SKIP_INTEGRATION set" if os.environ.get("INSPECTORD_SKIP_INTEGRATION") else None

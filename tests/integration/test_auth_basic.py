@@ -14,7 +14,7 @@ import time
 
 import bcrypt
 
-from inspectord.devenv import clients
+from devenv import clients
 from tests.integration import base
 from tests.integration.base import IntegrationCase, ipa_payload, new_macs
 

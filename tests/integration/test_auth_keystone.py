@@ -1,7 +1,7 @@
 """auth_strategy=keystone against a real Keystone, a real Ironic and real ``twistd inspectord``.
 
 One Keystone (``keystone==30.0.0`` under gunicorn, SQLite, fernet tokens;
-:mod:`inspectord.devenv.keystone`) serves the module; it is started on
+:mod:`devenv.keystone`) serves the module; it is started on
 first use (about 20 s) and stopped when the test process exits.  Users:
 
 ============== ===================================== ==========================
@@ -27,9 +27,9 @@ import subprocess
 import tempfile
 import time
 
-from inspectord.devenv import clients
-from inspectord.devenv.daemon import free_port
-from inspectord.devenv.keystone import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, REGION, KeystoneServer
+from devenv import clients
+from devenv.daemon import free_port
+from devenv.keystone import ADMIN_PASSWORD, ADMIN_PROJECT, ADMIN_USER, REGION, KeystoneServer
 from tests.integration import base
 from tests.integration.base import IntegrationCase, ipa_payload, new_macs
 

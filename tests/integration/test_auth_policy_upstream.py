@@ -14,8 +14,8 @@ import subprocess
 
 from twisted.trial import unittest
 
-from inspectord.api import policy
-from inspectord.devenv.venvs import ensure_venv
+from inspectord.api import authz
+from devenv.venvs import ensure_venv
 from tests.integration.base import SKIP
 
 INSPECTOR_VENV = "ironic-inspector-12.5.0"
@@ -42,7 +42,7 @@ for _creds in PERSONAS.values():
     _creds.setdefault("user_id", "u1")
     _creds["is_public_api"] = False
 
-RULES = [d.name for d in policy.DEFAULTS]
+RULES = [d.name for d in authz.DEFAULTS]
 
 CUSTOM = {
     "introspection:status": "role:member or (role:reader and system_scope:all)",
@@ -92,7 +92,7 @@ class UpstreamPolicyTests(unittest.SynchronousTestCase):
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def ours(self, overrides, enforce_new_defaults):
-        rules = policy.build_rules(overrides, enforce_new_defaults)
+        rules = authz.build_rules(overrides, enforce_new_defaults)
         return {persona + " " + rule: rules.authorize(rule, creds)
                 for persona, creds in PERSONAS.items() for rule in RULES}
 
@@ -104,7 +104,7 @@ class UpstreamPolicyTests(unittest.SynchronousTestCase):
             f.write("".join("{}: {}\n".format(json.dumps(k), json.dumps(v)) for k, v in overrides.items()))
         theirs = self.upstream(path, enforce_new_defaults)
         with open(path) as f:
-            ours = self.ours(policy.parse_policy_file(f.read()), enforce_new_defaults)
+            ours = self.ours(authz.parse_policy_file(f.read()), enforce_new_defaults)
         differences = sorted(k for k in theirs if theirs[k] != ours[k])
         self.assertEqual(differences, [], "inspectord vs ironic-inspector: {}".format(
             {k: (ours[k], theirs[k]) for k in differences}))

@@ -1,7 +1,7 @@
 """Setting and verifying BMC credentials against a simulated BMC on 127.0.0.1.
 
 ``ipmitool -I lanplus`` (Debian ``ipmitool``) plays the ramdisk's part on
-the simulator (``inspectord.devenv.bmc``, a real IPMI 2.0 RMCP+ endpoint in a
+the simulator (``devenv.bmc``, a real IPMI 2.0 RMCP+ endpoint in a
 subprocess); :class:`CredentialsVerifier` checks the result with real pyghmi
 in a real thread pool on the real reactor.  Skipped without ipmitool or
 pyghmi, or with ``INSPECTORD_SKIP_INTEGRATION`` set.
@@ -18,7 +18,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python import threadpool
 from twisted.trial import unittest
 
-from inspectord.devenv.bmc import BMCProcess, ipmitool_env, set_credentials_argv
+from devenv.bmc import BMCProcess, ipmitool_env, set_credentials_argv
 from inspectord.ipmi import BMCUnreachable, CredentialsRejected, CredentialsVerifier, pyghmi_available
 
 

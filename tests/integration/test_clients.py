@@ -9,7 +9,7 @@ import json
 import os
 import textwrap
 
-from inspectord.devenv import clients
+from devenv import clients
 from tests.integration.base import IntegrationCase, ipa_payload, new_macs
 
 

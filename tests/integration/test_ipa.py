@@ -2,7 +2,7 @@
 
 import os
 
-from inspectord.devenv import ipa
+from devenv import ipa
 from tests.integration.base import IntegrationCase
 
 GiB = 1024**3

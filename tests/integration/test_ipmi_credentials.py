@@ -1,14 +1,14 @@
 """Setting IPMI credentials end to end, and Ironic's own ``ipmi`` hardware type, on a simulated BMC.
 
 The real Ironic 39 of the integration suite, a real ``twistd inspectord``
-per test, a BMC simulator (``inspectord.devenv.bmc``, a real IPMI 2.0 RMCP+
+per test, a BMC simulator (``devenv.bmc``, a real IPMI 2.0 RMCP+
 endpoint on 127.0.0.1) per test, and Debian's ``ipmitool -I lanplus``
 playing the ramdisk's part: what ironic-python-agent runs when the
 ``/v1/continue`` answer asks it to set credentials.  inspectord then
 verifies them with pyghmi and records them in Ironic.
 
 The last class runs its own Ironic with the ``ipmi`` hardware type enabled
-(:class:`inspectord.devenv.ironic.IronicServer` ``ipmi=True``) so that a
+(:class:`devenv.ironic.IronicServer` ``ipmi=True``) so that a
 normal introspection powers the simulated node through Ironic's ipmitool
 power interface.
 
@@ -28,9 +28,9 @@ import urllib.parse
 
 from twisted.trial import unittest
 
-from inspectord.devenv.bmc import BMCProcess, ipmitool_env, set_credentials_argv
-from inspectord.devenv.daemon import InspectordProcess
-from inspectord.devenv.ironic import IronicServer
+from devenv.bmc import BMCProcess, ipmitool_env, set_credentials_argv
+from devenv.daemon import InspectordProcess
+from devenv.ironic import IronicServer
 from inspectord.ipmi import pyghmi_available
 from tests.integration import base
 

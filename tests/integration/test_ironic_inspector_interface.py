@@ -1,7 +1,7 @@
 """An unmodified Ironic that still calls ironic-inspector, talking to inspectord.
 
 Ironic 32.1.0 (the last release with the ``inspector`` inspect interface,
-see :mod:`inspectord.devenv.ironic_legacy`) runs standalone with that
+see :mod:`devenv.ironic_legacy`) runs standalone with that
 interface as the default and ``[inspector]endpoint_override`` pointing at a
 real ``twistd inspectord``, which points back at it.  The operator only
 talks to Ironic (``baremetal node inspect`` / ``abort``); Ironic starts,
@@ -24,8 +24,8 @@ import urllib.request
 
 from twisted.trial import unittest
 
-from inspectord.devenv.daemon import InspectordProcess, free_port
-from inspectord.devenv.ironic_legacy import IRONIC_VERSION, LegacyIronicServer
+from devenv.daemon import InspectordProcess, free_port
+from devenv.ironic_legacy import IRONIC_VERSION, LegacyIronicServer
 from tests.integration.base import SKIP, ipa_payload
 
 _env = None

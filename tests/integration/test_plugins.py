@@ -140,7 +140,7 @@ class MissingPackageTests(IntegrationCase):
         self.ironic = base.ironic()
 
     def test_refused_at_start_naming_the_hooks(self):
-        from inspectord.devenv.daemon import InspectordProcess
+        from devenv.daemon import InspectordProcess
 
         process = InspectordProcess(os.path.abspath(self.mktemp()), self.ironic.url, extra_config=HOOKS_CONFIG)
         self.addCleanup(process.stop)

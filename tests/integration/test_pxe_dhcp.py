@@ -166,7 +166,7 @@ class DHCPNetwork:
         """The MACs (of ``macs``) that got an OFFER, and the offers."""
         extra = ("--arch", str(arch)) if arch is not None else ()
         result = await self.client_runner.run(
-            (sys.executable, "-m", "inspectord.dhcp.probe", "--interface", self.client_if,
+            (sys.executable, "-m", "devenv.dhcp_probe", "--interface", self.client_if,
              "--timeout", str(timeout), *extra, *macs)
         )
         report = json.loads(result.stdout)

@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
-from inspectord.api import auth, policy
+from inspectord.api import auth, authz
 from tests.unit.helpers import Harness, make_config
 
 
@@ -89,10 +89,10 @@ class BasicAuthTests(SynchronousTestCase):
         self.path = os.path.join(self.dir, "htpasswd")
         self.write({"alice": "alice-pw", "ruth": "ruth-pw", "mallory": "mallory-pw"})
         self.pool = RecordingPool()
-        self.users = policy.WatchedFile(self.path, auth.load_htpasswd, self.pool, self.clock)
+        self.users = authz.WatchedFile(self.path, auth.load_htpasswd, self.pool, self.clock)
         self.users.load_now()
         self.auth = auth.BasicAuth(
-            self.users, self.pool, self.clock, policy.Enforcer(None, None, self.clock),
+            self.users, self.pool, self.clock, authz.Enforcer(None, None, self.clock),
             default_roles=["admin"], user_roles={"ruth": "reader", "mallory": "member;baremetal_observer"},
         )
         self.harness = Harness()

@@ -17,7 +17,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord.api import auth, policy
+from inspectord.api import auth, authz
 from tests.unit.helpers import Harness
 
 START = 1_800_000_000
@@ -422,7 +422,7 @@ class KeystoneAPITests(KeystoneCase):
     def setUp(self):
         super().setUp()
         self.harness = Harness()
-        enforcer = policy.Enforcer(None, None, self.clock)
+        enforcer = authz.Enforcer(None, None, self.clock)
         self.harness.api.auth = auth.KeystoneAuth(self.validator, enforcer, "http://public.keystone.test:5000")
         self.uuid = self.harness.fake.add_node(name="node-1", macs=["52:54:00:00:00:01"])
 

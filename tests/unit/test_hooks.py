@@ -17,7 +17,7 @@ from twisted.internet import defer, task
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
-import inspectord.plugins
+import inspectord.hooks
 from inspectord import errors
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import hooks as hooks_mod
@@ -103,7 +103,7 @@ def registry(*plugins):
 
 class BuiltinPluginTests(SynchronousTestCase):
     def test_every_hook_of_ironic_inspector_is_a_twisted_plugin(self):
-        found = {f.name: f for f in getPlugins(hooks_mod.IProcessingHook, inspectord.plugins)}
+        found = {f.name: f for f in getPlugins(hooks_mod.IProcessingHook, inspectord.hooks)}
         self.assertEqual(set(found), UPSTREAM_NAMES)
         for factory in found.values():
             self.assertTrue(hooks_mod.IProcessingHook.providedBy(factory), factory)
@@ -156,7 +156,7 @@ class DropInTests(SynchronousTestCase):
         found = hooks_mod.discover(packages=[package], entry_points=[])
         self.assertEqual(list(found), ["acme_asset_tag"])
         self.assertEqual(found["acme_asset_tag"][0].origin, package.__name__ + ".acme.AcmeHook")
-        reg = hooks_mod.Registry(lambda: hooks_mod.discover(packages=[inspectord.plugins, package], entry_points=[]))
+        reg = hooks_mod.Registry(lambda: hooks_mod.discover(packages=[inspectord.hooks, package], entry_points=[]))
         self.patch(hooks_mod, "HOOKS", reg)
         _, node = run_hooks(all_collectors(), DEFAULT + ",acme_asset_tag")
         self.assertEqual(node.update.properties["asset_tag"], "acme-vm")

@@ -7,7 +7,7 @@ switch (chassis ID as a network address), and a misbehaving agent.
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord.plugins import lldp_tlvs
+from inspectord.hooks import lldp_tlvs
 from tests.unit.helpers import Harness, fixture
 from tests.unit.test_hooks import DEFAULT, FIXTURE_MAC, all_collectors, make_record, run_hooks
 

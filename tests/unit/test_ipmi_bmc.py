@@ -2,7 +2,7 @@
 
 from twisted.trial import unittest
 
-from inspectord.devenv import bmc
+from devenv import bmc
 
 
 class SetCredentialsArgvTests(unittest.SynchronousTestCase):

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.processing import data as ramdisk_data
-from inspectord.processing import hints, logs
+from inspectord.processing import hints, ramdisk_logs
 from inspectord.processing import hooks as hooks_mod
 from inspectord.processing.update import NodeUpdate
 from inspectord.store.records import NodeRecord
@@ -562,7 +562,7 @@ class RamdiskLogTests(SynchronousTestCase):
     def test_store_fixture_logs(self):
         directory = self.mktemp()
         data = fixture("ipa-payload.json")
-        path = logs.thd_store(self.options(directory), data, UUID, T0)
+        path = ramdisk_logs.thd_store(self.options(directory), data, UUID, T0)
         self.assertEqual(path, os.path.join(directory, UUID + "_20270115-080000.123456.tar.gz"))
         with open(path, "rb") as f:
             content = f.read()
@@ -572,29 +572,29 @@ class RamdiskLogTests(SynchronousTestCase):
 
     def test_unknown_node(self):
         directory = self.mktemp()
-        path = logs.thd_store(self.options(directory), fixture("ipa-payload.json"), None, T0)
+        path = ramdisk_logs.thd_store(self.options(directory), fixture("ipa-payload.json"), None, T0)
         self.assertEqual(os.path.basename(path), "unknown_20270115-080000.123456.tar.gz")
 
     def test_filename_format_fields(self):
         options = self.options(self.mktemp(), processing__ramdisk_logs_filename_format="{mac}_{bmc}_{uuid}.tgz")
         data = dict(fixture("legacy-ramdisk.json"), logs=base64.b64encode(b"x").decode())
-        self.assertEqual(os.path.basename(logs.thd_store(options, data, UUID, T0)),
+        self.assertEqual(os.path.basename(ramdisk_logs.thd_store(options, data, UUID, T0)),
                          "525400123456_192.0.2.200_{}.tgz".format(UUID))
-        self.assertEqual(logs.file_name(options, {}, None, T0), "unknown_unknown_unknown.tgz")
+        self.assertEqual(ramdisk_logs.file_name(options, {}, None, T0), "unknown_unknown_unknown.tgz")
 
     def test_nothing_to_store(self):
         directory = self.mktemp()
-        self.assertIsNone(logs.thd_store(self.options(directory), {"inventory": {}}, UUID, T0))
-        self.assertIsNone(logs.thd_store(self.options(None), fixture("ipa-payload.json"), UUID, T0))
+        self.assertIsNone(ramdisk_logs.thd_store(self.options(directory), {"inventory": {}}, UUID, T0))
+        self.assertIsNone(ramdisk_logs.thd_store(self.options(None), fixture("ipa-payload.json"), UUID, T0))
         self.assertFalse(os.path.exists(directory))
 
     def test_invalid_base64(self):
         directory = self.mktemp()
-        self.assertIsNone(logs.thd_store(self.options(directory), {"logs": "abc"}, UUID, T0))
+        self.assertIsNone(ramdisk_logs.thd_store(self.options(directory), {"logs": "abc"}, UUID, T0))
         self.assertFalse(os.path.exists(directory))
 
     def test_unwritable_directory(self):
         blocker = self.mktemp()
         with open(blocker, "w") as f:
             f.write("a file where the directory should be")
-        self.assertIsNone(logs.thd_store(self.options(blocker), fixture("ipa-payload.json"), UUID, T0))
+        self.assertIsNone(ramdisk_logs.thd_store(self.options(blocker), fixture("ipa-payload.json"), UUID, T0))

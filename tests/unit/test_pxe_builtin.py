@@ -9,7 +9,7 @@ from inspectord import errors
 from inspectord import pxe
 from inspectord.dhcp import packets, server, sniffer
 from inspectord.pxe.builtin import BuiltinDriver
-from inspectord.pxe.policy import FilterState
+from inspectord.pxe.decisions import FilterState
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import SynchronousPool
 from tests.unit.helpers import make_config

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.pxe import dnsmasq, iptables, nftables
-from inspectord.pxe.policy import FilterState
+from inspectord.pxe.decisions import FilterState
 from inspectord.pxe.process import CommandFailed, Result
 
 A, B, C, D = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c", "52:54:00:00:00:0d"

@@ -13,7 +13,7 @@ from inspectord.introspection import Introspection
 from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.pxe import service as pxe_service
 from inspectord.pxe.nftables import NftablesDriver
-from inspectord.pxe.policy import FilterState
+from inspectord.pxe.decisions import FilterState
 from inspectord.pxe.process import CommandFailed
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import SynchronousPool

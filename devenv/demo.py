@@ -1,6 +1,6 @@
 """``make demo``: a real Ironic, inspectord, and three nodes introspected.
 
-``python -m inspectord.devenv.demo start`` starts a standalone Ironic
+``python -m devenv.demo start`` starts a standalone Ironic
 (fake-hardware) and inspectord in ``.demo/``, enrolls three nodes, starts
 their introspection through inspectord's API, posts real
 ironic-python-agent payloads (with each node's own MACs) to ``/v1/continue``
@@ -15,8 +15,8 @@ import pathlib
 import sys
 import time
 
-from inspectord.devenv import ironic as ironic_env
-from inspectord.devenv.daemon import InspectordProcess, stop_detached
+from devenv import ironic as ironic_env
+from devenv.daemon import InspectordProcess, stop_detached
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -3,7 +3,7 @@
 Run as root on the interface facing the DHCP server (the integration tests
 run it inside a network namespace)::
 
-    python -m inspectord.dhcp.probe --interface eth1 --timeout 2 52:54:00:00:00:01 52:54:00:00:00:02
+    python -m devenv.dhcp_probe --interface eth1 --timeout 2 52:54:00:00:00:01 52:54:00:00:00:02
 
 prints one JSON object: ``{"offers": {mac: {"yiaddr", "server", ...}}, "silent": [mac...]}``.
 Every DISCOVER is sent before any answer is awaited (an unanswered probe
@@ -55,7 +55,7 @@ def probe(interface, macs, timeout=2.0, tries=2, arch=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m inspectord.dhcp.probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devenv.dhcp_probe", description=__doc__.split("\n")[0])
     parser.add_argument("--interface", required=True)
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for offers, in all")
     parser.add_argument("--tries", type=int, default=2)

@@ -3,12 +3,12 @@
 Ironic removed its ``inspector`` inspect interface in 33.0.0; 32.1.0 is the
 newest release that has it (and installs on Python 3.11).
 :class:`LegacyIronicServer` runs that release standalone exactly like
-:class:`inspectord.devenv.ironic.IronicServer` runs the current one (noauth,
+:class:`devenv.ironic.IronicServer` runs the current one (noauth,
 SQLite, ``rpc_transport = none``, fake-hardware, own cached virtualenv), with
 the ``inspector`` interface enabled and made the default, and its
 ``[inspector]`` section pointed at an inspectord URL::
 
-    port = inspectord.devenv.daemon.free_port()
+    port = devenv.daemon.free_port()
     with LegacyIronicServer(tmpdir, "http://127.0.0.1:{}".format(port)) as ironic:
         with InspectordProcess(tmpdir + "/inspectord", ironic.url, port=port):
             node = ironic.enroll_node("node-0", ["52:54:00:00:00:01"])
@@ -50,9 +50,9 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from inspectord.devenv import venvs
-from inspectord.devenv import processes
-from inspectord.devenv.ironic import IronicError, IronicServer
+from devenv import venvs
+from devenv import processes
+from devenv.ironic import IronicError, IronicServer
 
 IRONIC_VERSION = "32.1.0"
 """The newest Ironic release with the ``inspector`` inspect interface (removed in 33.0.0)."""

@@ -78,7 +78,7 @@ import subprocess
 import threading
 from collections.abc import Sequence
 
-from inspectord.devenv.venvs import ensure_venv
+from devenv.venvs import ensure_venv
 
 IPA_REQUIREMENTS = ["ironic-python-agent==13.0.0"]
 

@@ -9,7 +9,7 @@ operator would run them.
 import os
 import subprocess
 
-from inspectord.devenv.venvs import ensure_venv
+from devenv.venvs import ensure_venv
 
 CLIENT_REQUIREMENTS = [
     "python-openstackclient==10.5.0",

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
-from inspectord.api import policy
+from inspectord.api import authz
 from inspectord.store.pool import SynchronousPool
 from tests.unit.helpers import Harness
 
@@ -37,7 +37,7 @@ def allowed(rules, rule):
 
 class ParseTests(SynchronousTestCase):
     def check(self, text, creds, target=None, rules=None):
-        return bool(policy.parse(text)(creds, target or {}, rules or {}, frozenset()))
+        return bool(authz.parse(text)(creds, target or {}, rules or {}, frozenset()))
 
     def test_constants(self):
         self.assertTrue(self.check("@", {}))
@@ -81,8 +81,8 @@ class ParseTests(SynchronousTestCase):
         self.assertTrue(self.check("role:%(r)s", {"roles": ["x"]}, {"r": "X"}))
 
     def test_rule_references(self):
-        rules = {"a": policy.parse("role:a"), "loop": policy.parse("rule:loop"),
-                 "ping": policy.parse("rule:pong"), "pong": policy.parse("rule:ping or role:a")}
+        rules = {"a": authz.parse("role:a"), "loop": authz.parse("rule:loop"),
+                 "ping": authz.parse("rule:pong"), "pong": authz.parse("rule:ping or role:a")}
         self.assertTrue(self.check("rule:a", {"roles": ["a"]}, rules=rules))
         self.assertFalse(self.check("rule:unknown", {"roles": ["a"]}, rules=rules))
         self.assertFalse(self.check("rule:loop", {"roles": ["a"]}, rules=rules))
@@ -92,11 +92,11 @@ class ParseTests(SynchronousTestCase):
     def test_errors(self):
         for text in ("role:a and", "(role:a", "role:a)", "and role:a", "role:a role:b", "justaword",
                      "http://example.com/check", "https:x", ":x", "not", "()"):
-            self.assertRaises(policy.PolicyError, policy.parse, text)
-        self.assertRaises(policy.PolicyError, policy.parse, ["role:a"])
+            self.assertRaises(authz.PolicyError, authz.parse, text)
+        self.assertRaises(authz.PolicyError, authz.parse, ["role:a"])
 
     def test_str_round_trip(self):
-        check = policy.parse("(role:admin and system_scope:all) or not role:b or @")
+        check = authz.parse("(role:admin and system_scope:all) or not role:b or @")
         self.assertEqual(str(check), "((role:admin and system_scope:all) or not role:b or @)")
 
 
@@ -104,11 +104,11 @@ class DefaultsTests(SynchronousTestCase):
     """ironic-inspector 12.5.0's defaults with oslo.policy 6's enforce_new_defaults=True."""
 
     def setUp(self):
-        self.rules = policy.build_rules()
+        self.rules = authz.build_rules()
 
     def test_rule_names(self):
         self.assertEqual(
-            sorted(d.name for d in policy.DEFAULTS),
+            sorted(d.name for d in authz.DEFAULTS),
             sorted(["is_admin", "is_observer", "public_api", "default", "introspection", "introspection:version",
                     "introspection:continue", "introspection:status"] + WRITE_RULES),
         )
@@ -130,7 +130,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertFalse(self.rules.authorize("introspection", {"is_public_api": False}))
 
     def test_old_defaults_when_asked(self):
-        rules = policy.build_rules(enforce_new_defaults=False)
+        rules = authz.build_rules(enforce_new_defaults=False)
         self.assertEqual(allowed(rules, "introspection:status"),
                          ["baremetal_admin", "baremetal_observer", "project_admin", "service", "system_admin",
                           "system_reader"])
@@ -138,10 +138,10 @@ class DefaultsTests(SynchronousTestCase):
                          ["baremetal_admin", "project_admin", "service", "system_admin"])
 
     def test_sample_lists_every_rule(self):
-        sample = policy.sample()
-        for default in policy.DEFAULTS:
+        sample = authz.sample()
+        for default in authz.DEFAULTS:
             self.assertIn("#{}: {}".format(json.dumps(default.name), json.dumps(default.check_str)), sample)
-        self.assertEqual(policy.parse_policy_file(sample), {})
+        self.assertEqual(authz.parse_policy_file(sample), {})
 
 
 class PolicyFileTests(SynchronousTestCase):
@@ -159,7 +159,7 @@ class PolicyFileTests(SynchronousTestCase):
         os.utime(self.path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
 
     def enforcer(self, required=True, **kwargs):
-        return policy.Enforcer(self.path, SynchronousPool(), self.clock, required=required, **kwargs)
+        return authz.Enforcer(self.path, SynchronousPool(), self.clock, required=required, **kwargs)
 
     def enforce(self, enforcer, rule, persona):
         return defer.Deferred.fromCoroutine(enforcer.enforce(rule, PERSONAS[persona]))
@@ -232,7 +232,7 @@ class PolicyFileTests(SynchronousTestCase):
                 return defer.execute(f, *args)
 
         pool = RecordingPool()
-        enforcer = policy.Enforcer(self.path, pool, self.clock, required=True)
+        enforcer = authz.Enforcer(self.path, pool, self.clock, required=True)
         self.assertEqual(pool.calls, [], "the first load happens at start-up")
         self.clock.advance(1)
         self.successResultOf(defer.Deferred.fromCoroutine(enforcer.rules()))
@@ -251,7 +251,7 @@ class PolicyFileTests(SynchronousTestCase):
                 return d
 
         pool = HeldPool()
-        enforcer = policy.Enforcer(self.path, pool, self.clock, required=True)
+        enforcer = authz.Enforcer(self.path, pool, self.clock, required=True)
         self.clock.advance(1)
         waiters = [defer.Deferred.fromCoroutine(enforcer.rules()) for _ in range(3)]
         self.assertEqual(len(pool.pending), 1)
@@ -262,7 +262,7 @@ class PolicyFileTests(SynchronousTestCase):
 
     def test_warnings(self):
         self.assertEqual(
-            policy.file_warnings({"introspection:statsu": "@", "introspection:continue": "!"}),
+            authz.file_warnings({"introspection:statsu": "@", "introspection:continue": "!"}),
             ["rule introspection:continue is ignored: /v1/continue stays public",
              "rule introspection:statsu is not one of inspectord's (a typo?)"],
         )
@@ -288,7 +288,7 @@ class RouteRulesTests(SynchronousTestCase):
         recorder = RecordingAuth()
         harness.api.auth = recorder
         missing = []
-        for default in policy.DEFAULTS:
+        for default in authz.DEFAULTS:
             for method, path in default.operations:
                 concrete = path.replace("{node_id}", "2efe2d0a-9c31-4d1a-9b4a-0b8f3f6f0a11").replace(
                     "{rule_id}", "0b1fc1f5-b3a4-4bf1-8a7f-7a1c5b4c2a11")
@@ -307,9 +307,9 @@ class RouteRulesTests(SynchronousTestCase):
             print("routes not implemented yet: {}".format(", ".join(missing)))
 
     def test_every_route_is_in_the_policy_table(self):
-        """A new route must be added to policy.DEFAULTS (and so to the README's table)."""
+        """A new route must be added to authz.DEFAULTS (and so to the README's table)."""
         documented = {(m, p.replace("{node_id}", "<node_id>").replace("{rule_id}", "<uuid>"))
-                      for d in policy.DEFAULTS for m, p in d.operations}
+                      for d in authz.DEFAULTS for m, p in d.operations}
         routes = {(m, rule.rule) for rule in Harness().api.app.url_map.iter_rules()
                   for m in rule.methods if m not in ("HEAD", "OPTIONS")}
         self.assertEqual(routes - documented, set())

@@ -5,7 +5,7 @@ that ``ipmitool -I lanplus`` can play the ramdisk's part when inspectord
 sets IPMI credentials, and so that Ironic's ``ipmitool`` power interface
 can drive it::
 
-    python -m inspectord.devenv.bmc --port 6230 --user admin --password password
+    python -m devenv.bmc --port 6230 --user admin --password password
 
 prints ``ready 127.0.0.1 PORT`` once it listens (``--port 0`` picks a free
 port), then serves until killed.  ``--state-file`` keeps the users, the
@@ -620,7 +620,7 @@ def make_bmc(user, password, address="127.0.0.1", port=623, user_id=2, state_fil
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m inspectord.devenv.bmc", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devenv.bmc", description=__doc__.splitlines()[0])
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=623, help="UDP port; 0 picks a free one (printed)")
     parser.add_argument("--user", default="admin", help="the initial ADMINISTRATOR account")
@@ -670,7 +670,7 @@ class BMCProcess:
 
     def command(self):
         argv = [
-            sys.executable, "-m", "inspectord.devenv.bmc", "--address", self.address,
+            sys.executable, "-m", "devenv.bmc", "--address", self.address,
             "--port", str(self.port or 0), "--user", self.user, "--password", self.password,
             "--user-id", str(self.user_id), "--state-file", self.state_file, "--parent-pid", str(os.getpid()),
         ]

@@ -4,8 +4,8 @@ import binascii
 
 from twisted.logger import Logger
 
-from inspectord.plugins import lldp_tlvs
-from inspectord.plugins.lldp_basic import interface_tlvs
+from inspectord.hooks import lldp_tlvs
+from inspectord.hooks.lldp_basic import interface_tlvs
 from inspectord.processing.hooks import ProcessingHook, interfaces_with_ports, processing_hook
 
 # lldp_processed name -> local_link_connection key

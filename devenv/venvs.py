@@ -139,4 +139,4 @@ def _run(command: list[str]) -> None:
 
 
 def _progress(message: str) -> None:
-    print(f"[inspectord.devenv] {message}", file=sys.stderr, flush=True)
+    print(f"[devenv] {message}", file=sys.stderr, flush=True)

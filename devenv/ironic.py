@@ -2,7 +2,7 @@
 
 :class:`IronicServer` runs Ironic's all-in-one ``ironic`` command (API and
 conductor in one service, ``rpc_transport = none``) from a cached virtualenv
-(see :mod:`inspectord.devenv.venvs`), with no authentication, a SQLite
+(see :mod:`devenv.venvs`), with no authentication, a SQLite
 database, no DHCP and only the ``fake-hardware`` hardware type, whose power,
 management, inspect... interfaces act on the database alone.  Everything it
 writes stays in its work directory::
@@ -13,8 +13,8 @@ writes stays in its work directory::
 
 The command line keeps one running in the background for the demo::
 
-    python -m inspectord.devenv.ironic start --workdir D [--port P]
-    python -m inspectord.devenv.ironic stop --workdir D
+    python -m devenv.ironic start --workdir D [--port P]
+    python -m devenv.ironic stop --workdir D
 
 ``start`` prints the API URL, also written to ``D/ironic.url``, and the
 process group id to ``D/ironic.pid``.
@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from inspectord.devenv import processes, venvs
+from devenv import processes, venvs
 
 IRONIC_VERSION = "39.0.0"
 IRONIC_REQUIREMENTS = [f"ironic=={IRONIC_VERSION}"]
@@ -339,7 +339,7 @@ def stop_detached(workdir: str | os.PathLike[str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``start`` or ``stop`` a detached Ironic in ``--workdir``."""
     parser = argparse.ArgumentParser(
-        prog="python -m inspectord.devenv.ironic",
+        prog="python -m devenv.ironic",
         description=f"Run a standalone OpenStack Ironic {IRONIC_VERSION} (fake-hardware, no auth) in the background.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

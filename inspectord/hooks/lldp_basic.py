@@ -2,7 +2,7 @@
 
 from twisted.logger import Logger
 
-from inspectord.plugins import lldp_tlvs
+from inspectord.hooks import lldp_tlvs
 from inspectord.processing.hooks import ProcessingHook, get_inventory, processing_hook
 
 
