@@ -21,6 +21,7 @@ setup(
         "oslo.config>=9.0",
         "keystoneauth1>=5.0",
         "jsonpath-ng>=1.5",
+        "jsonpatch>=1.33",
         "scapy>=2.5",
         "bcrypt>=4.1",
         "pyghmi>=1.6",

@@ -16,19 +16,10 @@ from inspectord.processing.hooks import apply_json_patch
 
 
 def _apply_patch(target, patch):
-    for op in patch:
-        if op["op"] == "remove" and op["path"].strip("/").split("/")[-1] not in _parent(target, op["path"]):
-            raise errors.BadRequest("cannot remove missing {}".format(op["path"]))
     try:
         apply_json_patch(target, patch)
     except ValueError as e:
         raise errors.BadRequest(str(e)) from None
-
-
-def _parent(target, path):
-    for part in path.strip("/").split("/")[:-1]:
-        target = target.get(part) or {}
-    return target
 
 
 def _recorded(route):
@@ -80,8 +71,10 @@ class FakeIronic:
 
     def add_port(self, node_uuid, address, pxe_enabled=True):
         port_uuid = str(uuidlib.uuid4())
+        # The fields every Ironic port has, so JSON patches apply as on Ironic.
         self.ports[port_uuid] = {"uuid": port_uuid, "node_uuid": node_uuid, "address": address.lower(),
-                                 "pxe_enabled": pxe_enabled, "extra": {}}
+                                 "pxe_enabled": pxe_enabled, "extra": {}, "local_link_connection": {},
+                                 "physical_network": None}
         return port_uuid
 
     def node_ports(self, node_uuid):
@@ -248,7 +241,10 @@ class FakeIronic:
     def patch_port(self, request, port_uuid):
         if port_uuid not in self.ports:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
-        _apply_patch(self.ports[port_uuid], json.loads(request.content.read()))
+        try:
+            _apply_patch(self.ports[port_uuid], json.loads(request.content.read()))
+        except errors.BadRequest as e:
+            return self._error(request, 400, str(e))
         return self._json(request, self.ports[port_uuid])
 
     @app.route("/v1/ports/<port_uuid>", methods=["DELETE"])

@@ -31,6 +31,9 @@ import importlib
 import importlib.metadata
 import json
 
+import jsonpatch
+import jsonpointer
+
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, Interface, provider
@@ -164,9 +167,9 @@ class NodeContext:
         port = self.ports.get(mac)
         if port is None:
             return None
-        port = copy.deepcopy(port)
-        apply_json_patch(port, self.update.port_patches.get(port["uuid"], []))
-        return port
+        view = _with_port_defaults(port)
+        apply_json_patch(view, self.update.port_patches.get(port["uuid"], []))
+        return _without_untouched_defaults(view, port)
 
     def delete_port(self, mac):
         port = self.ports.pop(mac)
@@ -181,27 +184,52 @@ class NodeContext:
         mac = mac.lower()
         new = self._new_port(mac)
         if new is not None:
-            apply_json_patch(new, patch)
+            # The operations become fields of the creation request: applied
+            # to the port as Ironic would create it, only what differs from
+            # Ironic's defaults is sent.
+            body = _with_port_defaults(new)
+            apply_json_patch(body, patch)
+            body = _without_untouched_defaults(body, new)
+            new.clear()
+            new.update(body)
             return
         self.update.port_patches.setdefault(self.ports[mac]["uuid"], []).extend(patch)
 
 
+# Fields every Ironic port has, with the values of a port created without
+# them: JSON-patch paths below them are valid on any port.
+PORT_DEFAULTS = {"extra": {}, "local_link_connection": {}, "physical_network": None}
+
+
+def _with_port_defaults(port):
+    result = copy.deepcopy(PORT_DEFAULTS)
+    result.update(copy.deepcopy(port))
+    return result
+
+
+def _without_untouched_defaults(port, original):
+    """``port`` less the default fields ``original`` did not have and that kept their default."""
+    return {k: v for k, v in port.items() if k in original or k not in PORT_DEFAULTS or v != PORT_DEFAULTS[k]}
+
+
 def apply_json_patch(target, patch):
-    """Apply JSON-patch ``add``/``replace``/``remove`` on object paths, in place."""
+    """Apply ``patch`` (RFC 6902) to ``target`` in place, as Ironic applies a PATCH body.
+
+    One operation at a time, so the error names the one that failed; like
+    Ironic, a missing parent, removing a missing member or adding a new
+    attribute at the root is refused.
+
+    :raises ValueError: the patch cannot be applied.
+    """
     for op in patch:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].strip("/").split("/")]
-        parent = target
-        for part in parts[:-1]:
-            child = parent.get(part)
-            if not isinstance(child, dict):
-                child = parent[part] = {}
-            parent = child
-        if op["op"] in ("add", "replace"):
-            parent[parts[-1]] = op["value"]
-        elif op["op"] == "remove":
-            parent.pop(parts[-1], None)
-        else:
-            raise ValueError("unsupported JSON-patch operation {!r}".format(op["op"]))
+        path = op.get("path", "") if isinstance(op, dict) else ""
+        if isinstance(op, dict) and op.get("op") == "add" and path.count("/") == 1:
+            if path.lstrip("/") not in target:
+                raise ValueError("adding a new attribute ({}) to the root is not allowed".format(path))
+        try:
+            jsonpatch.apply_patch(target, [op], in_place=True)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, KeyError) as e:
+            raise ValueError("cannot apply {!r}: {}".format(op, e)) from None
 
 
 def parse_capabilities(value):

@@ -633,3 +633,57 @@ class EveryHookTests(SynchronousTestCase):
         payload.pop("root_disk")
         _, node = run_hooks(payload, self.EVERY)
         self.assertEqual(node.update.properties["local_gb"], "0")
+
+
+class ApplyJsonPatchTests(SynchronousTestCase):
+    """RFC 6902 as Ironic applies it: what it refuses, the fake Ironic and the node view refuse."""
+
+    def apply(self, target, *ops):
+        hooks_mod.apply_json_patch(target, list(ops))
+        return target
+
+    def test_add_replace_remove(self):
+        node = {"properties": {"a": 1, "b": 2}, "extra": {}}
+        self.apply(node, {"op": "add", "path": "/properties/c", "value": 3},
+                   {"op": "replace", "path": "/properties/a", "value": 9},
+                   {"op": "remove", "path": "/properties/b"},
+                   {"op": "add", "path": "/extra/x~1y", "value": "slash"})
+        self.assertEqual(node, {"properties": {"a": 9, "c": 3}, "extra": {"x/y": "slash"}})
+
+    def test_missing_parent_refused(self):
+        with self.assertRaises(ValueError):
+            self.apply({"extra": {}}, {"op": "add", "path": "/extra/a/b", "value": 1})
+
+    def test_removing_a_missing_member_refused(self):
+        with self.assertRaises(ValueError):
+            self.apply({"properties": {}}, {"op": "remove", "path": "/properties/nothing"})
+
+    def test_new_root_attribute_refused(self):
+        with self.assertRaises(ValueError):
+            self.apply({"properties": {}}, {"op": "add", "path": "/surprise", "value": 1})
+
+    def test_unknown_operation_refused(self):
+        with self.assertRaises(ValueError):
+            self.apply({"properties": {}}, {"op": "merge", "path": "/properties", "value": {}})
+
+    def test_fake_ironic_answers_400_like_ironic(self):
+        h = Harness()
+        uuid = h.fake.add_node()
+        port = h.fake.add_port(uuid, "52:54:00:00:00:01")
+        bad = [
+            ("/v1/nodes/" + uuid, {"op": "add", "path": "/extra/a/b", "value": 1}),
+            ("/v1/nodes/" + uuid, {"op": "remove", "path": "/properties/nothing"}),
+            ("/v1/ports/" + port, {"op": "add", "path": "/surprise", "value": 1}),
+        ]
+        for path, op in bad:
+            d = h.ironic_http.request("PATCH", "http://ironic.test:6385" + path, data=json.dumps([op]).encode())
+            h.flush()
+            response = h._result(d)
+            self.assertEqual(response.code, 400, op)
+        # What Ironic accepts on any port: fields every port has.
+        d = h.ironic_http.request("PATCH", "http://ironic.test:6385/v1/ports/" + port, data=json.dumps(
+            [{"op": "add", "path": "/local_link_connection/port_id", "value": "Ethernet1"},
+             {"op": "add", "path": "/physical_network", "value": "physnet1"}]).encode())
+        h.flush()
+        self.assertEqual(h._result(d).code, 200)
+        self.assertEqual(h.fake.ports[port]["local_link_connection"], {"port_id": "Ethernet1"})

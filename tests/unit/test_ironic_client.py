@@ -277,7 +277,8 @@ class ErrorTests(ClientTestCase):
         failure = self.failureResultOf(self.call(self.client().patch_node(uuid, patch)), errors.IronicError)
         self.assertEqual(
             failure.value.message,
-            "Ironic answered 400 to PATCH /v1/nodes/{}: cannot remove missing /properties/nothing".format(uuid),
+            "Ironic answered 400 to PATCH /v1/nodes/{}: cannot apply {{'op': 'remove', 'path': "
+            "'/properties/nothing'}}: can't remove a non-existent object 'nothing'".format(uuid),
         )
         self.assertEqual((failure.value.status, failure.value.code, failure.value.retriable), (400, 400, False))
         self.assertEqual(len(self.http.made), 1)
