@@ -110,6 +110,17 @@ class IntegrationCase(unittest.SynchronousTestCase):
                 self.fail("node {} not in {} after {} s: {}\n{}".format(uuid, states, timeout, body, self.inspectord.log_tail()))
             time.sleep(0.1)
 
+    def wait_power_state(self, uuid, power_state, timeout=30):
+        """Ironic's node once it reports ``power_state`` (Ironic applies power changes asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            node = self.client.node.get(uuid)
+            if node.power_state == power_state:
+                return node
+            if time.monotonic() > deadline:
+                self.fail("node {} still {!r} after {} s, not {!r}".format(uuid, node.power_state, timeout, power_state))
+            time.sleep(0.1)
+
     def start_and_wait(self, node_id, uuid):
         status, _, body = self.inspectord.call("POST", "/v1/introspection/" + node_id)
         self.assertEqual(status, 202, body)

@@ -11,8 +11,7 @@ class IntrospectionFlowTests(IntegrationCase):
         # Only the first MAC has a port in Ironic; the second is discovered.
         uuid, name = self.enroll(macs[:1])
         self.start_and_wait(name, uuid)
-        node = self.client.node.get(uuid)
-        self.assertEqual(node.power_state, "power on")  # rebooted into the ramdisk
+        self.wait_power_state(uuid, "power on")  # rebooted into the ramdisk
 
         status, _, body = self.inspectord.call("POST", "/v1/continue", ipa_payload(macs))
         self.assertEqual((status, body), (200, {"uuid": uuid}))
