@@ -18,7 +18,7 @@ import time
 from devenv import ironic as ironic_env
 from devenv.daemon import InspectordProcess, stop_detached
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 WORKDIR = ROOT / ".demo"
 IRONIC_PORT = 6385
