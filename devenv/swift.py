@@ -11,10 +11,15 @@ loopback.  Everything it writes stays in its work directory::
     with SwiftServer(tmpdir) as swift:
         swift.account_url  # http://127.0.0.1:PORT/v1/AUTH_inspector
 
-The proxy's pipeline has no authentication middleware: every request is
-allowed, and the account is created on first use (``account_autocreate``),
-which is what ``[swift]auth_type = none`` with ``endpoint_override`` talks
-to.  Swift keeps object metadata in extended attributes, so the work
+By default the proxy's pipeline has no authentication middleware: every
+request is allowed, and the account is created on first use
+(``account_autocreate``), which is what ``[swift]auth_type = none`` with
+``endpoint_override`` talks to.  With ``keystone=`` (the ``auth_url``,
+``username``, ``password`` and ``project_name`` of a service user of a
+real Keystone, see :mod:`devenv.keystone`) the pipeline validates tokens
+with keystonemiddleware's ``authtoken`` and authorizes with Swift's
+``keystoneauth``: accounts are ``AUTH_<project id>``, open to the
+``admin`` and ``member`` roles of that project.  Swift keeps object metadata in extended attributes, so the work
 directory's file system must support ``user.*`` xattrs (:func:`check_xattr`
 says so plainly if it does not); ``mount_check = false`` and
 ``disable_fallocate = true`` let a plain directory be the device.
@@ -41,7 +46,7 @@ from types import TracebackType
 from devenv import processes, venvs
 
 SWIFT_VERSION = "2.38.3"
-SWIFT_REQUIREMENTS = [f"swift=={SWIFT_VERSION}"]
+SWIFT_REQUIREMENTS = [f"swift=={SWIFT_VERSION}", "keystonemiddleware==13.0.1"]
 SWIFT_VENV = f"swift-{SWIFT_VERSION}"
 ACCOUNT = "AUTH_inspector"
 _SERVERS = ("account", "container", "object")
@@ -86,7 +91,7 @@ swift_dir = {etc}
 log_name = proxy-server
 
 [pipeline:main]
-pipeline = catch_errors healthcheck proxy-logging proxy-server
+pipeline = catch_errors healthcheck proxy-logging {auth}proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -100,6 +105,24 @@ use = egg:swift#healthcheck
 
 [filter:proxy-logging]
 use = egg:swift#proxy_logging
+"""
+
+_KEYSTONE_FILTERS = """
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {auth_url}
+auth_url = {auth_url}
+auth_type = password
+username = {username}
+password = {password}
+project_name = {project_name}
+user_domain_name = Default
+project_domain_name = Default
+delay_auth_decision = false
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+operator_roles = admin, member
 """
 
 
@@ -132,7 +155,10 @@ class SwiftServer:
     ``NAME.log`` per server.
     """
 
-    def __init__(self, workdir: str | os.PathLike[str], host: str = "127.0.0.1"):
+    def __init__(
+        self, workdir: str | os.PathLike[str], host: str = "127.0.0.1", keystone: dict[str, str] | None = None
+    ):
+        self.keystone = keystone
         self.workdir = pathlib.Path(workdir).absolute()
         self.host = host
         self.etc = self.workdir / "etc"
@@ -198,9 +224,12 @@ class SwiftServer:
     ) -> None:
         self.stop()
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, token: str | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """``(status, headers, body)`` of a request to the proxy (``path`` from ``/v1/...``)."""
-        request = urllib.request.Request(self.url + path, data=body, method=method)
+        headers = {"X-Auth-Token": token} if token else {}
+        request = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with _HTTP.open(request, timeout=10) as response:
                 return response.status, dict(response.headers), response.read()
@@ -217,7 +246,12 @@ class SwiftServer:
                     host=self.host, port=self.ports[name], etc=self.etc, devices=self.devices, name=name
                 )
             )
-        self.config_path.write_text(_PROXY_CONF.format(host=self.host, port=self.ports["proxy"], etc=self.etc))
+        proxy = _PROXY_CONF.format(
+            host=self.host, port=self.ports["proxy"], etc=self.etc, auth="authtoken keystoneauth " if self.keystone else ""
+        )
+        if self.keystone:
+            proxy += _KEYSTONE_FILTERS.format(**self.keystone)
+        self.config_path.write_text(proxy)
 
     def _build_ring(self, venv: pathlib.Path, name: str) -> None:
         builder = str(self.etc / f"{name}.builder")
@@ -251,7 +285,11 @@ class SwiftServer:
             )
 
     def _wait_until_ready(self, deadline: float) -> None:
-        """Until a container can be created through the proxy: every server answers."""
+        """Until a container can be created through the proxy: every server answers.
+
+        With Keystone, until the proxy answers ``/healthcheck`` (the backends
+        are checked by the first request with a token).
+        """
         while True:
             for name, process in self._processes.items():
                 if process.poll() is not None:
@@ -260,10 +298,13 @@ class SwiftServer:
                         f"end of its log:\n{self.log_tail(name)}"
                     )
             try:
-                status = self.request("PUT", f"/v1/{ACCOUNT}/devenv-ready", b"")[0]
+                if self.keystone:
+                    status = self.request("GET", "/healthcheck")[0]
+                else:
+                    status = self.request("PUT", f"/v1/{ACCOUNT}/devenv-ready", b"")[0]
             except OSError:
                 status = None
-            if status in (201, 202):
+            if status in (200, 201, 202):
                 return
             if time.monotonic() > deadline:
                 raise SwiftError(
