@@ -142,8 +142,9 @@ _OPTS = {
         cfg.StrOpt(
             "store_data",
             default="none",
-            choices=["none", "database"],
-            help="Where processed and raw introspection data is kept after processing.",
+            choices=["none", "database", "swift"],
+            help="Where processed and raw introspection data is kept after processing: the database, "
+            "or Swift (objects inspector_data-<uuid> and inspector_data-<uuid>-UNPROCESSED, see [swift]).",
         ),
         cfg.BoolOpt("disk_partitioning_spacing", default=True, help="Leave 1 GiB of local_gb for partitioning."),
         cfg.StrOpt(
@@ -160,6 +161,23 @@ _OPTS = {
             "enable_setting_ipmi_credentials",
             default=False,
             help="Allow new_ipmi_username/new_ipmi_password when starting introspection.",
+        ),
+    ],
+    # With store_data=swift; Swift's endpoint and authentication are
+    # keystoneauth options of this section, as in [ironic].
+    "swift": [
+        cfg.StrOpt("container", default="ironic-inspector", help="Swift container of introspection data."),
+        cfg.IntOpt(
+            "delete_after",
+            default=0,
+            min=0,
+            help="Seconds after which Swift deletes the objects stored (X-Delete-After); 0 keeps them.",
+        ),
+        cfg.IntOpt(
+            "max_retries",
+            default=2,
+            min=0,
+            help="Retries of a Swift request that failed with a 5xx answer or a connection error.",
         ),
     ],
     "pxe_filter": [
@@ -458,7 +476,7 @@ IGNORED_DEFAULT_OPTIONS = frozenset(
     max_concurrency rootwrap_config enable_mdns standalone""".split()
 )
 IGNORED_SECTIONS = frozenset(
-    """coordination mdns swift service_catalog exception oslo_concurrency
+    """coordination mdns service_catalog exception oslo_concurrency
     oslo_middleware cors json_rpc ssl
     oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
     oslo_messaging_amqp oslo_reports profiler""".split()
@@ -511,11 +529,15 @@ def _make_conf():
     ks_loading.register_auth_conf_options(conf, "ironic")
     ks_loading.register_session_conf_options(conf, "ironic")
     ks_loading.register_adapter_conf_options(conf, "ironic")
+    ks_loading.register_auth_conf_options(conf, "swift")
+    ks_loading.register_session_conf_options(conf, "swift")
+    ks_loading.register_adapter_conf_options(conf, "swift")
+    conf.set_default("auth_type", "password", group="swift")  # ironic-inspector's default
     return conf
 
 
-def _known_ironic_options(conf):
-    names = set(conf.ironic)
+def _known_ironic_options(conf, group="ironic"):
+    names = set(conf[group])
     for plugin in _KNOWN_AUTH_PLUGINS:
         try:
             loader = ks_loading.get_plugin_loader(plugin)
@@ -539,8 +561,8 @@ def _check_unknown(conf, path):
         if section in IGNORED_SECTIONS or section.startswith("oslo_messaging_"):
             ignored.extend("[{}]{}".format(section, k) for k in keys)
             continue
-        if section == "ironic":
-            known = _known_ironic_options(conf)
+        if section in ("ironic", "swift"):
+            known = _known_ironic_options(conf, section)
         elif section in _OPTS:
             known = {o.dest for o in _OPTS[section]}
             known |= {d.name for o in _OPTS[section] for d in o.deprecated_opts if d.name}  # e.g. auth_uri
@@ -581,7 +603,7 @@ def _freeze(conf, group, opts):
 
 @dataclasses.dataclass(frozen=True)
 class IronicAuthOptions:
-    """What the Ironic client needs to authenticate: a plugin or none."""
+    """What a client of Ironic (or Swift) needs to authenticate: a plugin or none."""
 
     auth_type: str
     endpoint_override: str
@@ -591,6 +613,8 @@ class IronicAuthOptions:
     # Loaded keystoneauth plugin and session; None for auth_type=none.
     auth: object = dataclasses.field(repr=False, compare=False, default=None)
     session: object = dataclasses.field(repr=False, compare=False, default=None)
+    # keystoneauth's session timeout option (seconds), if set.
+    timeout: float = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -622,6 +646,9 @@ class Config:
     accelerators: object = None
     ipmi_verification: object = None
     api: object = None
+    swift: object = None
+    # Loaded only with [processing]store_data=swift.
+    swift_auth: IronicAuthOptions = None
 
     @property
     def processing_hooks(self):
@@ -656,32 +683,35 @@ def load(path=None, overrides=None):
     except (cfg.Error, ValueError) as e:
         raise errors.ConfigError("invalid configuration: {}".format(e)) from None
     ironic_auth = _load_ironic_auth(conf)
+    if frozen["processing"].store_data == "swift":
+        frozen["swift_auth"] = _load_ironic_auth(conf, "swift", "object-store")
     result = Config(ironic_auth=ironic_auth, path=path, ignored_options=tuple(ignored), **frozen)
     validate(result)
     return result
 
 
-def _load_ironic_auth(conf):
-    group = conf.ironic
+def _load_ironic_auth(conf, name="ironic", service_type="baremetal"):
+    group = conf[name]
     auth_type = group.auth_type or "none"
     try:
         if auth_type == "none":
             auth = session = None
         else:
-            auth = ks_loading.load_auth_from_conf_options(conf, "ironic")
-            session = ks_loading.load_session_from_conf_options(conf, "ironic", auth=auth)
+            auth = ks_loading.load_auth_from_conf_options(conf, name)
+            session = ks_loading.load_session_from_conf_options(conf, name, auth=auth)
     except Exception as e:  # keystoneauth raises many types; all mean bad config
-        raise errors.ConfigError("invalid [ironic] authentication options: {}".format(e)) from None
+        raise errors.ConfigError("invalid [{}] authentication options: {}".format(name, e)) from None
     if auth_type == "none" and not group.endpoint_override:
-        raise errors.ConfigError("[ironic]endpoint_override is required with [ironic]auth_type=none")
+        raise errors.ConfigError("[{0}]endpoint_override is required with [{0}]auth_type=none".format(name))
     return IronicAuthOptions(
         auth_type=auth_type,
         endpoint_override=group.endpoint_override,
-        service_type=group.service_type or "baremetal",
+        service_type=group.service_type or service_type,
         interface=tuple(group.valid_interfaces or ["internal", "public"]),
         region_name=group.region_name,
         auth=auth,
         session=session,
+        timeout=group.timeout,
     )
 
 
@@ -758,6 +788,26 @@ _IRONIC_AUTH_SAMPLE = """\
 """
 
 
+_SWIFT_AUTH_SAMPLE = """\
+# Used with [processing]store_data = swift.  Authentication to Swift
+# (keystoneauth1 options, as ironic-inspector; auth_type defaults to
+# password).  The object-store endpoint comes from the catalog unless
+# endpoint_override (the account URL, http://HOST:8080/v1/AUTH_<project>)
+# is set:
+#auth_type = password
+#auth_url = http://keystone.example.com:5000
+#username = ironic-inspector
+#password = SECRET
+#project_name = service
+#user_domain_name = Default
+#project_domain_name = Default
+#timeout = 60
+# Swift without authentication in its pipeline:
+#auth_type = none
+#endpoint_override = http://127.0.0.1:8080/v1/AUTH_inspector
+"""
+
+
 def sample():
     """The sample configuration file, generated from the option definitions."""
     lines = [
@@ -770,6 +820,8 @@ def sample():
         lines += ["", "[{}]".format(group)]
         if group == "ironic":
             lines += _IRONIC_AUTH_SAMPLE.rstrip("\n").split("\n")
+        elif group == "swift":
+            lines += _SWIFT_AUTH_SAMPLE.rstrip("\n").split("\n")
         for opt in opts:
             if opt.help:
                 lines.append("# " + opt.help)

@@ -70,3 +70,9 @@ class ProcessingError(InspectordError):
     """Introspection data could not be processed (ends the node in error)."""
 
     code = 400
+
+
+class SwiftError(InspectordError):
+    """Swift answered with an error or could not be reached ([processing]store_data=swift)."""
+
+    code = 503

@@ -112,12 +112,18 @@ class Introspection:
     :param verifier: checks new BMC credentials
         (:class:`inspectord.ipmi.CredentialsVerifier`); needed only with
         ``[processing]enable_setting_ipmi_credentials``.
+    :param swift: where finished introspections' data goes with
+        ``[processing]store_data=swift``
+        (:class:`inspectord.store.swift.SwiftDataStore`).
     """
 
     log = Logger()
 
-    def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None):
+    def __init__(
+        self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None, swift=None
+    ):
         self.verifier = verifier
+        self.swift = swift
         self.store = store
         self.ironic = ironic
         self.config = config
@@ -470,7 +476,7 @@ class Introspection:
             if applied:
                 self.log.info("Node {node}: applied rule(s) {rules}", node=uuid, rules=", ".join(applied))
             await apply_update(self.ironic, uuid, node.update)
-            if self.config.processing.store_data == "database":
+            if self.config.processing.store_data != "none":
                 return {k: v for k, v in data.items() if k != "logs"}
             return None
         except errors.InspectordError as e:
@@ -494,6 +500,8 @@ class Introspection:
                 await self._store_logs(data, uuid)
             if verify_credentials and record.options.get("ipmi_credentials"):
                 await self._verify_credentials(record, data)
+            if self.swift is not None:
+                await self._store_in_swift(uuid, processed)
             if power_off:
                 await self._power_off(record)
             await self.store.transition(
@@ -523,6 +531,25 @@ class Introspection:
             return
         self.log.info("Node {node}: introspection finished", node=uuid)
         self._filter_changed()
+
+    async def _store_in_swift(self, uuid, processed):
+        """Copy the node's data to Swift; the finish transition then drops the database copy."""
+        raw = await self.store.get_data(uuid, False)
+        await self.swift.save(uuid, raw, False)
+        await self.swift.save(uuid, processed, True)
+
+    async def get_data(self, uuid, processed):
+        """Stored data of ``uuid``: the database copy (introspection running or
+        failed), else Swift's (finished, with store_data=swift).
+
+        :raises errors.NotFound: nothing stored.
+        """
+        try:
+            return await self.store.get_data(uuid, processed)
+        except errors.NotFound:
+            if self.swift is None:
+                raise
+        return await self.swift.get(uuid, processed)
 
     async def _store_logs(self, data, uuid):
         if self._io_pool is None:
@@ -611,10 +638,10 @@ class Introspection:
             raise errors.Conflict("Node {} is {}; reapply once it is finished".format(uuid, record.state))
         if raw is None:
             try:
-                raw = await self.store.get_data(uuid, False)
+                raw = await self.get_data(uuid, False)
             except errors.NotFound:
                 raise errors.BadRequest(
-                    "No unprocessed data is stored for node {} (set [processing]store_data=database, "
+                    "No unprocessed data is stored for node {} (set [processing]store_data=database or swift, "
                     "or post the data to reapply)".format(uuid)
                 ) from None
         data = ramdisk_data.normalize(copy.deepcopy(raw))

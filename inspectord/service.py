@@ -15,6 +15,7 @@ from inspectord.ironic.client import IronicClient
 from inspectord import pxe
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
+from inspectord.store.swift import make_data_store
 
 MAX_BODY_SIZE = 16 * 1024 * 1024
 
@@ -117,8 +118,9 @@ def make_service(config, reactor):
     store = SQLStore(engine, db_pool, clock=reactor, status_cache_time=config.api.status_cache_time)
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
+    http = HTTPClient(Agent(reactor, pool=http_pool))
     ironic = IronicClient(
-        HTTPClient(Agent(reactor, pool=http_pool)),
+        http,
         ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool.pool),
         reactor,
         api_version=config.ironic_client.api_version,
@@ -147,6 +149,7 @@ def make_service(config, reactor):
         pxe_filter=pxe_filter,
         reactor=reactor,
         verifier=verifier,
+        swift=make_data_store(config, http, reactor, io_pool.pool),
     )
     auth_threads = None
     if config.default.auth_strategy != "noauth":

@@ -3,6 +3,8 @@
 :class:`FakeIronic` is a Klein app speaking the part of Ironic's REST API
 inspectord uses, with in-memory nodes and ports, a request log and fault
 injection.  Use it through treq's ``StubTreq(FakeIronic().app.resource())``.
+:class:`FakeSwift` does the same for the part of Swift's object API that
+``[processing]store_data=swift`` uses.
 """
 
 import functools
@@ -254,3 +256,75 @@ class FakeIronic:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
         request.setResponseCode(204)
         return b""
+
+
+class FakeSwift:
+    """Swift's object API for containers and objects under ``/v1/<account>``.
+
+    :param token: if set, requests without ``X-Auth-Token: token`` get 401.
+    """
+
+    app = Klein()
+
+    def __init__(self, token=None):
+        self.token = token
+        #: {(account, container): {name: (body bytes, headers dict)}}
+        self.containers = {}
+        #: (method, path, headers dict) of every request, in order.
+        self.requests = []
+        self._faults = []
+
+    def fail(self, method, path_prefix, code, times=1):
+        """Answer the next ``times`` matching requests with ``code``."""
+        self._faults.append([method, path_prefix, code, times])
+
+    def calls(self, method=None):
+        return [(m, p) for m, p, _ in self.requests if method is None or m == method]
+
+    def _enter(self, request):
+        method, path = request.method.decode(), request.path.decode()
+        headers = {k.decode().lower(): v[-1].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
+        self.requests.append((method, path, headers))
+        for fault in self._faults:
+            if fault[0] == method and path.startswith(fault[1]) and fault[3] > 0:
+                fault[3] -= 1
+                request.setResponseCode(fault[2])
+                return b"injected fault"
+        if self.token is not None and headers.get("x-auth-token") != self.token:
+            request.setResponseCode(401)
+            return b"<html><h1>Unauthorized</h1></html>"
+        return None
+
+    @app.route("/v1/<account>/<container>", methods=["PUT"])
+    def put_container(self, request, account, container):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        created = (account, container) not in self.containers
+        self.containers.setdefault((account, container), {})
+        request.setResponseCode(201 if created else 202)
+        return b""
+
+    @app.route("/v1/<account>/<container>/<name>", methods=["PUT"])
+    def put_object(self, request, account, container, name):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        if (account, container) not in self.containers:
+            request.setResponseCode(404)
+            return b"<html><h1>Not Found</h1></html>"
+        self.containers[(account, container)][name] = (request.content.read(), dict(self.requests[-1][2]))
+        request.setResponseCode(201)
+        return b""
+
+    @app.route("/v1/<account>/<container>/<name>", methods=["GET"])
+    def get_object(self, request, account, container, name):
+        fault = self._enter(request)
+        if fault is not None:
+            return fault
+        stored = self.containers.get((account, container), {}).get(name)
+        if stored is None:
+            request.setResponseCode(404)
+            return b"<html><h1>Not Found</h1></html>"
+        request.setHeader("Content-Type", stored[1].get("content-type", "application/octet-stream"))
+        return stored[0]

@@ -338,13 +338,13 @@ class API:
         return None
 
     async def _data(self, node_id, processed):
-        if self.config.processing.store_data != "database":
+        if self.config.processing.store_data == "none":
             raise errors.NotFound(
                 "Inspector is not configured to store data. Set the [processing]store_data "
                 "configuration option to change this."
             )
         uuid = await self._node_uuid(node_id)
-        return await self.store.get_data(uuid, processed)
+        return await self.introspection.get_data(uuid, processed)
 
     @app.route("/v1/introspection/<node_id>/data", methods=["GET"])
     @endpoint("introspection:data")

@@ -1,4 +1,4 @@
-"""Where Ironic is and how to authenticate to it.
+"""Where Ironic (or Swift) is and how to authenticate to it.
 
 ``auth_type=none`` with ``endpoint_override`` needs nothing but the URL.
 Keystone auth (password, application credential...) goes through
@@ -18,17 +18,18 @@ from inspectord.ironic.client import static_endpoint
 _REFRESH_MARGIN = 120
 
 
-def endpoint_for(auth_options, reactor, threadpool):
-    """An ``async`` callable returning ``(base URL, headers)`` for Ironic."""
+def endpoint_for(auth_options, reactor, threadpool, service="Ironic"):
+    """An ``async`` callable returning ``(base URL, headers)`` for Ironic (or ``service``)."""
     if auth_options.auth is None:
         return static_endpoint(auth_options.endpoint_override)
-    return KeystoneEndpoint(auth_options, reactor, threadpool)
+    return KeystoneEndpoint(auth_options, reactor, threadpool, service=service)
 
 
 class KeystoneEndpoint:
     log = Logger()
 
-    def __init__(self, auth_options, reactor, threadpool):
+    def __init__(self, auth_options, reactor, threadpool, service="Ironic"):
+        self._service = service
         self._options = auth_options
         self._reactor = reactor
         self._threadpool = threadpool
@@ -48,6 +49,11 @@ class KeystoneEndpoint:
         expires = access.expires.timestamp() if access.expires else time.time() + 3600
         return url, headers, expires
 
+    def invalidate(self):
+        """Forget the token: the service refused it (revoked before its expiry)."""
+        self._cached = None
+        self._options.auth.invalidate()
+
     async def __call__(self):
         if self._cached is None or self._reactor.seconds() > self._expires - _REFRESH_MARGIN:
             url, headers, expires = await deferToThreadPool(self._reactor, self._threadpool, self._thd_resolve)
@@ -56,5 +62,5 @@ class KeystoneEndpoint:
                 base = base.replace(path=base.path[:-1])
             self._cached = (base, headers)
             self._expires = expires
-            self.log.info("Ironic endpoint resolved to {url}", url=url)
+            self.log.info("{service} endpoint resolved to {url}", service=self._service, url=url)
         return self._cached

@@ -20,7 +20,8 @@ API_VERSION_HEADER = "X-OpenStack-Ironic-API-Version"
 _MAX_BACKOFF = 30.0
 _PAGE = 1000
 
-_CONNECTION_ERRORS = (
+# Failures of the connection itself: worth retrying (also used by the Swift client).
+CONNECTION_ERRORS = (
     net_error.ConnectError,
     net_error.ConnectionLost,
     net_error.ConnectionClosed,
@@ -115,7 +116,7 @@ class IronicClient:
             attempt += 1
             try:
                 code, parsed = await self._semaphore.run(self._timed, method, path, body, params)
-            except _CONNECTION_ERRORS as e:
+            except CONNECTION_ERRORS as e:
                 problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
                 code = None
             else:

@@ -14,7 +14,10 @@ from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.sql import thd_upgrade
 from inspectord.store.pool import SynchronousPool
-from inspectord.testing import FakeIronic
+from inspectord.store.swift import SwiftClient, SwiftDataStore
+from inspectord.testing import FakeIronic, FakeSwift
+
+SWIFT_ACCOUNT_URL = "http://swift.test:8080/v1/AUTH_inspector"
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 
@@ -92,8 +95,19 @@ class Harness:
         )
         self.store = SQLStore(migrated_engine(), SynchronousPool())
 
+        # With store_data=swift (and [swift]endpoint_override set): a fake Swift.
+        self.fake_swift = self.swift_http = swift = None
+        if self.config.processing.store_data == "swift":
+            self.fake_swift = FakeSwift()
+            self.swift_http = StubTreq(self.fake_swift.app.resource())
+            swift = SwiftDataStore(
+                SwiftClient(self.swift_http, static_endpoint(self.config.swift_auth.endpoint_override), self.clock)
+            )
+
         self.filter = FakeFilter()
-        self.introspection = Introspection(self.store, self.ironic, self.config, self.clock, pxe_filter=self.filter)
+        self.introspection = Introspection(
+            self.store, self.ironic, self.config, self.clock, pxe_filter=self.filter, swift=swift
+        )
         self.api = API(self.introspection, self.store, self.ironic, self.config, NoAuth("127.0.0.1"))
         self.http = StubTreq(self.api.app.resource())
 
@@ -101,6 +115,8 @@ class Harness:
         for _ in range(50):
             self.ironic_http.flush()
             self.http.flush()
+            if self.swift_http is not None:
+                self.swift_http.flush()
 
     def request(self, method, path, body=None, headers=None, raw=None):
         """(code, headers, decoded JSON or text) of an API request."""
