@@ -4,7 +4,10 @@
 inspectord uses, with in-memory nodes and ports, a request log and fault
 injection.  Use it through treq's ``StubTreq(FakeIronic().app.resource())``.
 :class:`FakeSwift` does the same for the part of Swift's object API that
-``[processing]store_data=swift`` uses.
+``[processing]store_data=swift`` uses.  :class:`FakePXEFilter` and
+:class:`FakeVerifier` stand for the PXE filter and the BMC credentials check.
+Each fake passes the contract test of its interface
+(:mod:`inspectord.interfaces`) that the real implementation passes.
 """
 
 import functools
@@ -12,8 +15,10 @@ import json
 import uuid as uuidlib
 
 from klein import Klein
+from twisted.internet import defer
+from zope.interface import implementer
 
-from inspectord import errors
+from inspectord import errors, interfaces
 from inspectord.processing.hooks import apply_json_patch
 
 
@@ -328,3 +333,79 @@ class FakeSwift:
             return b"<html><h1>Not Found</h1></html>"
         request.setHeader("Content-Type", stored[1].get("content-type", "application/octet-stream"))
         return stored[0]
+
+
+@implementer(interfaces.IPXEFilter)
+class FakePXEFilter:
+    """A PXE filter with no firewall: it allows the MACs the store has under introspection.
+
+    :param store: read on every sync, like the real filter (None: nothing
+        is ever allowed).
+    ``notified`` counts :meth:`notify` calls.  ``seen`` is None (the
+    filter records no DHCP requests, like one without a sniffer) or a dict
+    mapping a MAC to what :meth:`dhcp_seen` returns.
+    """
+
+    def __init__(self, store=None):
+        self.store = store
+        self.notified = 0
+        self.allowed = frozenset()
+        self.seen = None
+        self.syncs = 0
+
+    def notify(self):
+        self.notified += 1
+        self.sync(full=False)
+
+    def sync(self, full=True):
+        if self.store is None:
+            return defer.succeed(True)
+        d = defer.maybeDeferred(self.store.filter_macs)
+
+        def applied(result):
+            macs, _count = result
+            self.allowed = frozenset(m.lower() for m in macs)
+            self.syncs += 1
+            return True
+
+        return d.addCallback(applied)
+
+    def allows(self, mac):
+        return mac.lower() in self.allowed
+
+    def dhcp_seen(self, mac):
+        return None if self.seen is None else self.seen.get(mac.lower())
+
+    def health(self):
+        return {"driver": "fake", "state": "ok", "last_error": None, "syncs": self.syncs}
+
+
+@implementer(interfaces.ICredentialsVerifier)
+class FakeVerifier:
+    """BMCs as a table: ``bmcs[(address, port)] = (username, password)``.
+
+    A BMC not in the table is unreachable; other credentials are rejected.
+    ``calls`` records ``(address, username, password, port)``; ``fail_with``
+    makes every call fail with that exception.
+    """
+
+    def __init__(self, bmcs=None, window=60.0):
+        self.bmcs = dict(bmcs or {})
+        self.window = window
+        self.calls = []
+        self.fail_with = None
+
+    def verify(self, address, username, password, port=623):
+        from inspectord.ipmi import BMCUnreachable, CredentialsRejected
+
+        self.calls.append((address, username, password, port))
+        if self.fail_with is not None:
+            return defer.fail(self.fail_with)
+        accepted = self.bmcs.get((address, port))
+        if self.bmcs and accepted is None:
+            return defer.fail(BMCUnreachable(address, port, username=username, reason="no answer", attempts=1,
+                                             elapsed=self.window))
+        if accepted is not None and accepted != (username, password):
+            return defer.fail(CredentialsRejected(address, port, username=username, reason="unauthorized",
+                                                  attempts=1, elapsed=self.window))
+        return defer.succeed(None)

@@ -3,11 +3,14 @@
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from inspectord import interfaces
 from inspectord.ipmi.base import ADMINISTRATOR, BMC_ERROR, ERRORS, UNREACHABLE, AttemptResult, format_address
 from inspectord.ipmi.session import thd_open_session
 
 
+@implementer(interfaces.ICredentialsVerifier)
 class CredentialsVerifier:
     """Checks that a BMC accepts a user name and password.
 

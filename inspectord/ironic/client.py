@@ -13,8 +13,9 @@ from hyperlink import DecodedURL
 from twisted.internet import defer, error as net_error, task
 from twisted.logger import Logger
 from twisted.web import client as web_client
+from zope.interface import implementer
 
-from inspectord import errors
+from inspectord import errors, interfaces
 
 API_VERSION_HEADER = "X-OpenStack-Ironic-API-Version"
 _MAX_BACKOFF = 30.0
@@ -48,6 +49,7 @@ def _fault(body):
     return str(body)
 
 
+@implementer(interfaces.IIronic)
 class IronicClient:
     """Talks to Ironic's REST API.
 

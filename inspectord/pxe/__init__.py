@@ -15,8 +15,9 @@ under introspection changes, and its ``health()`` says how it is doing.
 
 from twisted.application import service as app_service
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from inspectord import errors
+from inspectord import errors, interfaces
 from inspectord.dhcp.server import ServerOptions
 from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
 from inspectord.pxe.builtin import BuiltinDriver
@@ -29,6 +30,7 @@ from inspectord.pxe.service import PXEFilterService
 __all__ = ["NoopFilter", "PXEFilterService", "make_driver", "make_filter"]
 
 
+@implementer(interfaces.IPXEFilter)
 class NoopFilter(app_service.Service):
     """``[pxe_filter]driver=noop``: DHCP is left to whatever serves it."""
 

@@ -24,7 +24,9 @@ from twisted.application import internet, service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from inspectord import interfaces
 from inspectord.pxe import decisions
 from inspectord.pxe.process import CommandFailed
 
@@ -35,6 +37,7 @@ RETRY_BASE = 1.0
 MAX_BACKOFF = 60.0
 
 
+@implementer(interfaces.IPXEFilter)
 class PXEFilterService(service.MultiService):
     """Computes who may get a DHCP answer and has the driver enforce it.
 

@@ -15,7 +15,7 @@ from inspectord.store import SQLStore, make_engine
 from inspectord.store.sql import thd_upgrade
 from inspectord.store.pool import SynchronousPool
 from inspectord.store.swift import SwiftClient, SwiftDataStore
-from inspectord.testing import FakeIronic, FakeSwift
+from inspectord.testing import FakeIronic, FakePXEFilter, FakeSwift
 
 SWIFT_ACCOUNT_URL = "http://swift.test:8080/v1/AUTH_inspector"
 
@@ -70,13 +70,6 @@ def _make_config(**overrides):
         values[(group, option)] = value
     return config_mod.load(overrides=values)
 
-class FakeFilter:
-    def __init__(self):
-        self.notified = 0
-
-    def notify(self):
-        self.notified += 1
-
 class Harness:
     """inspectord's parts wired in memory: a fake Ironic, SQLite in memory, a Clock."""
 
@@ -104,7 +97,7 @@ class Harness:
                 SwiftClient(self.swift_http, static_endpoint(self.config.swift_auth.endpoint_override), self.clock)
             )
 
-        self.filter = FakeFilter()
+        self.filter = FakePXEFilter()
         self.introspection = Introspection(
             self.store, self.ironic, self.config, self.clock, pxe_filter=self.filter, swift=swift
         )

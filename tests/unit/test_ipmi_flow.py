@@ -4,21 +4,10 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord.ipmi import CredentialsRejected
+from inspectord.testing import FakeVerifier
 from tests.unit.helpers import Harness, fixture
 
 MAC = "02:fc:00:00:00:01"
-
-
-class FakeVerifier:
-    def __init__(self):
-        self.calls = []
-        self.fail_with = None
-
-    def verify(self, address, username, password, port=623):
-        self.calls.append((address, username, password, port))
-        if self.fail_with is not None:
-            return defer.fail(self.fail_with)
-        return defer.succeed(None)
 
 
 class CredentialsFlowTests(SynchronousTestCase):
