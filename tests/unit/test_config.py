@@ -374,3 +374,32 @@ class ErrorTests(ConfigTestCase):
         ]
         for old, new, named in cases:
             self.assertIn(named, self.load_error(INSPECTOR_CONF.replace(old, new, 1)), new)
+
+
+class OptionTableTests(ConfigTestCase):
+    """doc/ironic-inspector-12.5.0-options.tsv (every ironic-inspector option) matches the loader."""
+
+    TABLE = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "ironic-inspector-12.5.0-options.tsv")
+
+    def test_every_option_is_honoured_or_accepted(self):
+        with open(self.TABLE, encoding="utf-8") as f:
+            header, *lines = f.read().splitlines()
+        self.assertEqual(header.split("\t"), ["section", "option", "deprecated_names", "handling", "note"])
+        self.assertGreater(len(lines), 300)
+        text = []
+        expected_ignored = set()
+        for line in lines:
+            section, option, _, handling, note = line.split("\t")
+            self.assertIn(handling, ("honoured", "ignored"), line)
+            if handling == "ignored":
+                self.assertTrue(note, "no reason given for ignoring [{}]{}".format(section, option))
+            text.append("[{}]\n{} = x\n".format(section, option))
+            expected_ignored.add("[{}]{}".format(section, option))
+        ignored, unknown = {}, {}
+        conf = config._make_conf()
+        for i, chunk in enumerate(text):
+            path = self.write(chunk)
+            config._classify(conf, path, ignored, unknown)
+        self.assertEqual(list(unknown), [])  # no ironic-inspector option is "unknown"
+        # what the loader ignores is what the table says (plus the few parsed but not acted on)
+        self.assertLessEqual(set(ignored), expected_ignored)
