@@ -13,7 +13,7 @@ setup(
     packages=find_packages(include=["inspectord", "inspectord.*"]) + ["twisted.plugins"],
     package_data={"inspectord": ["store/migrations/script.py.mako", "hooks/known_accelerators.yaml"]},
     install_requires=[
-        "twisted>=24.3",
+        "twisted[tls]>=24.3",  # pyOpenSSL: use_ssl = true
         "klein>=23.5",
         "treq>=23.11",
         "sqlalchemy>=2.0",
@@ -28,11 +28,18 @@ setup(
         "PyYAML>=6.0",
     ],
     extras_require={
-        "test": ["python-ironicclient>=5.0"],
+        "test": ["python-ironicclient>=5.0", "cryptography>=41"],
         "postgresql": ["psycopg2-binary"],
         # benchmarks (bench/, make bench): process figures, plots, profiles
         "bench": ["psutil>=5.9", "matplotlib>=3.7", "py-spy>=0.3"],
     },
-    entry_points={"console_scripts": ["inspectord-dbsync=inspectord.tap:main_dbsync_exit"]},
+    entry_points={
+        "console_scripts": [
+            "inspectord-dbsync=inspectord.tap:main_dbsync_exit",
+            # ironic-inspector's names, for the units, images and tools that run them
+            "ironic-inspector=inspectord.tap:ironic_inspector_exit",
+            "ironic-inspector-dbsync=inspectord.tap:ironic_dbsync_exit",
+        ]
+    },
     zip_safe=False,
 )

@@ -4,18 +4,61 @@ Blocking helpers on the standard library only: this module is used from
 test set-up and command-line tools, never from the daemon.
 """
 
+import http.client
 import json
 import os
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
-_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP (or HTTPS, given a context) over a unix socket."""
+
+    def __init__(self, path, timeout, context=None):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+        self._context = context
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        if self._context is not None:
+            sock = self._context.wrap_socket(sock, server_hostname="localhost")
+        self.sock = sock
+
+
+class _UnixHandler(urllib.request.HTTPHandler):
+    """Sends http:// and https:// requests to a unix socket, whatever the host."""
+
+    handler_order = 100  # before the default TCP handlers
+
+    def __init__(self, path, context):
+        super().__init__()
+        self._path, self._context = path, context
+
+    def _connect(self, host, timeout=None, **kwargs):
+        return _UnixHTTPConnection(self._path, timeout, self._context)
+
+    def http_open(self, request):
+        return self.do_open(self._connect, request)
+
+    https_open = http_open
+    https_request = urllib.request.HTTPHandler.http_request
+
+
+def client_tls_context(cafile, certfile=None, keyfile=None):
+    """An ``ssl`` client context trusting ``cafile``, presenting a certificate if given."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    if certfile:
+        context.load_cert_chain(str(certfile), str(keyfile))
+    return context
 
 BASE_CONFIG = """\
 [DEFAULT]
@@ -54,13 +97,33 @@ class InspectordProcess:
 
     :param extra_config: appended to the generated file (later sections
         and options win in oslo.config).
+    :param tls: an ``ssl.SSLContext`` the helper's own requests use: the
+        configuration serves HTTPS (``use_ssl``), and :attr:`url` is https.
+    :param unix_socket: the configuration listens there
+        (``listen_unix_socket``); the helper's requests go through it.
+    :param extra_config_files: more ``--config-file`` after the generated one.
+    :param program: ``twistd`` (``twistd -n inspectord``) or
+        ``ironic-inspector`` (the console script of that name).
     """
 
-    def __init__(self, workdir, ironic_url, port=None, timeout=3600, clean_up_period=60, extra_config="", env=None):
+    def __init__(self, workdir, ironic_url, port=None, timeout=3600, clean_up_period=60, extra_config="", env=None,
+                 tls=None, unix_socket=None, extra_config_files=(), program="twistd"):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.url = "http://127.0.0.1:{}".format(self.port)
+        self.tls = tls
+        self.unix_socket = unix_socket
+        self.extra_config_files = [str(f) for f in extra_config_files]
+        self.program = program
+        self.url = "{}://127.0.0.1:{}".format("https" if tls else "http", self.port)
+        if unix_socket:
+            self.url = "{}://localhost".format("https" if tls else "http")
+        handlers = [urllib.request.ProxyHandler({})]
+        if unix_socket:
+            handlers.append(_UnixHandler(str(unix_socket), tls))
+        elif tls:
+            handlers.append(urllib.request.HTTPSHandler(context=tls))
+        self._http = urllib.request.build_opener(*handlers)
         self.config_path = self.workdir / "inspectord.conf"
         self.log_path = self.workdir / "inspectord.log"
         self.config_path.write_text(
@@ -78,10 +141,16 @@ class InspectordProcess:
         self.env = dict(env or {})
 
     def command(self):
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        config_files = []
+        for path in [str(self.config_path), *self.extra_config_files]:
+            config_files += ["--config-file", path]
+        bindir = os.path.dirname(sys.executable)
+        if self.program == "ironic-inspector":
+            # Logs to standard output, as ironic-inspector did: twistd.out.
+            return [os.path.join(bindir, "ironic-inspector"), *config_files]
         return [
-            twistd, "-n", "--logfile", str(self.log_path), "--pidfile", "",
-            "inspectord", "--config-file", str(self.config_path),
+            os.path.join(bindir, "twistd"), "-n", "--logfile", str(self.log_path), "--pidfile", "",
+            "inspectord", *config_files,
         ]
 
     def start(self, timeout=60, detach=False):
@@ -97,10 +166,10 @@ class InspectordProcess:
             if self.process.poll() is not None:
                 raise RuntimeError("inspectord exited with {}:\n{}".format(self.process.returncode, self.log_tail()))
             try:
-                with _HTTP.open(self.url + "/", timeout=2) as r:
+                with self._http.open(self.url + "/", timeout=2) as r:
                     if r.status == 200:
                         return self
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
                 pass
             time.sleep(0.1)
         self.stop()
@@ -141,7 +210,7 @@ class InspectordProcess:
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with _HTTP.open(request, timeout=60) as r:
+            with self._http.open(request, timeout=60) as r:
                 status, hdrs, raw = r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
             status, hdrs, raw = e.code, e.headers, e.read()

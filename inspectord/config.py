@@ -6,23 +6,47 @@ are ironic-inspector's, parsed by oslo.config (and keystoneauth1 for
 one.  :func:`load` returns a :class:`Config` of frozen dataclasses; nothing
 else in inspectord reads oslo.config.
 
-Options of ironic-inspector that inspectord does not use (oslo.log and
-oslo.messaging settings, ``[coordination]``, ``[mdns]``...) are accepted
-and reported as ignored.  Anything else unknown is a start-up error naming
-the option.  Options of inspectord's own live in sections of their own
-(``[ironic_client]``).
+Several files and directories (``--config-file``, ``--config-dir``) are
+merged in the order given, later ones winning option by option, exactly as
+oslo.config merges them.  Options of ironic-inspector that inspectord does
+not use (oslo.log and oslo.messaging settings, ``[coordination]``,
+``[mdns]``...) are accepted and reported as ignored; options nobody knows
+(misspelt, or dropped by ironic-inspector long ago but still written by
+deployment tools) are reported as unknown.  Neither stops the start: as
+with oslo.config, only an invalid value of an option inspectord uses does.
+The listening options (``use_ssl`` with ``[ssl]``, ``listen_unix_socket``)
+are honoured or refused, never dropped.  Options of inspectord's own live in
+sections of their own (``[ironic_client]``).
 """
 
-import configparser
 import dataclasses
+import glob
 import os
 
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
+from oslo_config import types as cfg_types
 
 from inspectord import errors
 
 DEFAULT_DATABASE = "sqlite:////var/lib/inspectord/inspectord.sqlite"
+
+
+
+class _Octal(cfg_types.Integer):
+    """An integer written in octal, as ironic-inspector's listen_unix_socket_mode."""
+
+    def __init__(self):
+        super().__init__(min=0, max=0o7777, type_name="octal integer")
+
+    def __call__(self, value):
+        if isinstance(value, int):
+            return super().__call__(value)
+        try:
+            return super().__call__(int(str(value).strip(), 8))
+        except ValueError:
+            raise ValueError("{!r} is not an octal file mode".format(value)) from None
+
 
 DEFAULT_HOOKS = "ramdisk_error,root_disk_selection,scheduler,validate_interfaces,capabilities,pci_devices"
 
@@ -30,6 +54,22 @@ _OPTS = {
     "DEFAULT": [
         cfg.StrOpt("listen_address", default="::", help="IP address to listen on."),
         cfg.PortOpt("listen_port", default=5050, help="Port to listen on."),
+        cfg.StrOpt(
+            "listen_unix_socket",
+            help="Unix socket to listen on instead of listen_address and listen_port (nothing "
+            "listens on TCP then); a stale socket left at that path is replaced.",
+        ),
+        cfg.Opt(
+            "listen_unix_socket_mode",
+            type=_Octal(),
+            help="File mode (octal, e.g. 0660) of listen_unix_socket; unset leaves what the umask gives.",
+        ),
+        cfg.BoolOpt(
+            "use_ssl",
+            default=False,
+            help="Serve HTTPS with [ssl]cert_file and key_file (and client certificates signed by "
+            "[ssl]ca_file when it is set).",
+        ),
         cfg.StrOpt("host", default="localhost", help="Name of this instance, used in logs."),
         cfg.StrOpt(
             "auth_strategy",
@@ -380,6 +420,21 @@ _OPTS = {
         ),
     ],
     "healthcheck": [cfg.BoolOpt("enabled", default=False)],
+    # oslo.service's TLS options, read by ironic-inspector when use_ssl is true.
+    "ssl": [
+        cfg.StrOpt("cert_file", help="PEM certificate (and chain) served with use_ssl = true."),
+        cfg.StrOpt("key_file", help="PEM private key of cert_file."),
+        cfg.StrOpt(
+            "ca_file",
+            help="PEM CA certificates; when set, every client must present a certificate they signed.",
+        ),
+        cfg.StrOpt(
+            "version",
+            help="TLS versions allowed: unset, SSLv23 or TLS: any version this OpenSSL accepts "
+            "(1.2 and 1.3); TLSv1_2: only TLS 1.2. TLSv1, TLSv1_1, SSLv2 and SSLv3 are refused.",
+        ),
+        cfg.StrOpt("ciphers", help="OpenSSL cipher list for TLS 1.2 and older, e.g. ECDHE+AESGCM."),
+    ],
     "ipmi_verification": [
         cfg.FloatOpt(
             "window",
@@ -465,6 +520,9 @@ _OPTS = {
 # Options ironic-inspector knew that inspectord accepts but does not use.
 IGNORED_DEFAULT_OPTIONS = frozenset(
     """debug verbose log_file log_dir log_config_append log_date_format use_stderr
+    logfile logdir log_config log_color rpc_thread_pool_size rpc_ping_enabled
+    api_paste_config wsgi_log_format tcp_keepidle wsgi_default_pool_size max_header_line
+    wsgi_keep_alive client_socket_timeout wsgi_server_debug
     use_syslog use_journal use_json syslog_log_facility logging_context_format_string
     logging_default_format_string logging_debug_format_suffix logging_exception_prefix
     logging_user_identity_format default_log_levels publish_errors instance_format
@@ -472,12 +530,12 @@ IGNORED_DEFAULT_OPTIONS = frozenset(
     fatal_deprecations watch_log_file log_rotation_type log_rotate_interval
     log_rotate_interval_type max_logfile_count max_logfile_size_mb
     transport_url rpc_transport rpc_response_timeout control_exchange executor_thread_pool_size
-    listen_unix_socket listen_unix_socket_mode leader_election_interval use_ssl
+    leader_election_interval
     max_concurrency rootwrap_config enable_mdns standalone""".split()
 )
 IGNORED_SECTIONS = frozenset(
-    """coordination mdns service_catalog exception oslo_concurrency
-    oslo_middleware cors json_rpc ssl
+    """coordination mdns service_catalog exception ironic_lib oslo_concurrency
+    oslo_middleware cors json_rpc
     oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
     oslo_messaging_amqp oslo_reports profiler""".split()
 )
@@ -492,7 +550,7 @@ IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS = frozenset(
     memcache_tls_allowed_ciphers memcache_sasl_enabled memcache_username memcache_password
     default_domain_id default_domain_name domain_id domain_name trust_id
     timeout collect_timing split_loggers tls_ciphers tls_min_version
-    auth_plugin identity_uri admin_user admin_password admin_tenant_name admin_token auth_host
+    memcache_servers auth_plugin identity_uri admin_user admin_password admin_tenant_name admin_token auth_host
     auth_port auth_protocol auth_admin_prefix signing_dir hash_algorithms revocation_cache_time
     check_revocations_for_cached""".split()
 )  # the last two lines: options of older keystonemiddleware releases, still in old files
@@ -502,7 +560,8 @@ IGNORED_DATABASE_OPTIONS = frozenset(
     mysql_enable_ndb connection_recycle_time max_pool_size max_retries retry_interval
     max_overflow connection_debug connection_trace pool_timeout use_db_reconnect
     db_retry_interval db_inc_retry_interval db_max_retry_interval db_max_retries
-    connection_parameters idle_timeout min_pool_size sqlite_db use_tpool""".split()
+    connection_parameters idle_timeout min_pool_size sqlite_db use_tpool
+    asyncio_connection asyncio_slave_connection synchronous_reader""".split()
 )
 IGNORED_OPTIONS = {
     "DEFAULT": IGNORED_DEFAULT_OPTIONS,
@@ -537,29 +596,41 @@ def _make_conf():
 
 
 def _known_ironic_options(conf, group="ironic"):
-    names = set(conf[group])
+    """Option names of [ironic] (or [swift]), with the old names keystoneauth still accepts (tenant_name...)."""
+    names = set(conf[group]) | {"auth_plugin"}
     for plugin in _KNOWN_AUTH_PLUGINS:
         try:
             loader = ks_loading.get_plugin_loader(plugin)
         except Exception:  # plugin not installed with this keystoneauth
             continue
-        names.update(o.dest for o in loader.get_options())
+        for opt in loader.get_options():
+            names.add(opt.dest)
+            names.update(old.dest for old in opt.deprecated)
     return names
 
 
-def _check_unknown(conf, path):
-    """Raise ConfigError for unknown options; return the ignored ones."""
-    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0none")
+def config_dir_files(directory):
+    """The files oslo.config reads from a ``--config-dir``: ``*.conf``, sorted."""
+    return sorted(glob.glob(os.path.join(directory, "*.conf")))
+
+
+def _read_sections(path):
+    """``{section: [keys]}`` of one file, parsed by oslo.config's own parser."""
+    sections = {}
     try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
-    except configparser.Error as e:
+        cfg.ConfigParser(path, sections).parse()
+    except cfg.ParseError as e:
         raise errors.ConfigError("cannot parse {}: {}".format(path, e)) from None
-    ignored, unknown = [], []
-    for section in parser.sections():
-        keys = list(parser[section])
+    except OSError as e:
+        raise errors.ConfigError("cannot read {}: {}".format(path, e.strerror)) from None
+    return {section: list(values) for section, values in sections.items()}
+
+
+def _classify(conf, path, ignored, unknown):
+    """Add the options of ``path`` inspectord does not use to ``ignored`` or ``unknown``."""
+    for section, keys in _read_sections(path).items():
         if section in IGNORED_SECTIONS or section.startswith("oslo_messaging_"):
-            ignored.extend("[{}]{}".format(section, k) for k in keys)
+            ignored.update(("[{}]{}".format(section, k), None) for k in keys)
             continue
         if section in ("ironic", "swift"):
             known = _known_ironic_options(conf, section)
@@ -567,21 +638,28 @@ def _check_unknown(conf, path):
             known = {o.dest for o in _OPTS[section]}
             known |= {d.name for o in _OPTS[section] for d in o.deprecated_opts if d.name}  # e.g. auth_uri
         else:
-            unknown.extend("[{}]{}".format(section, k) for k in keys)
+            unknown.update(("[{}]{}".format(section, k), None) for k in keys)
             if not keys:
-                unknown.append("[{}]".format(section))
+                unknown["[{}]".format(section)] = None
             continue
         for key in keys:
             dest = key.replace("-", "_")
             if dest in known:
                 continue
             if dest in IGNORED_OPTIONS.get(section, ()):
-                ignored.append("[{}]{}".format(section, key))
+                ignored["[{}]{}".format(section, key)] = None
             else:
-                unknown.append("[{}]{}".format(section, key))
-    if unknown:
-        raise errors.ConfigError("unknown option(s) in {}: {}".format(path, ", ".join(unknown)))
-    return ignored
+                unknown["[{}]{}".format(section, key)] = None
+
+
+def _sources(path, config_files, config_dirs, sources):
+    """The ``(kind, path)`` list to read, in order; kind is "file" or "dir"."""
+    if sources is not None:
+        return list(sources)
+    result = [("file", path)] if path is not None else []
+    result += [("file", f) for f in config_files or ()]
+    result += [("dir", d) for d in config_dirs or ()]
+    return result
 
 
 def _freeze(conf, group, opts):
@@ -633,8 +711,15 @@ class Config:
     pci_devices: object
     port_physnet: object
     healthcheck: object
+    # The last --config-file (relative paths such as policy_file start there).
     path: str = None
+    # Every file read, in order (--config-dir ones included).
+    files: tuple = ()
+    # ironic-inspector options inspectord accepts and does not use.
     ignored_options: tuple = ()
+    # Options neither knows (misspelt, or dropped by ironic-inspector).
+    unknown_options: tuple = ()
+    ssl: object = None
     keystone_authtoken: object = None
     oslo_policy: object = None
     http_basic: object = None
@@ -655,24 +740,40 @@ class Config:
         return tuple(h.strip() for h in self.processing.processing_hooks.split(",") if h.strip())
 
 
-def load(path=None, overrides=None):
-    """Read ``path`` (or only defaults) and return a frozen :class:`Config`.
+def load(path=None, overrides=None, config_files=(), config_dirs=(), sources=None):
+    """Read the configuration and return a frozen :class:`Config`.
 
-    :param overrides: ``{(group, option): value}`` applied after the file,
+    :param path: one configuration file (or None: only defaults).
+    :param config_files, config_dirs: more files, and directories whose
+        ``*.conf`` files are read in name order, after ``path``.
+    :param sources: instead of the above, ``[("file"|"dir", path), ...]`` in
+        command-line order; later ones override earlier ones option by
+        option, as oslo.config does with ``--config-file``/``--config-dir``.
+    :param overrides: ``{(group, option): value}`` applied after the files,
         for tests and command-line flags.
-    :raises errors.ConfigError: naming the unknown or invalid option.
+    :raises errors.ConfigError: naming the invalid option or unreadable file.
     """
     conf = _make_conf()
-    ignored = []
-    if path is not None:
-        if not os.path.exists(path):
-            raise errors.ConfigError("configuration file {} does not exist".format(path))
-        ignored = _check_unknown(conf, path)
+    sources = _sources(path, config_files, config_dirs, sources)
+    args, files = [], []
+    for kind, source in sources:
+        if kind == "dir":
+            if not os.path.isdir(source):
+                raise errors.ConfigError("configuration directory {} does not exist".format(source))
+            files += config_dir_files(source)
+        else:
+            if not os.path.exists(source):
+                raise errors.ConfigError("configuration file {} does not exist".format(source))
+            files.append(source)
+        args += ["--config-{}".format(kind), source]
+    ignored, unknown = {}, {}  # dicts as ordered sets: each name once
+    for source in files:
+        _classify(conf, source, ignored, unknown)
     try:
         conf(
-            args=[],
+            args=args,
             project="inspectord",
-            default_config_files=[path] if path else [],
+            default_config_files=[],
             default_config_dirs=[],
             validate_default_values=True,
             use_env=False,
@@ -685,7 +786,15 @@ def load(path=None, overrides=None):
     ironic_auth = _load_ironic_auth(conf)
     if frozen["processing"].store_data == "swift":
         frozen["swift_auth"] = _load_ironic_auth(conf, "swift", "object-store")
-    result = Config(ironic_auth=ironic_auth, path=path, ignored_options=tuple(ignored), **frozen)
+    config_paths = [s for kind, s in sources if kind == "file"]
+    result = Config(
+        ironic_auth=ironic_auth,
+        path=config_paths[-1] if config_paths else None,
+        files=tuple(files),
+        ignored_options=tuple(ignored),
+        unknown_options=tuple(unknown),
+        **frozen,
+    )
     validate(result)
     return result
 
@@ -745,6 +854,7 @@ def _validate_keystone_authtoken(ks):
 
 def validate(config):
     """Cross-option checks; raise ConfigError naming the option."""
+    from inspectord import listening
     from inspectord.processing import discovery, hooks  # the hook registry, node_not_found_hook
 
     if config.default.auth_strategy == "keystone":
@@ -767,6 +877,7 @@ def validate(config):
             "[processing]add_ports=disabled cannot be combined with keep_ports=added; set keep_ports=all"
         )
     hooks.check(config)
+    listening.check(config)
 
 
 _IRONIC_AUTH_SAMPLE = """\
@@ -815,6 +926,17 @@ def sample():
         "# implements has the same section and name, so an existing",
         "# ironic-inspector.conf can be used as it is.  Generated by",
         "# `python -m inspectord.config`; values shown are the defaults.",
+        "#",
+        "# Every option below is honoured.  ironic-inspector options not listed here",
+        "# are accepted and ignored, named once in a warning at start: oslo.log",
+        "# (inspectord logs through twistd), oslo.messaging and [coordination] (one",
+        "# process; instances share the database), oslo.db pool tuning, [cors] (no",
+        "# CORS headers: browsers are refused, as without [cors]), [mdns],",
+        "# [service_catalog], keystonemiddleware tuning.  Options nobody knows are",
+        "# named in the same way and never stop the start.  Refused: invalid values,",
+        "# store_data = swift, [ssl]version = TLSv1/TLSv1_1, use_ssl = true without",
+        "# a usable certificate and key.  The full list, option by option, with why",
+        "# ignoring each is safe: doc/ironic-inspector-12.5.0-options.tsv.",
     ]
     for group, opts in _OPTS.items():
         lines += ["", "[{}]".format(group)]

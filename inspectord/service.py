@@ -1,6 +1,7 @@
 """The service tree: one MultiService holding every part of inspectord."""
 
-from twisted.application import internet, service, strports
+from twisted.application import internet, service
+from twisted.internet import endpoints
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import threadpool
@@ -12,7 +13,7 @@ from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
-from inspectord import pxe
+from inspectord import listening, pxe
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 from inspectord.store.swift import make_data_store
@@ -63,13 +64,20 @@ class InspectordService(service.MultiService):
     log = Logger()
 
     def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None):
+        """:param api_endpoint: an ``IStreamServerEndpoint`` or an endpoint
+        description string; ``site`` is the factory served on it."""
         super().__init__()
         self._reactor = reactor
         # Started once the store is migrated: it reads the store.
         self.pxe_filter = pxe_filter
         self.store = store
         self.introspection = introspection
-        self._api = strports.service(api_endpoint, site, reactor=reactor)
+        if isinstance(api_endpoint, str):
+            api_endpoint = endpoints.serverFromString(reactor, api_endpoint)
+        self._api = internet.StreamServerEndpointService(api_endpoint, site)
+        # A port or socket that cannot be bound fails the start (see
+        # _start_failed) instead of leaving a daemon that serves nothing.
+        self._api._raiseSynchronously = True
         self._timer = None
         if clean_up_period:
             self._timer = internet.TimerService(
@@ -160,9 +168,9 @@ def make_service(config, reactor):
         auth_threads = auth_pool.pool
     api = API(introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads))
     site = make_site(api.app.resource(), MAX_BODY_SIZE)
-    endpoint = "tcp:{}:interface={}".format(config.default.listen_port, config.default.listen_address.replace(":", r"\:"))
+    endpoint, factory = listening.make_endpoint(config, reactor, site)
     main = InspectordService(
-        reactor, store, introspection, endpoint, site, config.default.clean_up_period, pxe_filter=pxe_filter
+        reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter
     )
     main.setServiceParent(top)
     return top

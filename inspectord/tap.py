@@ -1,8 +1,9 @@
-"""``twistd inspectord``: command-line options and the service maker.
+"""``twistd inspectord``, ``ironic-inspector``: command-line options and the service maker.
 
 The only module that looks up the global reactor.
 """
 
+import os
 import sys
 
 from twisted.python import usage
@@ -12,15 +13,32 @@ from inspectord import errors
 
 
 class Options(usage.Options):
-    synopsis = "--config-file FILE"
-    optParameters = [
-        ["config-file", "c", None, "ironic-inspector compatible configuration file."],
-    ]
-    longdesc = "inspectord: bare-metal introspection for OpenStack Ironic (ironic-inspector API)."
+    synopsis = "[--config-file FILE]... [--config-dir DIR]..."
+    longdesc = (
+        "inspectord: bare-metal introspection for OpenStack Ironic (ironic-inspector API). "
+        "--config-file and --config-dir may be repeated; they are read in the order given, "
+        "later ones overriding earlier ones option by option, as oslo.config does."
+    )
+
+    def __init__(self):
+        super().__init__()
+        self["sources"] = []
+
+    def opt_config_file(self, path):
+        """ironic-inspector compatible configuration file (may be repeated)."""
+        self["sources"].append(("file", path))
+
+    opt_c = opt_config_file
+
+    def opt_config_dir(self, path):
+        """Directory whose *.conf files are read in name order (may be repeated)."""
+        self["sources"].append(("dir", path))
 
     def postOptions(self):
+        files = [path for kind, path in self["sources"] if kind == "file"]
+        self["config-file"] = files[-1] if files else None
         try:
-            self["config"] = config_mod.load(self["config-file"])
+            self["config"] = config_mod.load(sources=self["sources"])
         except errors.ConfigError as e:
             raise usage.UsageError("configuration error: {}".format(e)) from None
 
@@ -29,37 +47,62 @@ def makeService(options):
     from twisted.internet import reactor
     from twisted.logger import Logger
 
+    from inspectord import listening
     from inspectord.service import make_service
 
     config = options["config"]
     log = Logger(namespace="inspectord")
+    if config.unknown_options:
+        log.warn(
+            "Unknown option(s), neither inspectord's nor ironic-inspector's (misspelt, or dropped "
+            "by ironic-inspector), ignored: {options}",
+            options=", ".join(config.unknown_options),
+        )
     if config.ignored_options:
         log.warn(
             "Ignoring ironic-inspector option(s) inspectord does not use: {options}",
             options=", ".join(config.ignored_options),
         )
-    log.info("inspectord starting with {path}", path=config.path or "built-in defaults")
+    for message in listening.warnings(config):
+        log.warn("{message}", message=message)
+    log.info(
+        "inspectord starting with {files}, API on {where}",
+        files=", ".join(config.files) or "built-in defaults",
+        where=listening.describe(config),
+    )
     try:
         return make_service(config, reactor)
     except errors.ConfigError as e:
-        # Files the configuration names (htpasswd, policy...) are read here.
+        # Files the configuration names (certificates, htpasswd, policy...) are read here.
         raise SystemExit("inspectord: configuration error: {}".format(e)) from None
 
 
-def main_dbsync(argv=None):
-    """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
+def _parse_dbsync(prog, argv):
     import argparse
 
+    parser = argparse.ArgumentParser(prog=prog, description="Manage inspectord's database schema.")
+    sources = []
+
+    class Source(argparse.Action):
+        def __call__(self, parser, namespace, value, option_string=None):
+            sources.append(("dir" if option_string == "--config-dir" else "file", value))
+
+    parser.add_argument("--config-file", action=Source, metavar="FILE", help="may be repeated")
+    parser.add_argument("--config-dir", action=Source, metavar="DIR", help="may be repeated")
+    parser.add_argument("command", choices=["upgrade"])
+    parser.parse_args(argv)
+    return sources
+
+
+def main_dbsync(argv=None, prog="inspectord-dbsync"):
+    """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
     from inspectord.store.sql import make_engine, thd_upgrade
 
-    parser = argparse.ArgumentParser(prog="inspectord-dbsync", description="Manage inspectord's database schema.")
-    parser.add_argument("--config-file", required=False)
-    parser.add_argument("command", choices=["upgrade"])
-    args = parser.parse_args(argv)
+    sources = _parse_dbsync(prog, argv)
     try:
-        config = config_mod.load(args.config_file)
+        config = config_mod.load(sources=sources)
     except errors.ConfigError as e:
-        print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
+        print("{}: configuration error: {}".format(prog, e), file=sys.stderr)
         return 2
     thd_upgrade(make_engine(config.database.connection))
     print("database schema is up to date")
@@ -68,3 +111,28 @@ def main_dbsync(argv=None):
 
 def main_dbsync_exit():
     sys.exit(main_dbsync())
+
+
+def ironic_dbsync_exit():
+    """``ironic-inspector-dbsync --config-file FILE upgrade``, as kolla and puppet run it."""
+    sys.exit(main_dbsync(prog="ironic-inspector-dbsync"))
+
+
+def twistd_argv(argv):
+    """The ``twistd`` command line that ``ironic-inspector ARGV`` stands for.
+
+    The daemon runs in the foreground (as ironic-inspector did under
+    systemd and in containers), logging to standard output, without a pid
+    file; ``ARGV`` (``--config-file``, ``--config-dir``) goes to the plugin.
+    """
+    return ["twistd", "--nodaemon", "--pidfile=", "inspectord", *argv]
+
+
+def ironic_inspector_exit(argv=None):
+    """``ironic-inspector --config-file FILE``: the same daemon as ``twistd -n inspectord``."""
+    from twisted.scripts import twistd
+
+    argv = sys.argv[1:] if argv is None else argv
+    sys.argv = twistd_argv(argv)
+    sys.argv[0] = os.path.join(os.path.dirname(sys.executable), "twistd")
+    twistd.run()

@@ -194,7 +194,11 @@ class API:
         return json.dumps(result).encode()
 
     def _root_url(self, request):
-        host = request.getHeader("host") or "{}:{}".format(request.getHost().host, request.getHost().port)
+        host = request.getHeader("host")
+        if not host:
+            local = request.getHost()
+            # A unix socket (listen_unix_socket) has no host and port.
+            host = "{}:{}".format(local.host, local.port) if hasattr(local, "port") else "localhost"
         return "{}://{}/".format("https" if request.isSecure() else "http", host)
 
     def _link(self, request, path):
@@ -262,7 +266,9 @@ class API:
     @endpoint()
     async def continue_(self, request):
         data = self._json_body(request)
-        return await self.introspection.process(data, source=request.getClientAddress().host)
+        # None on a unix socket (a local proxy): no IP address to count discovery attempts by.
+        source = getattr(request.getClientAddress(), "host", None)
+        return await self.introspection.process(data, source=source)
 
     @app.route("/v1/introspection/<node_id>", methods=["POST"])
     @endpoint("introspection:start")

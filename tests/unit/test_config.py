@@ -187,28 +187,130 @@ class LoadTests(ConfigTestCase):
         self.assertIn("auth", message)
 
 
-class ErrorTests(ConfigTestCase):
+class UnknownOptionTests(ConfigTestCase):
+    """As oslo.config: an option nobody knows is reported, never refused."""
+
+    def load(self, text):
+        return config.load(self.write(text))
+
     def test_unknown_option(self):
-        message = self.load_error(self.edit("processing", "no_such_option = 1"))
-        self.assertIn("[processing]no_such_option", message)
+        conf = self.load(self.edit("processing", "no_such_option = 1"))
+        self.assertEqual(conf.unknown_options, ("[processing]no_such_option",))
+        self.assertEqual(conf.processing.add_ports, "all")  # the rest of the file still applies
 
-    def test_unknown_default_option(self):
-        self.assertIn("[DEFAULT]frobnicate", self.load_error(self.edit("DEFAULT", "frobnicate = yes")))
+    def test_unknown_default_ironic_and_section(self):
+        text = self.edit("DEFAULT", "frobnicate = yes")
+        text = self.edit("ironic", "no_such_thing = 1", base=text)
+        text += "\n[no_such_section]\nkey = v\n\n[empty_section]\n"
+        conf = self.load(text)
+        self.assertEqual(
+            conf.unknown_options,
+            ("[DEFAULT]frobnicate", "[ironic]no_such_thing", "[no_such_section]key", "[empty_section]"),
+        )
 
-    def test_unknown_ironic_option(self):
-        self.assertIn("[ironic]no_such_thing", self.load_error(self.edit("ironic", "no_such_thing = 1")))
+    def test_options_deployment_tools_still_write(self):
+        """Options ironic-inspector dropped long ago, written by kolla, TripleO, puppet..."""
+        text = self.edit("ironic", "os_region = RegionOne")
+        text = self.edit("processing", "store_data_location = inspector_data", base=text)
+        text = self.edit("DEFAULT", "log_color = true\nlogdir = /var/log/x\nlogfile = x.log\nlog_config = /etc/l", base=text)
+        text += "\n[iptables]\nmanage_firewall = false\n"
+        conf = self.load(text)
+        self.assertEqual(
+            conf.unknown_options, ("[ironic]os_region", "[processing]store_data_location", "[iptables]manage_firewall")
+        )
+        # oslo.log options and their old names, which ironic-inspector still read
+        for name in ("[DEFAULT]debug", "[DEFAULT]log_color", "[DEFAULT]logdir", "[DEFAULT]logfile", "[DEFAULT]log_config"):
+            self.assertIn(name, conf.ignored_options)
 
-    def test_all_unknown_options_named(self):
-        text = self.edit("processing", "first_unknown = 1")
-        text = self.edit("pxe_filter", "second_unknown = 2", base=text)
+    def test_invalid_value_still_refused_next_to_unknown_options(self):
+        text = self.edit("processing", "no_such_option = 1").replace("add_ports = all", "add_ports = bogus")
         message = self.load_error(text)
-        self.assertIn("[processing]first_unknown", message)
-        self.assertIn("[pxe_filter]second_unknown", message)
+        self.assertIn("add_ports", message)
+        self.assertIn("bogus", message)
 
-    def test_unknown_section(self):
-        self.assertIn("[no_such_section]key", self.load_error(INSPECTOR_CONF + "\n[no_such_section]\nkey = v\n"))
-        self.assertIn("[empty_section]", self.load_error(INSPECTOR_CONF + "\n[empty_section]\n"))
+    def test_unknown_option_with_invalid_looking_value_is_not_parsed(self):
+        self.assertIn("[DEFAULT]old_port", self.load(self.edit("DEFAULT", "old_port = not-a-number")).unknown_options)
 
+
+class SeveralFilesTests(ConfigTestCase):
+    """--config-file and --config-dir merged in order, later ones winning option by option."""
+
+    def directory(self, files):
+        path = self.mktemp()
+        os.makedirs(path)
+        for name, text in files.items():
+            with open(os.path.join(path, name), "w", encoding="utf-8") as f:
+                f.write(textwrap.dedent(text))
+        return path
+
+    def test_tripleo_dist_then_site_file(self):
+        dist = self.write(INSPECTOR_CONF)
+        site = self.write("[DEFAULT]\ntimeout = 900\n[processing]\nadd_ports = active\n")
+        conf = config.load(config_files=[dist, site])
+        self.assertEqual(conf.default.timeout, 900)  # from the second file
+        self.assertEqual(conf.processing.add_ports, "active")
+        self.assertEqual(conf.default.listen_port, 5051)  # from the first: merged option by option
+        self.assertEqual(conf.processing.keep_ports, "present")
+        self.assertEqual(conf.files, (dist, site))
+        self.assertEqual(conf.path, site)
+
+    def test_order_decides(self):
+        first = self.write("[DEFAULT]\ntimeout = 900\n")
+        second = self.write("[DEFAULT]\ntimeout = 1200\n")
+        base = self.write(INSPECTOR_CONF)
+        self.assertEqual(config.load(config_files=[base, first, second]).default.timeout, 1200)
+        self.assertEqual(config.load(config_files=[base, second, first]).default.timeout, 900)
+
+    def test_config_dir_in_name_order_and_only_conf_files(self):
+        directory = self.directory({
+            "20-late.conf": "[DEFAULT]\ntimeout = 20\n",
+            "10-early.conf": "[DEFAULT]\ntimeout = 10\nclean_up_period = 7\n",
+            "99-ignored.conf.bak": "[DEFAULT]\ntimeout = 99\n",
+        })
+        conf = config.load(self.write(INSPECTOR_CONF), config_dirs=[directory])
+        self.assertEqual(conf.default.timeout, 20)
+        self.assertEqual(conf.default.clean_up_period, 7)
+        self.assertEqual([os.path.basename(f) for f in conf.files[1:]], ["10-early.conf", "20-late.conf"])
+
+    def test_command_line_order_of_files_and_dirs(self):
+        directory = self.directory({"a.conf": "[DEFAULT]\ntimeout = 10\n"})
+        base = self.write(INSPECTOR_CONF)
+        after = self.write("[DEFAULT]\ntimeout = 30\n")
+        conf = config.load(sources=[("file", base), ("dir", directory), ("file", after)])
+        self.assertEqual(conf.default.timeout, 30)
+        conf = config.load(sources=[("file", base), ("file", after), ("dir", directory)])
+        self.assertEqual(conf.default.timeout, 10)
+
+    def test_multi_valued_options_follow_oslo_config(self):
+        """oslo.config: a MultiStrOpt's values from every file are concatenated."""
+        extra = self.write('[pci_devices]\nalias = {"vendor_id": "15b3", "product_id": "1017", "name": "cx5"}\n')
+        conf = config.load(config_files=[self.write(INSPECTOR_CONF), extra])
+        self.assertEqual(len(conf.pci_devices.alias), 3)
+
+    def test_unknown_options_of_every_file_each_named_once(self):
+        first = self.write(self.edit("DEFAULT", "log_colour = true"))
+        second = self.write("[DEFAULT]\nlog_colour = false\n[processing]\nstore_data_location = x\n")
+        conf = config.load(config_files=[first, second])
+        self.assertEqual(conf.unknown_options, ("[DEFAULT]log_colour", "[processing]store_data_location"))
+
+    def test_invalid_value_in_a_later_file_named(self):
+        message = self.load_error_files([self.write(INSPECTOR_CONF), self.write("[DEFAULT]\nlisten_port = huge\n")])
+        self.assertIn("listen_port", message)
+        self.assertIn("huge", message)
+
+    def load_error_files(self, files):
+        with self.assertRaises(errors.ConfigError) as caught:
+            config.load(config_files=files)
+        return str(caught.exception)
+
+    def test_missing_directory(self):
+        missing = os.path.join(self.mktemp(), "conf.d")
+        with self.assertRaises(errors.ConfigError) as caught:
+            config.load(self.write(INSPECTOR_CONF), config_dirs=[missing])
+        self.assertIn(missing, str(caught.exception))
+
+
+class ErrorTests(ConfigTestCase):
     def test_invalid_port(self):
         message = self.load_error(INSPECTOR_CONF.replace("listen_port = 5051", "listen_port = abc"))
         self.assertIn("listen_port", message)
@@ -272,3 +374,32 @@ class ErrorTests(ConfigTestCase):
         ]
         for old, new, named in cases:
             self.assertIn(named, self.load_error(INSPECTOR_CONF.replace(old, new, 1)), new)
+
+
+class OptionTableTests(ConfigTestCase):
+    """doc/ironic-inspector-12.5.0-options.tsv (every ironic-inspector option) matches the loader."""
+
+    TABLE = os.path.join(os.path.dirname(__file__), "..", "..", "doc", "ironic-inspector-12.5.0-options.tsv")
+
+    def test_every_option_is_honoured_or_accepted(self):
+        with open(self.TABLE, encoding="utf-8") as f:
+            header, *lines = f.read().splitlines()
+        self.assertEqual(header.split("\t"), ["section", "option", "deprecated_names", "handling", "note"])
+        self.assertGreater(len(lines), 300)
+        text = []
+        expected_ignored = set()
+        for line in lines:
+            section, option, _, handling, note = line.split("\t")
+            self.assertIn(handling, ("honoured", "ignored"), line)
+            if handling == "ignored":
+                self.assertTrue(note, "no reason given for ignoring [{}]{}".format(section, option))
+            text.append("[{}]\n{} = x\n".format(section, option))
+            expected_ignored.add("[{}]{}".format(section, option))
+        ignored, unknown = {}, {}
+        conf = config._make_conf()
+        for i, chunk in enumerate(text):
+            path = self.write(chunk)
+            config._classify(conf, path, ignored, unknown)
+        self.assertEqual(list(unknown), [])  # no ironic-inspector option is "unknown"
+        # what the loader ignores is what the table says (plus the few parsed but not acted on)
+        self.assertLessEqual(set(ignored), expected_ignored)

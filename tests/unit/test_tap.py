@@ -76,11 +76,66 @@ class OptionsTests(TapTestCase):
         self.assertIn("configuration error", str(caught.exception))
         self.assertIn("add_ports", str(caught.exception))
 
-    def test_unknown_option_named(self):
-        path = self.write_config(extra="\n[processing]\nno_such_option = 1\n")
-        with self.assertRaises(usage.UsageError) as caught:
-            self.options("--config-file", path)
-        self.assertIn("[processing]no_such_option", str(caught.exception))
+    def test_unknown_option_warned_once_not_refused(self):
+        path = self.write_config(extra="\n[processing]\nno_such_option = 1\n[DEFAULT]\ndebug = true\n")
+        options = self.options("--config-file", path)
+        self.assertEqual(options["config"].unknown_options, ("[processing]no_such_option",))
+        events = []
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        tap.makeService(options)
+        warnings = [e for e in events if e.get("log_level") is not None and e["log_level"].name == "warn"]
+        unknown = [e for e in warnings if "no_such_option" in e.get("options", "")]
+        self.assertEqual(len(unknown), 1)
+        self.assertIn("Unknown option", unknown[0]["log_format"])
+        self.assertEqual([e["options"] for e in warnings if "debug" in e.get("options", "")], ["[DEFAULT]debug"])
+
+    def test_several_config_files_and_dirs_in_order(self):
+        base = self.write_config()
+        directory = self.mktemp()
+        os.makedirs(directory)
+        with open(os.path.join(directory, "10-timeout.conf"), "w") as f:
+            f.write("[DEFAULT]\ntimeout = 100\nlisten_port = 5056\n")
+        later = os.path.join(directory, "later.ini")
+        with open(later, "w") as f:
+            f.write("[DEFAULT]\ntimeout = 200\n")
+        options = self.options("--config-file", base, "--config-dir", directory, "--config-file", later)
+        self.assertEqual(options["config"].default.timeout, 200)
+        self.assertEqual(options["config"].default.listen_port, 5056)
+        self.assertEqual(options["config-file"], later)
+        options = self.options("-c", base, "--config-file", later, "--config-dir", directory)
+        self.assertEqual(options["config"].default.timeout, 100)
+
+    def test_ironic_inspector_command_is_twistd_in_the_foreground(self):
+        argv = tap.twistd_argv(["--config-file", "/etc/a.conf", "--config-file", "/etc/b.conf"])
+        self.assertEqual(argv[argv.index("inspectord"):], ["inspectord", "--config-file", "/etc/a.conf", "--config-file", "/etc/b.conf"])
+        self.assertIn("--nodaemon", argv[:argv.index("inspectord")])
+        from twisted.scripts.twistd import ServerOptions
+
+        parsed = ServerOptions()
+        parsed.parseOptions(argv[1:3] + ["inspectord", "--config-file", self.write_config()])
+        self.assertTrue(parsed["nodaemon"])
+        self.assertEqual(parsed.subCommand, "inspectord")
+        self.assertEqual(parsed.subOptions["config"].default.listen_port, 5055)
+
+    def test_dbsync_arguments(self):
+        self.assertEqual(
+            tap._parse_dbsync("ironic-inspector-dbsync", ["--config-file", "a", "--config-dir", "d", "--config-file", "b", "upgrade"]),
+            [("file", "a"), ("dir", "d"), ("file", "b")],
+        )
+        self.assertRaises(SystemExit, tap._parse_dbsync, "x", ["--config-file", "a", "downgrade"])
+
+    def test_dbsync_merges_files(self):
+        base = self.write_config()
+        moved = os.path.join(os.path.dirname(self.database), "moved.sqlite")
+        later = base + ".later"
+        with open(later, "w") as f:
+            f.write("[database]\nconnection = sqlite:///{}\n".format(moved))
+        self.assertEqual(tap.main_dbsync(["--config-file", base, "--config-file", later, "upgrade"]), 0)
+        self.assertTrue(os.path.exists(moved))
+        self.assertFalse(os.path.exists(self.database))
 
     def test_unknown_flag(self):
         self.assertRaises(usage.UsageError, self.options, "--no-such-flag")
