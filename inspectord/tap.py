@@ -50,6 +50,8 @@ def main_dbsync(argv=None):
     """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
     import argparse
 
+    import sqlalchemy
+
     from inspectord.store.sql import make_engine, thd_upgrade
 
     parser = argparse.ArgumentParser(prog="inspectord-dbsync", description="Manage inspectord's database schema.")
@@ -61,7 +63,14 @@ def main_dbsync(argv=None):
     except errors.ConfigError as e:
         print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
         return 2
-    thd_upgrade(make_engine(config.database.connection))
+    try:
+        thd_upgrade(make_engine(config.database.connection))
+    except errors.ConfigError as e:
+        print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
+        return 2
+    except sqlalchemy.exc.DBAPIError as e:
+        print("inspectord-dbsync: database error: {}".format(e.orig), file=sys.stderr)
+        return 1
     print("database schema is up to date")
     return 0
 
