@@ -4,7 +4,7 @@ The same tables serve SQLite, PostgreSQL and MariaDB/MySQL.  Where MySQL's
 types are narrower than the others', a variant widens them: ``TEXT`` holds
 64 KiB there (introspection data is larger: ``LONGTEXT``) and ``DATETIME``
 keeps whole seconds (``DATETIME(6)``).  On MySQL every table is
-``utf8mb4`` with the binary collation (migration 0005), so comparisons
+``utf8mb4`` with a binary collation without padding (migration 0005), so comparisons
 are exact and case-sensitive as on the other engines, whatever character
 set the database was created with.
 """

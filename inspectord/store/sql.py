@@ -247,6 +247,28 @@ def transient(error):
     return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT
 
 
+# Connection refused or lost, server starting or shutting down, too many
+# connections, a Galera node not ready (1047 WSREP).
+_MYSQL_UNREACHABLE = (1040, 1047, 1053, 1927, 2002, 2003, 2005, 2006, 2013)
+_PG_UNREACHABLE = ("08000", "08001", "08006", "53300", "57P01", "57P02", "57P03")
+
+
+def unreachable(error):
+    """True if ``error`` says the database server cannot be reached (yet), not that it refused the work."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    pgcode = getattr(orig, "pgcode", None)
+    if pgcode in _PG_UNREACHABLE:
+        return True
+    if pgcode is None and type(orig).__module__.startswith("psycopg2") and isinstance(error, sa.exc.OperationalError):
+        return True  # libpq's connection failures carry no SQLSTATE
+    args = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_UNREACHABLE
+
+
 def _retrying(f):
     """``f`` run again (in the same database thread) after a :func:`transient` error."""
 
@@ -702,7 +724,9 @@ class SQLStore:
             attempt += 1
             try:
                 return await self._run(thd_upgrade, self.engine)
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as e:
+            except sa.exc.DBAPIError as e:
+                if not unreachable(e):
+                    raise
                 reason = str(e.orig)
             if 0 <= self._connect_retries <= attempt:
                 raise DatabaseUnreachable(

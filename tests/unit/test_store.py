@@ -534,6 +534,10 @@ class TransientErrorTests(SynchronousTestCase):
         self.assertEqual(len(calls), 1)
 
 
+def _raise(error):
+    raise error
+
+
 class _UnreachablePool:
     """Fails ``failures`` calls as a refused connection does, then runs them."""
 
@@ -595,6 +599,23 @@ class UnreachableAtStartTests(SynchronousTestCase):
         self.clock.pump([1] * 60)
         self.successResultOf(d)
         self.assertEqual(pool.calls, 51)
+
+    def test_other_errors_are_not_retried(self):
+        """A refused migration is not a database starting up."""
+        pool = _UnreachablePool(failures=0)
+        orig = _DriverError(1833, "Cannot change column 'uuid': used in a foreign key constraint")
+        self.patch(sql, "thd_upgrade", lambda engine: _raise(_dbapi_error(sa.exc.OperationalError, orig)))
+        self.failureResultOf(self.store(pool, retries=10).upgrade(), sa.exc.OperationalError)
+        self.assertEqual(pool.calls, 1)
+
+    def test_unreachable_classification(self):
+        self.assertTrue(sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError(2003, "refused"))))
+        self.assertTrue(sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError(1047, "WSREP"))))
+        self.assertTrue(
+            sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError("starting up", pgcode="57P03")))
+        )
+        self.assertFalse(sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError(1045, "denied"))))
+        self.assertFalse(sql.unreachable(ValueError("x")))
 
     def test_without_retries_fails_at_once(self):
         d = SQLStore(self.engine, _UnreachablePool(failures=1)).upgrade()

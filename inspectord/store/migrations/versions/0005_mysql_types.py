@@ -1,4 +1,4 @@
-"""MySQL/MariaDB: utf8mb4 with exact comparisons, long text, timestamps with microseconds.
+"""MySQL/MariaDB: utf8mb4 with exact comparisons (binary, no padding), long text, timestamps with microseconds.
 
 The tables of 0001-0004 take the database's default character set and
 collation on MySQL (often latin1 or a case-insensitive utf8mb4 one), its
@@ -20,6 +20,8 @@ depends_on = None
 
 _TABLES = ("nodes", "attributes", "introspection_data", "rules", "discoveries", "dhcp_leases")
 _LONG_TEXT = {("nodes", "error", True), ("introspection_data", "data", False)}
+# Short texts stay TEXT (the conversion may have widened them to MEDIUMTEXT).
+_TEXT = {("rules", "description", True), ("discoveries", "outcome", True)}
 _TIMESTAMPS = {
     ("nodes", "started_at", False),
     ("nodes", "finished_at", True),
@@ -31,24 +33,46 @@ _TIMESTAMPS = {
 }
 
 
+def _binary_collation(bind):
+    """Byte-wise comparison where trailing spaces count, as on SQLite and PostgreSQL."""
+    if bind.dialect.is_mariadb:
+        return "utf8mb4_nopad_bin"  # MariaDB 10.2+
+    if bind.dialect.server_version_info >= (8,):
+        return "utf8mb4_0900_bin"
+    return "utf8mb4_bin"  # MySQL 5.7 (pads trailing spaces)
+
+
 def upgrade():
     bind = op.get_bind()
     if bind.dialect.name != "mysql":
         return
-    # The key columns of attributes reference nodes.uuid: convert both sides
-    # before the server checks the constraint again.
-    op.execute("SET SESSION foreign_key_checks = 0")
-    try:
-        for table in _TABLES:
-            # DYNAMIC rows allow index keys up to 3072 bytes: the lookup
-            # index (name, value) is 1148 bytes in utf8mb4.
-            op.execute(
-                "ALTER TABLE {} ROW_FORMAT=DYNAMIC, CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin".format(table)
-            )
-    finally:
-        op.execute("SET SESSION foreign_key_checks = 1")
+    # MariaDB refuses to change the character set of a column a foreign
+    # key uses (even with foreign_key_checks off): drop those keys, convert
+    # both sides, create the keys again.
+    inspector = sa.inspect(bind)
+    foreign_keys = [(table, fk) for table in _TABLES for fk in inspector.get_foreign_keys(table)]
+    for table, fk in foreign_keys:
+        op.drop_constraint(fk["name"], table, type_="foreignkey")
+    collation = _binary_collation(bind)
+    for table in _TABLES:
+        # DYNAMIC rows allow index keys up to 3072 bytes: the lookup
+        # index (name, value) is 1148 bytes in utf8mb4.
+        op.execute(
+            "ALTER TABLE {} ROW_FORMAT=DYNAMIC, CONVERT TO CHARACTER SET utf8mb4 COLLATE {}".format(table, collation)
+        )
+    for table, fk in foreign_keys:
+        op.create_foreign_key(
+            fk["name"],
+            table,
+            fk["referred_table"],
+            fk["constrained_columns"],
+            fk["referred_columns"],
+            ondelete=fk.get("options", {}).get("ondelete"),
+        )
     for table, column, nullable in sorted(_LONG_TEXT):
         op.alter_column(table, column, type_=mysql.LONGTEXT(), existing_type=sa.Text(), existing_nullable=nullable)
+    for table, column, nullable in sorted(_TEXT):
+        op.alter_column(table, column, type_=sa.Text(), existing_nullable=nullable)
     for table, column, nullable in sorted(_TIMESTAMPS):
         op.alter_column(
             table, column, type_=mysql.DATETIME(fsp=6), existing_type=sa.DateTime(), existing_nullable=nullable
