@@ -88,8 +88,12 @@ class _Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
             self.port = processes.free_port(self.host)
-        elif not processes.port_is_free(self.host, self.port):
-            raise DatabaseError(f"cannot start {self.engine}: {self.host} port {self.port} is in use")
+        else:
+            # After a kill the last threads of the old server may still hold it a moment.
+            while not processes.port_is_free(self.host, self.port):
+                if time.monotonic() > deadline:
+                    raise DatabaseError(f"cannot start {self.engine}: {self.host} port {self.port} is in use")
+                time.sleep(0.1)
         if not self._initialised():
             self._initialise(deadline)
         with open(self.log_path, "ab") as log:
