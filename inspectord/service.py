@@ -17,6 +17,7 @@ from inspectord import listening, pxe
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 from inspectord.store.swift import make_data_store
+from inspectord.store.sql import DatabaseUnreachable
 
 MAX_BODY_SIZE = 16 * 1024 * 1024
 
@@ -102,7 +103,10 @@ class InspectordService(service.MultiService):
         self.log.info("inspectord is ready")
 
     def _start_failed(self, failure):
-        self.log.failure("inspectord failed to start", failure)
+        if failure.check(DatabaseUnreachable):
+            self.log.critical("inspectord failed to start: {error}", error=failure.value)
+        else:
+            self.log.failure("inspectord failed to start", failure)
         if self._reactor.running:
             self._reactor.stop()
 
@@ -123,7 +127,14 @@ def make_service(config, reactor):
     db_pool.setServiceParent(top)
     io_pool = ThreadPoolService("inspectord-io", 4)
     io_pool.setServiceParent(top)
-    store = SQLStore(engine, db_pool, clock=reactor, status_cache_time=config.api.status_cache_time)
+    store = SQLStore(
+        engine,
+        db_pool,
+        clock=reactor,
+        status_cache_time=config.api.status_cache_time,
+        connect_retries=config.database.max_retries,
+        connect_retry_interval=config.database.retry_interval,
+    )
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
     http = HTTPClient(Agent(reactor, pool=http_pool))

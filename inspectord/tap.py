@@ -96,6 +96,8 @@ def _parse_dbsync(prog, argv):
 
 def main_dbsync(argv=None, prog="inspectord-dbsync"):
     """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
+    import sqlalchemy
+
     from inspectord.store.sql import make_engine, thd_upgrade
 
     sources = _parse_dbsync(prog, argv)
@@ -104,7 +106,14 @@ def main_dbsync(argv=None, prog="inspectord-dbsync"):
     except errors.ConfigError as e:
         print("{}: configuration error: {}".format(prog, e), file=sys.stderr)
         return 2
-    thd_upgrade(make_engine(config.database.connection))
+    try:
+        thd_upgrade(make_engine(config.database.connection))
+    except errors.ConfigError as e:
+        print("{}: configuration error: {}".format(prog, e), file=sys.stderr)
+        return 2
+    except sqlalchemy.exc.DBAPIError as e:
+        print("{}: database error: {}".format(prog, e.orig), file=sys.stderr)
+        return 1
     print("database schema is up to date")
     return 0
 
