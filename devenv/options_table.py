@@ -23,7 +23,10 @@ from devenv.venvs import ensure_venv
 NAMESPACES = [
     "ironic_inspector", "keystonemiddleware.auth_token", "oslo.db", "oslo.log", "oslo.middleware.cors",
     "oslo.policy", "oslo.service.sslutils", "oslo.service.wsgi", "oslo.messaging",
+    "oslo.middleware.healthcheck", "oslo.cache",
 ]
+# Registered by ironic-inspector at import, missed by its config generator.
+EXTRA_OPTIONS = {"accelerators": [{"name": "known_devices", "deprecated_opts": []}]}
 
 # Why ignoring an option is safe, by section (or "section option").
 REASONS = {
@@ -41,6 +44,9 @@ REASONS = {
     "DEFAULT control_exchange": "oslo.messaging RPC, which inspectord does not have",
     "DEFAULT rpc_ping_enabled": "oslo.messaging RPC, which inspectord does not have",
     "DEFAULT rpc_transport": "oslo.messaging RPC, which inspectord does not have",
+    "cache": "oslo.cache backends (memcached, redis) for keystonemiddleware's token cache: inspectord caches "
+             "token validations in memory ([keystone_authtoken]token_cache_time)",
+    "healthcheck": "oslo.middleware healthcheck tuning; see [healthcheck]enabled",
     "coordination": "instances coordinate through the database (leases, compare-and-set), not tooz",
     "cors": "inspectord sends no CORS headers, so browsers refuse cross-origin calls: as ironic-inspector without [cors]",
     "database": "oslo.db pool and retry tuning; inspectord's SQLAlchemy engine uses its own settings",
@@ -87,7 +93,10 @@ def generate():
         for namespace in NAMESPACES:
             command += ["--namespace", namespace]
         subprocess.run(command, check=True, capture_output=True)
-        return json.load(open(out.name))["options"]
+        options = json.load(open(out.name))["options"]
+    for section, extra in EXTRA_OPTIONS.items():
+        options.setdefault(section, {"opts": []})["opts"].extend(extra)
+    return options
 
 
 def classify(section, name):

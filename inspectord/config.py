@@ -549,7 +549,7 @@ IGNORED_DEFAULT_OPTIONS = frozenset(
     max_concurrency rootwrap_config enable_mdns standalone""".split()
 )
 IGNORED_SECTIONS = frozenset(
-    """coordination mdns service_catalog exception ironic_lib oslo_concurrency
+    """cache coordination mdns service_catalog exception ironic_lib oslo_concurrency
     oslo_middleware cors json_rpc
     oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
     oslo_messaging_amqp oslo_reports profiler""".split()
@@ -580,6 +580,10 @@ IGNORED_DATABASE_OPTIONS = frozenset(
 )
 IGNORED_OPTIONS = {
     "DEFAULT": IGNORED_DEFAULT_OPTIONS,
+    "healthcheck": frozenset(
+        """detailed backends allowed_source_ranges ignore_proxied_requests disable_by_file_path
+        disable_by_file_paths enable_by_file_paths""".split()
+    ),
     "database": IGNORED_DATABASE_OPTIONS,
     "keystone_authtoken": IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS,
     "oslo_policy": frozenset(
