@@ -361,7 +361,68 @@ _OPTS = {
             "shipped with inspectord.",
         ),
     ],
-    "healthcheck": [cfg.BoolOpt("enabled", default=False)],
+    "healthcheck": [
+        cfg.BoolOpt(
+            "enabled",
+            default=False,
+            help="Serve GET /healthcheck (unauthenticated, as ironic-inspector): 200 OK, or 503 when a "
+            "backend says the service is disabled.  ?detail=1, or an authenticated request asking for "
+            "JSON, gets the state of every dependency.",
+        ),
+        cfg.ListOpt(
+            "backends",
+            default=[],
+            help="oslo.middleware health check backends: disable_by_file, disable_by_files_ports, "
+            "enable_by_files.  disable_by_file_path also applies when this is empty.",
+        ),
+        cfg.StrOpt(
+            "disable_by_file_path",
+            help="/healthcheck answers 503 DISABLED BY FILE while this file exists (take the instance "
+            "out of a load balancer before maintenance).",
+        ),
+        cfg.ListOpt(
+            "disable_by_file_paths",
+            default=[],
+            help="port:path pairs: 503 while the file of the listener's port exists (backend disable_by_files_ports).",
+        ),
+        cfg.ListOpt(
+            "enable_by_file_paths",
+            default=[],
+            help="503 FILE PATH MISSING until every one of these files exists (backend enable_by_files).",
+        ),
+        cfg.ListOpt(
+            "allowed_source_ranges",
+            default=[],
+            help="CIDRs allowed to get /healthcheck; others get 404. Empty: everyone.",
+        ),
+        cfg.BoolOpt(
+            "ignore_proxied_requests",
+            default=False,
+            help="Requests with X-Forwarded-* headers get 404 from /healthcheck.",
+        ),
+        cfg.BoolOpt(
+            "detailed",
+            default=False,
+            help="Accepted for ironic-inspector files; the detailed view is ?detail=1 (authenticated).",
+        ),
+    ],
+    "metrics": [
+        cfg.BoolOpt("enabled", default=True, help="Serve Prometheus metrics at GET /metrics."),
+        cfg.PortOpt(
+            "listen_port",
+            help="Serve /metrics on a listener of its own on this port instead of the API's.",
+        ),
+        cfg.StrOpt(
+            "listen_address",
+            default="127.0.0.1",
+            help="Address of the separate metrics listener (with listen_port).",
+        ),
+        cfg.BoolOpt(
+            "require_auth",
+            default=False,
+            help="Authenticate /metrics like the API (policy rule introspection:status); public by default.",
+        ),
+    ],
     "ipmi_verification": [
         cfg.FloatOpt(
             "window",
@@ -488,6 +549,8 @@ IGNORED_DATABASE_OPTIONS = frozenset(
 )
 IGNORED_OPTIONS = {
     "DEFAULT": IGNORED_DEFAULT_OPTIONS,
+    # oslo.middleware's deprecated route option: inspectord serves /healthcheck.
+    "healthcheck": frozenset({"path"}),
     "database": IGNORED_DATABASE_OPTIONS,
     "keystone_authtoken": IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS,
     "oslo_policy": frozenset(
@@ -622,6 +685,7 @@ class Config:
     accelerators: object = None
     ipmi_verification: object = None
     api: object = None
+    metrics: object = None
 
     @property
     def processing_hooks(self):
@@ -737,6 +801,9 @@ def validate(config):
             "[processing]add_ports=disabled cannot be combined with keep_ports=added; set keep_ports=all"
         )
     hooks.check(config)
+    from inspectord import health
+
+    health.check_config(config)
 
 
 _IRONIC_AUTH_SAMPLE = """\

@@ -13,6 +13,9 @@ from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
 from inspectord import pxe
+from inspectord.api import ops as api_ops
+from inspectord.health import HealthCheck
+from inspectord.metrics import Metrics
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 
@@ -109,9 +112,11 @@ class InspectordService(service.MultiService):
 def make_service(config, reactor):
     """Wire inspectord from a frozen config."""
     top = OrderedMultiService()
+    metrics = Metrics(reactor, process=True)
     engine = make_engine(config.database.connection)
     db_pool = DatabasePool(reactor, size=1 if engine.dialect.name == "sqlite" else 8)
     db_pool.setServiceParent(top)
+    metrics.watch_store(engine, db_pool)
     io_pool = ThreadPoolService("inspectord-io", 4)
     io_pool.setServiceParent(top)
     store = SQLStore(engine, db_pool, clock=reactor, status_cache_time=config.api.status_cache_time)
@@ -126,9 +131,11 @@ def make_service(config, reactor):
         max_retries=config.ironic.max_retries,
         retry_interval=config.ironic.retry_interval,
         max_in_flight=config.ironic_client.max_in_flight,
+        metrics=metrics,
     )
-    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool)
-    verifier = None
+    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool, metrics=metrics)
+    metrics.watch_pxe_filter(pxe_filter)
+    verifier = ipmi_pool = None
     if config.processing.enable_setting_ipmi_credentials:
         from inspectord.ipmi import CredentialsVerifier
 
@@ -147,6 +154,7 @@ def make_service(config, reactor):
         pxe_filter=pxe_filter,
         reactor=reactor,
         verifier=verifier,
+        metrics=metrics,
     )
     auth_threads = None
     if config.default.auth_strategy != "noauth":
@@ -155,11 +163,24 @@ def make_service(config, reactor):
         auth_pool = ThreadPoolService("inspectord-auth", 2)
         auth_pool.setServiceParent(top)
         auth_threads = auth_pool.pool
-    api = API(introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads))
-    site = make_site(api.app.resource(), MAX_BODY_SIZE)
+    health = HealthCheck(
+        config.healthcheck, reactor, engine=engine, db_pool=db_pool, ironic=ironic, pxe_filter=pxe_filter,
+        ipmi_pool=ipmi_pool.pool if ipmi_pool is not None else None,
+    )
+    api = API(
+        introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads),
+        metrics=metrics, health=health,
+    )
+    site = make_site(api.app.resource(), MAX_BODY_SIZE, metrics=metrics, clock=reactor)
     endpoint = "tcp:{}:interface={}".format(config.default.listen_port, config.default.listen_address.replace(":", r"\:"))
     main = InspectordService(
         reactor, store, introspection, endpoint, site, config.default.clean_up_period, pxe_filter=pxe_filter
     )
     main.setServiceParent(top)
+    if config.metrics.enabled and config.metrics.listen_port:
+        listener = api_ops.MetricsListener(api)
+        metrics_endpoint = "tcp:{}:interface={}".format(
+            config.metrics.listen_port, config.metrics.listen_address.replace(":", r"\:")
+        )
+        strports.service(metrics_endpoint, make_site(listener.app.resource(), 4096), reactor=reactor).setServiceParent(top)
     return top
