@@ -123,7 +123,10 @@ def _time(value):
     if value is None:
         return ""
     text = _when(value)
-    iso = value.isoformat() if isinstance(value, datetime.datetime) else str(value)
+    if isinstance(value, datetime.datetime):
+        iso = (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).isoformat()
+    else:
+        iso = str(value)
     return '<time datetime="{}">{}</time>'.format(_e(iso), _e(text))
 
 
@@ -376,11 +379,18 @@ def _lldp_neighbour(data, iface):
     if not processed:
         return '<span class="muted">none</span>'
     switch = processed.get("switch_system_name") or processed.get("switch_chassis_id") or "?"
-    port = processed.get("switch_port_description") or processed.get("switch_port_id") or "?"
+    port = processed.get("switch_port_id") or processed.get("switch_port_description") or "?"
+    description = processed.get("switch_port_description")
     vlans = processed.get("switch_port_vlans") or []
     text = "{} port {}".format(_e(switch), _e(port))
-    if vlans:
-        text += " <span class=\"muted\">VLAN {}</span>".format(_e(", ".join(str(v.get("id")) for v in vlans[:8])))
+    if description and description != port:
+        text += ' <span class="muted">({})</span>'.format(_e(description))
+    ids = [str(v.get("id")) for v in vlans[:8] if isinstance(v, dict)]
+    untagged = processed.get("switch_port_untagged_vlan_id")
+    if untagged is not None and str(untagged) not in ids:
+        ids.insert(0, str(untagged))
+    if ids:
+        text += ' <span class="muted">VLAN {}</span>'.format(_e(", ".join(ids)))
     return text
 
 
