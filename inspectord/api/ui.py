@@ -62,7 +62,7 @@ dl.facts dd{margin:0;overflow-wrap:anywhere}
 p.empty{color:var(--muted);font-style:italic}
 @media (max-width:44rem){
  table.cards thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
- table.cards,table.cards tbody,table.cards tr,table.cards td{display:block;width:100%}
+ table.cards,table.cards caption,table.cards tbody,table.cards tr,table.cards td{display:block;width:100%}
  table.cards tr{border:1px solid var(--line);border-radius:.4rem;margin:0 0 .75rem;padding:.25rem .5rem}
  table.cards td{border:0;padding:.2rem 0}
  table.cards td::before{content:attr(data-label) ": ";font-weight:600}
