@@ -26,10 +26,11 @@ setup(
         "bcrypt>=4.1",
         "pyghmi>=1.6",
         "PyYAML>=6.0",
+        "prometheus-client>=0.17",
     ],
     extras_require={
         # the test suite also runs the store against real MariaDB and PostgreSQL
-        "test": ["python-ironicclient>=5.0", "cryptography>=41", "PyMySQL>=1.0", "psycopg2-binary>=2.9"],
+        "test": ["python-ironicclient>=5.0", "cryptography>=41", "PyMySQL>=1.0", "psycopg2-binary>=2.9", "selenium>=4.11"],
         # database drivers: [database]connection = mysql+pymysql://... or postgresql://...
         "mysql": ["PyMySQL>=1.0"],
         "postgresql": ["psycopg2-binary>=2.9"],

@@ -434,7 +434,68 @@ _OPTS = {
             "shipped with inspectord.",
         ),
     ],
-    "healthcheck": [cfg.BoolOpt("enabled", default=False)],
+    "healthcheck": [
+        cfg.BoolOpt(
+            "enabled",
+            default=False,
+            help="Serve GET /healthcheck (unauthenticated, as ironic-inspector): 200 OK, or 503 when a "
+            "backend says the service is disabled.  ?detail=1, or an authenticated request asking for "
+            "JSON, gets the state of every dependency.",
+        ),
+        cfg.ListOpt(
+            "backends",
+            default=[],
+            help="oslo.middleware health check backends: disable_by_file, disable_by_files_ports, "
+            "enable_by_files.  disable_by_file_path also applies when this is empty.",
+        ),
+        cfg.StrOpt(
+            "disable_by_file_path",
+            help="/healthcheck answers 503 DISABLED BY FILE while this file exists (take the instance "
+            "out of a load balancer before maintenance).",
+        ),
+        cfg.ListOpt(
+            "disable_by_file_paths",
+            default=[],
+            help="port:path pairs: 503 while the file of the listener's port exists (backend disable_by_files_ports).",
+        ),
+        cfg.ListOpt(
+            "enable_by_file_paths",
+            default=[],
+            help="503 FILE PATH MISSING until every one of these files exists (backend enable_by_files).",
+        ),
+        cfg.ListOpt(
+            "allowed_source_ranges",
+            default=[],
+            help="CIDRs allowed to get /healthcheck; others get 404. Empty: everyone.",
+        ),
+        cfg.BoolOpt(
+            "ignore_proxied_requests",
+            default=False,
+            help="Requests with X-Forwarded-* headers get 404 from /healthcheck.",
+        ),
+        cfg.BoolOpt(
+            "detailed",
+            default=False,
+            help="Accepted for ironic-inspector files; the detailed view is ?detail=1 (authenticated).",
+        ),
+    ],
+    "metrics": [
+        cfg.BoolOpt("enabled", default=True, help="Serve Prometheus metrics at GET /metrics."),
+        cfg.PortOpt(
+            "listen_port",
+            help="Serve /metrics on a listener of its own on this port instead of the API's.",
+        ),
+        cfg.StrOpt(
+            "listen_address",
+            default="127.0.0.1",
+            help="Address of the separate metrics listener (with listen_port).",
+        ),
+        cfg.BoolOpt(
+            "require_auth",
+            default=False,
+            help="Authenticate /metrics like the API (policy rule introspection:status); public by default.",
+        ),
+    ],
     # oslo.service's TLS options, read by ironic-inspector when use_ssl is true.
     "ssl": [
         cfg.StrOpt("cert_file", help="PEM certificate (and chain) served with use_ssl = true."),
@@ -580,10 +641,8 @@ IGNORED_DATABASE_OPTIONS = frozenset(
 )
 IGNORED_OPTIONS = {
     "DEFAULT": IGNORED_DEFAULT_OPTIONS,
-    "healthcheck": frozenset(
-        """detailed backends allowed_source_ranges ignore_proxied_requests disable_by_file_path
-        disable_by_file_paths enable_by_file_paths""".split()
-    ),
+    # oslo.middleware's deprecated route option: inspectord serves /healthcheck.
+    "healthcheck": frozenset({"path"}),
     "database": IGNORED_DATABASE_OPTIONS,
     "keystone_authtoken": IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS,
     "oslo_policy": frozenset(
@@ -753,6 +812,7 @@ class Config:
     swift: object = None
     # Loaded only with [processing]store_data=swift.
     swift_auth: IronicAuthOptions = None
+    metrics: object = None
 
     @property
     def processing_hooks(self):
@@ -897,6 +957,9 @@ def validate(config):
         )
     hooks.check(config)
     listening.check(config)
+    from inspectord import health
+
+    health.check_config(config)
 
 
 _IRONIC_AUTH_SAMPLE = """\

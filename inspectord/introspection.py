@@ -13,10 +13,11 @@ import urllib.parse
 
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 
 from inspectord import errors
 from inspectord import state as st
+from inspectord.logs import NodeLogger
+from inspectord.metrics import NO_METRICS
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import discovery as discovery_mod
 from inspectord.processing import hooks as hooks_mod
@@ -115,15 +116,20 @@ class Introspection:
     :param swift: where finished introspections' data goes with
         ``[processing]store_data=swift``
         (:class:`inspectord.store.swift.SwiftDataStore`).
+    :param metrics: :class:`inspectord.metrics.Metrics` counting starts,
+        ends and failures.
     """
 
-    log = Logger()
+    # Adds the node's MACs and BMC addresses to every line naming a node.
+    log = NodeLogger()
 
-    def __init__(
-        self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None, swift=None
-    ):
+    def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None,
+                 swift=None, metrics=None):
         self.verifier = verifier
         self.swift = swift
+        self.metrics = metrics or NO_METRICS
+        # uuid -> {"mac": ..., "bmc_address": ...} for log lines (see node_log_fields).
+        self._log_fields = {}
         self.store = store
         self.ironic = ironic
         self.config = config
@@ -143,7 +149,27 @@ class Introspection:
     def now(self):
         return utc(self.clock.seconds())
 
-    def _background(self, coro, what):
+    def node_log_fields(self, uuid):
+        """The ``mac`` and ``bmc_address`` fields of log lines about ``uuid``, where known."""
+        return self._log_fields.get(uuid, {})
+
+    def _remember_log_fields(self, uuid, macs=(), bmc_addresses=()):
+        fields = {}
+        if macs:
+            fields["mac"] = ",".join(sorted(macs))
+        if bmc_addresses:
+            fields["bmc_address"] = ",".join(sorted(bmc_addresses))
+        if len(self._log_fields) >= 10_000:
+            self._log_fields.clear()
+        self._log_fields[uuid] = fields
+
+    def _record_log_fields(self, record):
+        info = record.node.get("driver_info") or {}
+        bmc = [info["ipmi_address"]] if isinstance(info.get("ipmi_address"), str) else []
+        if record.uuid not in self._log_fields:
+            self._remember_log_fields(record.uuid, record.ports, bmc)
+
+    def _background(self, coro, what, node=None):
         d = defer.Deferred.fromCoroutine(coro)
         self._pending.add(d)
 
@@ -152,10 +178,11 @@ class Introspection:
             return result
 
         def failed(f):
+            fields = {"node": node} if node else {}
             if f.check(defer.CancelledError):
-                self.log.info("Interrupted while {what}", what=what)
+                self.log.info("Interrupted while {what}", what=what, **fields)
             else:
-                self.log.failure("Unexpected failure while {what}", f, what=what)
+                self.log.failure("Unexpected failure while {what}", f, what=what, **fields)
 
         d.addBoth(done)
         d.addErrback(failed)
@@ -229,6 +256,8 @@ class Introspection:
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
         snapshot = node_snapshot(node)
         record = await self.store.start(uuid, self.now(), manage_boot, snapshot, port_map, attributes, options)
+        self._remember_log_fields(uuid, port_map, [a for kind, a in attributes if kind == "bmc_address"])
+        self.metrics.introspection_started()
         self.log.info(
             "Node {node}: introspection started ({ports} port(s), manage_boot={manage_boot}, "
             "setting IPMI credentials: {setting})",
@@ -238,7 +267,7 @@ class Introspection:
             setting=setting_credentials,
         )
         self._filter_changed()
-        self._background(self._boot(record), "starting introspection of node " + uuid)
+        self._background(self._boot(record), "starting introspection of node " + uuid, node=uuid)
         return record
 
     def _new_credentials(self, node, username, password):
@@ -320,7 +349,7 @@ class Introspection:
         except errors.StateChanged:
             self.log.info("Node {node}: changed by another request while starting", node=uuid)
         except errors.InspectordError as e:
-            await self._fail(uuid, str(e), expected=st.State.starting)
+            await self._fail(uuid, str(e), expected=st.State.starting, reason="boot")
 
     async def _wait_for_turn(self):
         delay = self.config.default.introspection_delay
@@ -332,8 +361,9 @@ class Introspection:
         if slot > now:
             await task.deferLater(self.clock, slot - now, lambda: None)
 
-    async def _fail(self, uuid, message, expected=None, processed=None):
-        self.log.error("Node {node}: introspection failed: {error}", node=uuid, error=message)
+    async def _fail(self, uuid, message, expected=None, processed=None, reason="processing"):
+        """End the introspection in error; ``reason`` is the class counted in metrics."""
+        self.log.error("Node {node}: introspection failed: {error}", node=uuid, error=message, reason=reason)
         try:
             record = await self.store.transition(
                 uuid, st.Event.error, self.now(), error=message, expected=expected, processed=processed
@@ -341,6 +371,7 @@ class Introspection:
         except (errors.StateChanged, errors.InvalidTransition) as e:
             self.log.warn("Node {node}: could not record the error: {reason}", node=uuid, reason=str(e))
             return None
+        self.metrics.introspection_failed(reason)
         self._filter_changed()
         return record
 
@@ -387,9 +418,10 @@ class Introspection:
         elif record is None:
             self._refuse(match.record)
         uuid = record.uuid
+        self._record_log_fields(record)
         if failures:
             message = "\n".join(failures)
-            await self._fail(uuid, message, expected=record.state)
+            await self._fail(uuid, message, expected=record.state, reason="ramdisk")
             await self._store_logs(data, uuid)
             raise errors.ProcessingError(
                 "The following failures happened during running pre-processing hooks:\n" + message
@@ -401,7 +433,7 @@ class Introspection:
             lease.stop()
             raise
         # Like ironic-inspector, answer the ramdisk before powering it off.
-        finishing = self._background(self._finish(record, data, processed), "finishing node " + uuid)
+        finishing = self._background(self._finish(record, data, processed), "finishing node " + uuid, node=uuid)
         finishing.addBoth(lambda result: lease.stop() or result)
         response = {"uuid": uuid}
         credentials = record.options.get("ipmi_credentials")
@@ -481,7 +513,8 @@ class Introspection:
             return None
         except errors.InspectordError as e:
             await self._store_logs(data, uuid)
-            await self._fail(uuid, str(e), expected=record.state)
+            reason = "ironic" if isinstance(e, errors.IronicError) else "processing"
+            await self._fail(uuid, str(e), expected=record.state, reason=reason)
             raise
         except defer.CancelledError:
             raise  # stopping: the lease lets another run take the node over
@@ -489,21 +522,25 @@ class Introspection:
             self.log.failure("Node {node}: unexpected failure while processing", node=uuid)
             await self._store_logs(data, uuid)
             message = "Unexpected exception {} during processing: {}".format(type(e).__name__, e)
-            await self._fail(uuid, message, expected=record.state)
+            await self._fail(uuid, message, expected=record.state, reason="internal")
             raise errors.InspectordError(message, code=500) from None
 
     async def _finish(self, record, data, processed=None, power_off=True, verify_credentials=True):
         """Verify credentials, power off, and finish (storing ``processed`` with it)."""
         uuid = record.uuid
+        reason = "processing"
         try:
             if self.config.processing.always_store_ramdisk_logs:
                 await self._store_logs(data, uuid)
             if verify_credentials and record.options.get("ipmi_credentials"):
+                reason = "bmc_credentials"
                 await self._verify_credentials(record, data)
             if self.swift is not None:
                 await self._store_in_swift(uuid, processed)
             if power_off:
+                reason = "power"
                 await self._power_off(record)
+            reason = "processing"
             await self.store.transition(
                 uuid,
                 st.Event.finish,
@@ -516,7 +553,7 @@ class Introspection:
             self.log.warn("Node {node}: changed while finishing: {reason}", node=uuid, reason=str(e))
             return
         except errors.InspectordError as e:
-            await self._fail(uuid, str(e), expected=record.state, processed=processed)
+            await self._fail(uuid, str(e), expected=record.state, processed=processed, reason=reason)
             return
         except defer.CancelledError:
             raise  # stopping: the lease lets another run take the node over
@@ -527,9 +564,11 @@ class Introspection:
                 "Unexpected exception {} while finishing: {}".format(type(e).__name__, e),
                 expected=record.state,
                 processed=processed,
+                reason="internal",
             )
             return
         self.log.info("Node {node}: introspection finished", node=uuid)
+        self.metrics.introspection_finished()
         self._filter_changed()
 
     async def _store_in_swift(self, uuid, processed):
@@ -617,7 +656,7 @@ class Introspection:
             record = await self.store.transition(uuid, st.Event.abort, self.now(), expected=st.State.waiting)
         except errors.StateChanged:
             raise errors.Conflict("Node {} changed state while aborting; try again".format(uuid)) from None
-        self._background(self._end_abort(record), "aborting node " + uuid)
+        self._background(self._end_abort(record), "aborting node " + uuid, node=uuid)
 
     async def _end_abort(self, record):
         if record.manage_boot:
@@ -629,6 +668,7 @@ class Introspection:
             record.uuid, st.Event.abort_end, self.now(), error="Canceled by operator", expected=st.State.aborting
         )
         self.log.info("Node {node}: introspection aborted", node=record.uuid)
+        self.metrics.introspection_failed("aborted")
         self._filter_changed()
 
     async def reapply(self, uuid, raw=None):
@@ -663,7 +703,8 @@ class Introspection:
         except errors.StateChanged:
             raise errors.Conflict("Node {} is locked, please, try again later".format(uuid)) from None
         await self.store.store_data(uuid, raw, False, self.now())
-        self._background(self._reapply(record, data), "reapplying node " + uuid)
+        self.metrics.introspection_started()
+        self._background(self._reapply(record, data), "reapplying node " + uuid, node=uuid)
 
     async def _reapply(self, record, data):
         for hook in self.hooks:
@@ -671,7 +712,7 @@ class Introspection:
                 await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
                 await self._fail(record.uuid, "Pre-processing failures detected reapplying: {}".format(e),
-                                 expected=record.state)
+                                 expected=record.state, reason="ramdisk")
                 return
         try:
             processed = await self._process_node(record, data)
@@ -698,6 +739,7 @@ class Introspection:
             except (errors.StateChanged, errors.InvalidTransition):
                 continue
             self.log.error("Node {node}: introspection timed out", node=uuid)
+            self.metrics.introspection_failed("timeout")
             failed.append(uuid)
         if failed:
             self._filter_changed()
@@ -744,11 +786,11 @@ class Introspection:
                 for hook in self.hooks:
                     await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
-                await self._fail(record.uuid, str(e), expected=st.State.processing)
+                await self._fail(record.uuid, str(e), expected=st.State.processing, reason="ramdisk")
                 continue
             resumed.append(record.uuid)
             lease = self._hold_lease(record.uuid)
-            resuming = self._background(self._resume(record, data), "resuming node " + record.uuid)
+            resuming = self._background(self._resume(record, data), "resuming node " + record.uuid, node=record.uuid)
             resuming.addBoth(lambda result, lease=lease: lease.stop() or result)
         return resumed
 

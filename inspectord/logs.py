@@ -6,8 +6,26 @@ line to standard output, which systemd hands to the journal.
 
 import sys
 
-from twisted.logger import jsonFileLogObserver
+from twisted.logger import Logger, jsonFileLogObserver
 
 
 def json_to_stdout():
     return jsonFileLogObserver(sys.stdout)
+
+
+class NodeLogger(Logger):
+    """A Logger whose lines about a node also carry its ``mac`` and ``bmc_address``.
+
+    A line that names a node (``node=UUID``) gets the fields its source
+    (the object the logger is a class attribute of) knows through
+    ``node_log_fields(uuid) -> dict``, unless the line sets them itself.
+    With the JSON observer one node's story is then a ``jq`` filter away.
+    """
+
+    def emit(self, level, format=None, **kwargs):
+        node = kwargs.get("node")
+        lookup = getattr(self.source, "node_log_fields", None)
+        if node is not None and lookup is not None:
+            for name, value in lookup(node).items():
+                kwargs.setdefault(name, value)
+        super().emit(level, format, **kwargs)

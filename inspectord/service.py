@@ -1,8 +1,7 @@
 """The service tree: one MultiService holding every part of inspectord."""
 
 from twisted.application import internet, service
-from twisted.internet import endpoints
-from twisted.internet import defer
+from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.python import threadpool
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -14,6 +13,9 @@ from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
 from inspectord import listening, pxe
+from inspectord.api import ops as api_ops
+from inspectord.health import HealthCheck
+from inspectord.metrics import Metrics
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 from inspectord.store.swift import make_data_store
@@ -122,9 +124,11 @@ class InspectordService(service.MultiService):
 def make_service(config, reactor):
     """Wire inspectord from a frozen config."""
     top = OrderedMultiService()
+    metrics = Metrics(reactor, process=True)
     engine = make_engine(config.database.connection)
     db_pool = DatabasePool(reactor, size=1 if engine.dialect.name == "sqlite" else 8)
     db_pool.setServiceParent(top)
+    metrics.watch_store(engine, db_pool)
     io_pool = ThreadPoolService("inspectord-io", 4)
     io_pool.setServiceParent(top)
     store = SQLStore(
@@ -147,9 +151,11 @@ def make_service(config, reactor):
         max_retries=config.ironic.max_retries,
         retry_interval=config.ironic.retry_interval,
         max_in_flight=config.ironic_client.max_in_flight,
+        metrics=metrics,
     )
-    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool)
-    verifier = None
+    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool, metrics=metrics)
+    metrics.watch_pxe_filter(pxe_filter)
+    verifier = ipmi_pool = None
     if config.processing.enable_setting_ipmi_credentials:
         from inspectord.ipmi import CredentialsVerifier
 
@@ -169,6 +175,7 @@ def make_service(config, reactor):
         reactor=reactor,
         verifier=verifier,
         swift=make_data_store(config, http, reactor, io_pool.pool),
+        metrics=metrics,
     )
     auth_threads = None
     if config.default.auth_strategy != "noauth":
@@ -177,11 +184,26 @@ def make_service(config, reactor):
         auth_pool = ThreadPoolService("inspectord-auth", 2)
         auth_pool.setServiceParent(top)
         auth_threads = auth_pool.pool
-    api = API(introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads))
-    site = make_site(api.app.resource(), MAX_BODY_SIZE)
+    health = HealthCheck(
+        config.healthcheck, reactor, engine=engine, db_pool=db_pool, ironic=ironic, pxe_filter=pxe_filter,
+        ipmi_pool=ipmi_pool.pool if ipmi_pool is not None else None,
+    )
+    api = API(
+        introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads),
+        metrics=metrics, health=health,
+    )
+    site = make_site(api.app.resource(), MAX_BODY_SIZE, metrics=metrics, clock=reactor)
     endpoint, factory = listening.make_endpoint(config, reactor, site)
     main = InspectordService(
         reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter
     )
     main.setServiceParent(top)
+    if config.metrics.enabled and config.metrics.listen_port:
+        listener = api_ops.MetricsListener(api)
+        metrics_endpoint = endpoints.TCP4ServerEndpoint(
+            reactor, config.metrics.listen_port, interface=config.metrics.listen_address
+        )
+        internet.StreamServerEndpointService(
+            metrics_endpoint, make_site(listener.app.resource(), 4096)
+        ).setServiceParent(top)
     return top

@@ -125,6 +125,12 @@ class FakeIronic:
 
     # -- routes -----------------------------------------------------------
 
+    @app.route("/", methods=["GET"])
+    @_recorded
+    def root(self, request):
+        version = {"id": "v1", "status": "CURRENT", "min_version": "1.1", "version": "1.96"}
+        return self._json(request, {"name": "OpenStack Ironic API", "versions": [version], "default_version": version})
+
     @app.route("/v1/nodes/<node_id>", methods=["GET"])
     @_recorded
     def get_node(self, request, node_id):

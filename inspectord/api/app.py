@@ -19,7 +19,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.api import versions
+from inspectord.api import ops, ui, versions
 from inspectord.processing import rules as rules_mod
 
 JSON = "application/json"
@@ -120,12 +120,19 @@ def access_log_formatter(timestamp, request):
     return http.combinedLogFormatter(timestamp, _MaskedURIRequest(request))
 
 
-def make_site(resource, max_body_size):
+def make_site(resource, max_body_size, metrics=None, clock=None):
+    """The HTTP site; with ``metrics`` (and ``clock``), every request is counted by route and status."""
+
     class Request(LimitedRequest):
         pass
 
     Request.max_body_size = max_body_size
-    site = server.Site(resource, logFormatter=access_log_formatter)
+    if metrics is None:
+        site = server.Site(resource, logFormatter=access_log_formatter)
+    else:
+        from inspectord.metrics import MetricsSite
+
+        site = MetricsSite(resource, metrics, API.app.url_map, clock, logFormatter=access_log_formatter)
     site.requestFactory = Request
     site.displayTracebacks = False
     return site
@@ -138,12 +145,16 @@ class API:
     :param auth: authenticates and authorizes a request:
         ``await auth.check(request, rule)`` raises an InspectordError (401,
         403, 503) or returns; ``rule`` is None for public endpoints.
+    :param metrics: :class:`inspectord.metrics.Metrics` for ``/metrics``.
+    :param health: :class:`inspectord.health.HealthCheck` for ``/healthcheck``.
     """
 
     app = Klein()
     log = Logger()
 
-    def __init__(self, introspection, store, ironic, config, auth):
+    def __init__(self, introspection, store, ironic, config, auth, metrics=None, health=None):
+        self.metrics = metrics
+        self.health = health
         self.introspection = introspection
         self.store = store
         self.ironic = ironic
@@ -265,10 +276,21 @@ class API:
     @app.route("/v1/continue", methods=["POST"])
     @endpoint()
     async def continue_(self, request):
-        data = self._json_body(request)
-        # None on a unix socket (a local proxy): no IP address to count discovery attempts by.
-        source = getattr(request.getClientAddress(), "host", None)
-        return await self.introspection.process(data, source=source)
+        clock, code = self.introspection.clock, 500
+        started = clock.seconds()
+        try:
+            data = self._json_body(request)
+            # None on a unix socket (a local proxy): no IP address to count discovery attempts by.
+            source = getattr(request.getClientAddress(), "host", None)
+            result = await self.introspection.process(data, source=source)
+            code = 200
+            return result
+        except errors.InspectordError as e:
+            code = e.code or 500
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.callback_processed(clock.seconds() - started, code)
 
     @app.route("/v1/introspection/<node_id>", methods=["POST"])
     @endpoint("introspection:start")
@@ -432,3 +454,8 @@ class API:
         return self._error(
             request, 405, "Method {} is not allowed on {}".format(request.method.decode(), request.path.decode("utf-8", "replace"))
         )
+
+
+# Operators' routes, in modules of their own: /healthcheck, /metrics, /ui.
+ops.register(API.app)
+ui.register(API.app)

@@ -84,7 +84,9 @@ DEFAULTS = (
     ),
     RuleDefault(
         "introspection:status", READER, "Get introspection status",
-        (("GET", "/v1/introspection"), ("GET", "/v1/introspection/{node_id}")),
+        # (and inspectord's status page)
+        (("GET", "/v1/introspection"), ("GET", "/v1/introspection/{node_id}"), ("GET", "/ui"),
+         ("GET", "/ui/nodes/{node_id}")),
         "rule:is_admin or rule:is_observer",
     ),
     RuleDefault(

@@ -23,13 +23,17 @@ MAX_MACS = 100_000
 class DHCPSeen:
     """The last DHCP request seen from each MAC (reactor thread only)."""
 
-    def __init__(self, max_macs=MAX_MACS):
+    def __init__(self, max_macs=MAX_MACS, observe=None):
         self._max = max_macs
+        #: ``observe(allowed)`` for every request recorded (metrics).
+        self._observe = observe
         self._by_mac = collections.OrderedDict()
 
     def record(self, mac, kind, allowed, when):
         self._by_mac.pop(mac, None)
         self._by_mac[mac] = {"last_dhcp_request": when, "dhcp_message": kind, "allowed_by_filter": allowed}
+        if self._observe is not None:
+            self._observe(allowed)
         while len(self._by_mac) > self._max:
             self._by_mac.popitem(last=False)
 

@@ -16,6 +16,7 @@ from twisted.web import client as web_client
 from zope.interface import implementer
 
 from inspectord import errors, interfaces
+from inspectord.metrics import NO_METRICS
 
 API_VERSION_HEADER = "X-OpenStack-Ironic-API-Version"
 _MAX_BACKOFF = 30.0
@@ -71,8 +72,10 @@ class IronicClient:
         max_retries=30,
         retry_interval=2.0,
         max_in_flight=8,
+        metrics=None,
     ):
         self._http = http
+        self._metrics = metrics or NO_METRICS
         self._endpoint = endpoint
         self._clock = clock
         self._api_version = api_version
@@ -116,12 +119,15 @@ class IronicClient:
         attempt = 0
         while True:
             attempt += 1
+            started = self._clock.seconds()
             try:
                 code, parsed = await self._semaphore.run(self._timed, method, path, body, params)
             except CONNECTION_ERRORS as e:
                 problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
                 code = None
+                self._metrics.ironic_request(method, path, "connection_error", self._clock.seconds() - started)
             else:
+                self._metrics.ironic_request(method, path, code, self._clock.seconds() - started)
                 if code in ok:
                     return parsed
                 problem = "Ironic answered {} to {} {}: {}".format(code, method, path, _fault(parsed))
@@ -132,6 +138,7 @@ class IronicClient:
             if attempt > self._max_retries:
                 raise errors.IronicError(problem + " (gave up after {} attempts)".format(attempt), status=code)
             delay = min(self._retry_interval * 2 ** (attempt - 1), _MAX_BACKOFF)
+            self._metrics.ironic_retry(method, path)
             self.log.warn(
                 "{method} {path} failed ({problem}); retry {attempt} of {retries} in {delay}s",
                 method=method,
@@ -142,6 +149,15 @@ class IronicClient:
                 delay=delay,
             )
             await task.deferLater(self._clock, delay, lambda: None)
+
+    async def api_versions(self, timeout=5.0):
+        """``(minimum, maximum)`` API versions Ironic's root announces: one attempt, no retry (health view)."""
+        d = defer.Deferred.fromCoroutine(self._once("GET", "/", None, None))
+        code, parsed = await d.addTimeout(timeout, self._clock)
+        if code != 200:
+            raise errors.IronicError("Ironic answered {} to GET /: {}".format(code, _fault(parsed)), status=code)
+        default = (parsed or {}).get("default_version") or {}
+        return default.get("min_version"), default.get("version")
 
     # -- nodes ---------------------------------------------------------------
 

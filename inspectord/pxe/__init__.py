@@ -113,18 +113,23 @@ def builtin_options(config):
         raise errors.ConfigError("invalid [builtin_dhcp] options: {}".format(e)) from None
 
 
-def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, runner=None):
+def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, runner=None, metrics=None):
     """The PXE filter service for ``config``: a Service with ``notify()`` and ``health()``.
 
     :param store: :class:`inspectord.store.SQLStore` (``filter_macs()``).
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
     :param reactor: ``IReactorTime`` + ``IReactorProcess``.
     :param io_pool: thread pool for the dnsmasq driver's file work.
+    :param metrics: :class:`inspectord.metrics.Metrics` (syncs, DHCP requests).
     """
     if config.pxe_filter.driver == "noop":
         return NoopFilter()
     sniff = config.dhcp_sniffer.enabled
-    seen = DHCPSeen() if sniff or config.pxe_filter.driver == "builtin" else None
+    seen = None
+    if sniff or config.pxe_filter.driver == "builtin":
+        driver_name = config.pxe_filter.driver
+        observe = None if metrics is None else (lambda allowed: metrics.dhcp_request(driver_name, allowed))
+        seen = DHCPSeen(observe=observe)
     driver = make_driver(config, reactor, io_pool=io_pool, runner=runner, store=store, seen=seen)
     filt = PXEFilterService(
         driver,
@@ -135,6 +140,7 @@ def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, run
         deny_unknown_macs=config.pxe_filter.deny_unknown_macs,
         discovery=bool(config.processing.node_not_found_hook),
         seen=seen,
+        metrics=metrics,
     )
     filt.setName("pxe-filter")
     if sniff and config.pxe_filter.driver != "builtin":

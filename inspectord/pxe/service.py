@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from inspectord import interfaces
+from inspectord.metrics import NO_METRICS
 from inspectord.pxe import decisions
 from inspectord.pxe.process import CommandFailed
 
@@ -46,6 +47,7 @@ class PXEFilterService(service.MultiService):
     :param store: has ``filter_macs() -> Deferred((macs, active_nodes))``.
     :param ironic: has ``async list_all_port_macs()``.
     :param clock: ``IReactorTime``.
+    :param metrics: :class:`inspectord.metrics.Metrics` counting syncs.
     """
 
     log = Logger()
@@ -63,9 +65,11 @@ class PXEFilterService(service.MultiService):
         retry_base=RETRY_BASE,
         max_backoff=MAX_BACKOFF,
         seen=None,
+        metrics=None,
     ):
         super().__init__()
         self.driver = driver
+        self._metrics = metrics or NO_METRICS
         #: :class:`~inspectord.dhcp.sniffer.DHCPSeen` filled by the builtin
         #: server or the DHCP sniffer, when there is one.
         self.seen = seen
@@ -271,6 +275,7 @@ class PXEFilterService(service.MultiService):
         self._running = None
         now = self._clock.seconds()
         ok = not isinstance(result, Failure)
+        self._metrics.pxe_sync(self.driver.name, ok, now - started)
         if ok:
             if self._failures:
                 self.log.info(

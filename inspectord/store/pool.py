@@ -31,6 +31,10 @@ class DatabasePool(service.Service):
         """Run ``f`` in the pool; a Deferred with its result."""
         return deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
 
+    def statistics(self):
+        """``{"queued": calls waiting for a thread, "busy": threads working, "max": pool size}``."""
+        return {"queued": self._pool.q.qsize(), "busy": len(self._pool.working), "max": self._pool.max}
+
 
 def _idle_pool(reactor):
     # Joining the pool's threads blocks: do it from the reactor's own pool.
