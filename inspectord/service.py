@@ -1,5 +1,7 @@
 """The service tree: one MultiService holding every part of inspectord."""
 
+import os
+
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
@@ -16,6 +18,7 @@ from inspectord import listening, pxe
 from inspectord.api import ops as api_ops
 from inspectord.health import HealthCheck
 from inspectord.metrics import Metrics
+from inspectord.sdnotify import Notifier
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 from inspectord.store.swift import make_data_store
@@ -66,11 +69,16 @@ class InspectordService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None):
+    def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None,
+                 notifier=None):
         """:param api_endpoint: an ``IStreamServerEndpoint`` or an endpoint
-        description string; ``site`` is the factory served on it."""
+        description string; ``site`` is the factory served on it.
+        :param notifier: a :class:`inspectord.sdnotify.Notifier`, told when
+        inspectord is ready (database migrated, API listening, first PXE
+        filter sync done) and when it stops."""
         super().__init__()
         self._reactor = reactor
+        self.notifier = notifier
         # Started once the store is migrated: it reads the store.
         self.pxe_filter = pxe_filter
         self.store = store
@@ -100,9 +108,21 @@ class InspectordService(service.MultiService):
         self._api.setServiceParent(self)
         if self._timer is not None:
             self._timer.setServiceParent(self)
+        first_sync = defer.succeed(True)
         if self.pxe_filter is not None:
             self.pxe_filter.setServiceParent(self)
-        self.log.info("inspectord is ready")
+            first_sync = self.pxe_filter.sync()
+        first_sync.addCallback(self._ready)
+        first_sync.addErrback(lambda f: self.log.failure("Announcing readiness failed", f))
+
+    def _ready(self, synced):
+        state = "ok"
+        if self.pxe_filter is not None:
+            health = self.pxe_filter.health()
+            state = health.get("state", "ok") if synced else "failing: {}".format(health.get("last_error"))
+        self.log.info("inspectord is ready (PXE filter {state})", state=state)
+        if self.notifier is not None:
+            self.notifier.ready("serving; PXE filter {}".format(state))
 
     def _start_failed(self, failure):
         if failure.check(DatabaseUnreachable):
@@ -116,14 +136,23 @@ class InspectordService(service.MultiService):
         await self.introspection.stop()
 
     def stopService(self):
+        if self.notifier is not None:
+            self.notifier.stopping()
         d = defer.maybeDeferred(service.MultiService.stopService, self)
         d.addCallback(lambda _: defer.Deferred.fromCoroutine(self._stop()))
         return d
 
 
-def make_service(config, reactor):
-    """Wire inspectord from a frozen config."""
+def make_service(config, reactor, environ=None):
+    """Wire inspectord from a frozen config.
+
+    :param environ: the process environment, for systemd's ``NOTIFY_SOCKET``
+        and ``WATCHDOG_USEC`` (``os.environ`` by default).
+    """
     top = OrderedMultiService()
+    # First in, so it stops last: watchdog keep-alives go on during the stop.
+    notifier = Notifier(reactor, os.environ if environ is None else environ)
+    notifier.setServiceParent(top)
     metrics = Metrics(reactor, process=True)
     engine = make_engine(config.database.connection)
     db_pool = DatabasePool(reactor, size=1 if engine.dialect.name == "sqlite" else 8)
@@ -195,7 +224,8 @@ def make_service(config, reactor):
     site = make_site(api.app.resource(), MAX_BODY_SIZE, metrics=metrics, clock=reactor)
     endpoint, factory = listening.make_endpoint(config, reactor, site)
     main = InspectordService(
-        reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter
+        reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter,
+        notifier=notifier,
     )
     main.setServiceParent(top)
     if config.metrics.enabled and config.metrics.listen_port:

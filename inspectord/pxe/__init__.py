@@ -14,6 +14,7 @@ under introspection changes, and its ``health()`` says how it is doing.
 """
 
 from twisted.application import service as app_service
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -43,6 +44,15 @@ class NoopFilter(app_service.Service):
 
     def notify(self):
         """The set of nodes under introspection changed."""
+
+    def sync(self, full=True):
+        return defer.succeed(True)
+
+    def allows(self, mac):
+        return True  # nothing is filtered
+
+    def dhcp_seen(self, mac):
+        return None  # nothing records DHCP requests
 
     def health(self):
         return {"driver": "noop", "state": "ok"}

@@ -121,3 +121,19 @@ class CredentialsVerifierContractTests(VerifierContract, SynchronousTestCase):
     def run_scenario(self, scenario, bmcs):
         verifier = self.make_verifier(bmcs)
         _run_flushed(self, scenario(verifier, None), lambda: self.clock.advance(1))
+
+
+class NoopFilterTests(SynchronousTestCase):
+    """[pxe_filter]driver=noop provides the interface and filters nothing."""
+
+    def test_provides_and_allows_everything(self):
+        from zope.interface.verify import verifyObject
+
+        from inspectord import interfaces
+        from inspectord.pxe import NoopFilter
+
+        noop = NoopFilter()
+        self.assertTrue(verifyObject(interfaces.IPXEFilter, noop))
+        self.assertTrue(self.successResultOf(noop.sync()))
+        self.assertTrue(noop.allows("52:54:00:c0:00:01"))
+        self.assertIsNone(noop.dhcp_seen("52:54:00:c0:00:01"))

@@ -10,6 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import tap
+from inspectord.sdnotify import Notifier
 from inspectord.service import OrderedMultiService
 from inspectord.api.app import API, make_site
 from inspectord.api.auth import NoAuth
@@ -159,13 +160,14 @@ class MakeServiceTests(TapTestCase):
         top = self.make()
         self.assertIsInstance(top, service.MultiService)
         children = list(top)
-        self.assertEqual(len(children), 3)
+        self.assertEqual(len(children), 4)
         db = top.getServiceNamed("database-pool")
         self.assertIsInstance(db, DatabasePool)
         io = top.getServiceNamed("inspectord-io")
         self.assertIsInstance(io, ThreadPoolService)
         self.assertEqual(io.pool.max, 4)
-        self.assertEqual([type(c) for c in children], [DatabasePool, ThreadPoolService, InspectordService])
+        # The systemd notifier first: stopped last, its watchdog keep-alives go on during a stop.
+        self.assertEqual([type(c) for c in children], [Notifier, DatabasePool, ThreadPoolService, InspectordService])
         self.assertFalse(any(c.running for c in children))
 
     def test_database_from_config(self):
