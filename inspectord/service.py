@@ -61,7 +61,8 @@ class InspectordService(service.MultiService):
 
     log = Logger()
 
-    def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None):
+    def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None,
+                 lease_check_period=None):
         super().__init__()
         self._reactor = reactor
         # Started once the store is migrated: it reads the store.
@@ -75,6 +76,12 @@ class InspectordService(service.MultiService):
                 clean_up_period, lambda: defer.Deferred.fromCoroutine(introspection.periodic())
             )
             self._timer.clock = reactor
+        self._lease_timer = None
+        if lease_check_period:
+            self._lease_timer = internet.TimerService(
+                lease_check_period, lambda: defer.Deferred.fromCoroutine(introspection.lease_scan())
+            )
+            self._lease_timer.clock = reactor
         self.ready = None
 
     def startService(self):
@@ -88,6 +95,8 @@ class InspectordService(service.MultiService):
         self._api.setServiceParent(self)
         if self._timer is not None:
             self._timer.setServiceParent(self)
+        if self._lease_timer is not None:
+            self._lease_timer.setServiceParent(self)
         if self.pxe_filter is not None:
             self.pxe_filter.setServiceParent(self)
         self.log.info("inspectord is ready")
@@ -159,7 +168,8 @@ def make_service(config, reactor):
     site = make_site(api.app.resource(), MAX_BODY_SIZE)
     endpoint = "tcp:{}:interface={}".format(config.default.listen_port, config.default.listen_address.replace(":", r"\:"))
     main = InspectordService(
-        reactor, store, introspection, endpoint, site, config.default.clean_up_period, pxe_filter=pxe_filter
+        reactor, store, introspection, endpoint, site, config.default.clean_up_period, pxe_filter=pxe_filter,
+        lease_check_period=config.lifecycle.lease_check_period,
     )
     main.setServiceParent(top)
     return top

@@ -174,6 +174,9 @@ class IronicClient:
         """Create a node (``POST /v1/nodes``); it starts in the enroll state."""
         return self.request("POST", "/v1/nodes", body, ok=(201,))
 
+    def delete_node(self, uuid):
+        return self.request("DELETE", "/v1/nodes/" + uuid, ok=(204,))
+
     async def list_nodes(self, fields):
         """Every node (all pages), with only ``fields`` (a comma-separated string)."""
         return [node async for node in self._paged("/v1/nodes", "nodes", {"fields": fields})]
