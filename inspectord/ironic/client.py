@@ -26,7 +26,6 @@ _CONNECTION_ERRORS = (
     net_error.ConnectionClosed,
     net_error.TimeoutError,
     net_error.DNSLookupError,
-    defer.CancelledError,
     defer.TimeoutError,
     web_client.ResponseNeverReceived,
     web_client.ResponseFailed,

@@ -426,7 +426,7 @@ class SQLStore:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(n)
-                .where(n.c.state.in_(_LEASED), sa.or_(n.c.lease_until.is_(None), n.c.lease_until < now))
+                .where(n.c.state.in_(_LEASED), sa.or_(n.c.lease_until.is_(None), n.c.lease_until <= now))
                 .order_by(n.c.lease_until)
                 .limit(limit)
             ).all()
