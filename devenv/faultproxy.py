@@ -25,10 +25,12 @@ class Rule:
         self.times = times
         self.released = threading.Event()
         self.dropped = False
+        self.matched = 0
+        #: Requests held so far (counted once held: for ``after``, once Ironic answered).
         self.held = 0
 
     def matches(self, method, path):
-        if self.times is not None and self.held >= self.times:
+        if self.times is not None and self.matched >= self.times:
             return False
         return method == self.method and self.path.search(path) is not None
 
@@ -94,12 +96,13 @@ class FaultProxy:
         with self._lock:
             for rule in self._rules:
                 if rule.matches(method, path):
-                    rule.held += 1
+                    rule.matched += 1
                     return rule
         return None
 
-    @staticmethod
-    def _wait(rule):
+    def _wait(self, rule):
+        with self._lock:
+            rule.held += 1
         rule.released.wait(rule.delay)
 
     def _handle(self, handler):

@@ -339,7 +339,7 @@ class StopTests(LifecycleIntegration):
     introspection_delay = 2
 
     def test_sigterm_with_queued_starts_and_callbacks_in_flight(self):
-        busy = self.enroll(2)
+        busy, queued = self.enroll(2), self.enroll(5)
         for uuid, _ in busy:
             self.start_introspection(uuid)
         for uuid, _ in busy:
@@ -347,10 +347,10 @@ class StopTests(LifecycleIntegration):
         # Ironic answers each PATCH 3 s late: the callbacks are in flight at the stop.
         self.proxy.hold("PATCH", r"/v1/nodes/", delay=3)
         answers = [InBackground(self.callback, macs) for _, macs in busy]
-        queued = self.enroll(5)
         for uuid, _ in queued:
             self.start_introspection(uuid)
-        time.sleep(0.5)
+        time.sleep(0.3)
+        self.assertEqual([self.state(u)["state"] for u, _ in busy], ["processing"] * 2)
         self.assertEqual([self.state(u)["state"] for u, _ in queued[1:]], ["starting"] * 4)
         stopped_at = time.monotonic()
         self.daemon.process.send_signal(signal.SIGTERM)
