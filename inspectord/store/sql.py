@@ -445,22 +445,6 @@ class SQLStore:
                 raise errors.StateChanged("Node {} was claimed by another instance".format(record.uuid))
             return _record(self._thd_get(conn, record.uuid))
 
-    def thd_renew_lease(self, uuid, lease_until):
-        """Extend the lease of one node in a transient state (whoever holds it).
-
-        Leaves ``version_id`` alone: renewing must not make the holder's own
-        next transition look like a concurrent change.
-        """
-        n = schema.nodes
-        with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    n.update()
-                    .where(n.c.uuid == uuid, n.c.state.in_(_LEASED), n.c.lease_until.is_not(None))
-                    .values(lease_until=lease_until)
-                ).rowcount
-            )
-
     def thd_renew_leases(self, owner, renewals):
         """Extend the leases ``owner`` holds: ``renewals`` maps ``lease_until`` to UUIDs.
 
@@ -666,9 +650,6 @@ class SQLStore:
 
     def expired_leases(self, now):
         return self._run(self.thd_expired_leases, now)
-
-    def renew_lease(self, uuid, lease_until):
-        return self._run(self.thd_renew_lease, uuid, lease_until)
 
     def renew_leases(self, owner, renewals):
         return self._run(self.thd_renew_leases, owner, renewals)
