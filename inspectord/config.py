@@ -144,6 +144,54 @@ _OPTS = {
             "instance's change shows within this time. 0 reads the database every time.",
         ),
     ],
+    # Leases of the transient states: the instance that moves a node into
+    # one of them owns it and renews its lease while it works; when the lease
+    # ends (the owner died or stopped), any instance resumes or fails the node.
+    "lifecycle": [
+        cfg.FloatOpt(
+            "starting_lease",
+            default=15,
+            min=1,
+            help="Seconds a node in 'starting' (boot device, power on) stays owned by an instance "
+            "that stopped renewing it; then another instance starts it again.",
+        ),
+        cfg.FloatOpt("aborting_lease", default=15, min=1, help="The same for 'aborting' (power off, then error)."),
+        cfg.FloatOpt(
+            "reapplying_lease",
+            default=15,
+            min=1,
+            help="The same for 'reapplying' (processing the stored data again).",
+        ),
+        cfg.FloatOpt(
+            "enrolling_lease",
+            default=15,
+            min=1,
+            help="The same for 'enrolling' (discovery: creating the node in Ironic); past it the "
+            "enrollment is completed from the stored data or undone, so the machine can be discovered again.",
+        ),
+        cfg.FloatOpt(
+            "processing_lease",
+            default=30,
+            min=1,
+            help="The same for 'processing'; the stored ramdisk data is processed again. Leases are renewed "
+            "every third of the shortest lease while work is in flight, so this only bounds how long a "
+            "node waits after its owner died.",
+        ),
+        cfg.FloatOpt(
+            "lease_check_period",
+            default=3,
+            min=0.1,
+            help="Seconds between scans for nodes whose lease ended.",
+        ),
+        cfg.FloatOpt(
+            "stop_grace",
+            default=20,
+            min=0,
+            help="Seconds a graceful stop (SIGTERM) lets ramdisk callbacks and Ironic calls in flight "
+            "finish; what remains is interrupted and its leases released, so another instance (or this "
+            "one, restarted) resumes it at once.",
+        ),
+    ],
     "database": [
         cfg.StrOpt(
             "connection",
@@ -813,6 +861,7 @@ class Config:
     # Loaded only with [processing]store_data=swift.
     swift_auth: IronicAuthOptions = None
     metrics: object = None
+    lifecycle: object = None
 
     @property
     def processing_hooks(self):

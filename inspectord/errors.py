@@ -34,6 +34,12 @@ class Conflict(InspectordError):
     code = 409
 
 
+class Unavailable(InspectordError):
+    """inspectord cannot take the request now (it is stopping); retry later."""
+
+    code = 503
+
+
 class InvalidTransition(Conflict):
     def __init__(self, state, event):
         super().__init__(

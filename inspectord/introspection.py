@@ -8,8 +8,10 @@ same transition twice.  Nothing here keeps state another instance needs.
 import copy
 import datetime
 import ipaddress
+import os
 import socket
 import urllib.parse
+import uuid as uuidlib
 
 from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
@@ -28,9 +30,6 @@ from inspectord.store.sql import utc
 
 VALID_PROVISION_STATES = ("enroll", "manageable", "inspecting", "inspect wait", "inspect failed")
 ACTIVE_PROVISION_STATES = ("active", "rescue")
-# How long an instance holds a node it is processing before another
-# instance may take the work over from the stored raw data.
-PROCESSING_LEASE = datetime.timedelta(seconds=300)
 _SNAPSHOT_SKIP = frozenset(
     {"links", "ports", "portgroups", "states", "volume", "instance_info", "driver_internal_info"}
 )
@@ -90,13 +89,21 @@ def describe_dhcp(status):
     )
 
 
-class _Lease:
-    def __init__(self, call):
-        self._call = call
+def instance_owner(host):
+    """A name for this process's leases: unique across instances and restarts."""
+    return "{}:{}:{}".format(host[:40], os.getpid(), uuidlib.uuid4().hex[:8])
+
+
+class _Hold:
+    """This instance's hold of a node's lease, renewed until :meth:`stop`."""
+
+    def __init__(self, introspection, uuid, state):
+        self._introspection = introspection
+        self.uuid = uuid
+        self.state = st.State(state)
 
     def stop(self):
-        if self._call.running:
-            self._call.stop()
+        self._introspection._unhold(self)
 
 
 class Introspection:
@@ -124,7 +131,7 @@ class Introspection:
     log = NodeLogger()
 
     def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None,
-                 swift=None, metrics=None):
+                 swift=None, metrics=None, owner=None):
         self.verifier = verifier
         self.swift = swift
         self.metrics = metrics or NO_METRICS
@@ -143,8 +150,21 @@ class Introspection:
             self._discovery = discovery_mod.Discovery(store, ironic, config, clock, node_snapshot)
         # Earliest time this instance may power on the next node.
         self._next_power_on = 0.0
-        # Background work (Deferreds) in flight, for orderly shutdown and tests.
+        # Background work and requests (Deferreds) in flight, for orderly shutdown and tests.
         self._pending = set()
+        #: Who holds the leases this instance takes ([lifecycle]).
+        self.owner = owner or instance_owner(config.default.host)
+        lifecycle = config.lifecycle
+        self._lease_lengths = {
+            state: datetime.timedelta(seconds=getattr(lifecycle, state.value + "_lease"))
+            for state in st.LEASED
+        }
+        # uuid -> _Hold: leases this instance renews; the renewal loop runs while any is held.
+        self._held = {}
+        self._renewal = None
+        # uuid -> Deferred: starts waiting for their turn (introspection_delay).
+        self._queued = {}
+        self._stopping = False
 
     def now(self):
         return utc(self.clock.seconds())
@@ -188,25 +208,102 @@ class Introspection:
         d.addErrback(failed)
         return d
 
+    def _track(self, coro):
+        """Run a request's work, counted as in flight until it ends; its Deferred."""
+        d = defer.Deferred.fromCoroutine(coro)
+        self._pending.add(d)
+
+        def done(result):
+            self._pending.discard(d)
+            return result
+
+        return d.addBoth(done)
+
+    def _check_running(self):
+        if self._stopping:
+            raise errors.Unavailable("inspectord is stopping; retry in a moment")
+
     def wait_idle(self):
         """A Deferred that fires when no background work is in flight."""
         return defer.DeferredList(list(self._pending), consumeErrors=True)
 
-    async def stop(self, grace=10.0):
-        """Let background work finish for ``grace`` seconds, then interrupt it.
+    async def stop(self, grace=None):
+        """Stop taking work, drain what is in flight, release the leases of the rest.
 
-        Interrupted nodes keep their processing lease; once it ends, the
-        periodic scan of this or another instance processes them again from
-        the stored raw data.
+        Starts still waiting for their turn (``introspection_delay``) are
+        released at once.  Ramdisk callbacks, Ironic calls and processing in
+        flight get ``grace`` seconds (``[lifecycle]stop_grace``) to finish;
+        then they are interrupted.  Every lease this instance still holds is
+        then ended, so another instance, or this one restarted, resumes
+        those nodes at its next lease scan instead of after the lease.
         """
-        if not self._pending:
-            return
-        idle = self.wait_idle()
-        idle.addTimeout(grace, self.clock)
+        if grace is None:
+            grace = self.config.lifecycle.stop_grace
+        self._stopping = True
+        queued = list(self._queued.values())
+        if queued:
+            self.log.info("Stopping: releasing {count} start(s) waiting for their turn", count=len(queued))
+        for waiting in queued:
+            waiting.cancel()
+        while self._pending:
+            idle = self.wait_idle()
+            idle.addTimeout(grace, self.clock)
+            try:
+                await idle
+            except defer.TimeoutError:
+                self.log.warn(
+                    "Stopped with work in flight after {grace} s; its nodes are released to other instances",
+                    grace=grace,
+                )
+                break
+        if self._renewal is not None:
+            self._renewal.stop()
+            self._renewal = None
+        self._held.clear()
         try:
-            await idle
-        except defer.TimeoutError:
-            self.log.warn("Stopped with work in flight; interrupted nodes resume when their lease ends")
+            released = await self.store.release_leases(self.owner, self.now())
+        except Exception:
+            self.log.failure("Could not release the leases of {owner}; they end on their own", owner=self.owner)
+            return
+        if released:
+            self.log.info("Released {count} lease(s): those nodes resume on any instance now", count=released)
+
+    # -- leases -------------------------------------------------------------
+
+    def lease_until(self, state):
+        """When a lease on a node in ``state`` taken now ends."""
+        return self.now() + self._lease_lengths[st.State(state)]
+
+    def _hold(self, uuid, state):
+        """Renew the lease of ``uuid`` (in ``state``) until the hold is stopped."""
+        hold = self._held.get(uuid)
+        if hold is not None:
+            hold.state = st.State(state)
+            return hold
+        hold = self._held[uuid] = _Hold(self, uuid, state)
+        if self._renewal is None:
+            period = min(self._lease_lengths.values()).total_seconds() / 3
+            self._renewal = task.LoopingCall(self._renew)
+            self._renewal.clock = self.clock
+            self._renewal.start(period, now=False).addErrback(
+                lambda f: self.log.failure("Lease renewal stopped", f)
+            )
+        return hold
+
+    def _unhold(self, hold):
+        if self._held.get(hold.uuid) is hold:
+            del self._held[hold.uuid]
+        if not self._held and self._renewal is not None:
+            self._renewal.stop()
+            self._renewal = None
+
+    def _renew(self):
+        renewals = {}
+        for hold in self._held.values():
+            renewals.setdefault(self.lease_until(hold.state), []).append(hold.uuid)
+        d = self.store.renew_leases(self.owner, renewals)
+        d.addErrback(lambda f: self.log.failure("Renewing {count} lease(s) failed", f, count=len(self._held)))
+        return d
 
     def _filter_changed(self):
         if self._pxe_filter is not None:
@@ -221,6 +318,10 @@ class Introspection:
         the background.  With ``new_ipmi_*`` the ramdisk is asked to set
         those BMC credentials, which inspectord then verifies itself.
         """
+        self._check_running()
+        return await self._track(self._start(node_id, manage_boot, new_ipmi_username, new_ipmi_password))
+
+    async def _start(self, node_id, manage_boot, new_ipmi_username, new_ipmi_password):
         config = self.config
         setting_credentials = new_ipmi_username is not None or new_ipmi_password is not None
         if setting_credentials and not config.processing.enable_setting_ipmi_credentials:
@@ -255,7 +356,11 @@ class Introspection:
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
         snapshot = node_snapshot(node)
-        record = await self.store.start(uuid, self.now(), manage_boot, snapshot, port_map, attributes, options)
+        record = await self.store.start(
+            uuid, self.now(), manage_boot, snapshot, port_map, attributes, options,
+            owner=self.owner, lease_until=self.lease_until(st.State.starting),
+        )
+        hold = self._hold(uuid, st.State.starting)
         self._remember_log_fields(uuid, port_map, [a for kind, a in attributes if kind == "bmc_address"])
         self.metrics.introspection_started()
         self.log.info(
@@ -267,7 +372,7 @@ class Introspection:
             setting=setting_credentials,
         )
         self._filter_changed()
-        self._background(self._boot(record), "starting introspection of node " + uuid, node=uuid)
+        self._background(self._boot(record, hold), "starting introspection of node " + uuid, node=uuid)
         return record
 
     def _new_credentials(self, node, username, password):
@@ -331,35 +436,72 @@ class Introspection:
             return []
         return sorted({ramdisk_data.canonical_address(info[4][0].split("%")[0]) for info in infos})
 
-    async def _boot(self, record):
+    async def _boot(self, record, hold):
+        """Boot the node, then wait for the ramdisk, or process the data it already sent."""
         uuid = record.uuid
         try:
-            if record.manage_boot:
-                await self._wait_for_turn()
+            if record.manage_boot and not record.data_pending:
                 try:
-                    await self.ironic.set_boot_device_pxe(uuid)
-                except errors.IronicError as e:
-                    self.log.warn("Node {node}: failed to set boot device to PXE: {error}", node=uuid, error=str(e))
-                try:
-                    await self.ironic.set_power_state(uuid, "rebooting")
-                except errors.IronicError as e:
-                    raise errors.ProcessingError("Failed to power on the node, check its power management: {}".format(e))
-            await self.store.transition(uuid, st.Event.wait, self.now(), expected=st.State.starting)
-            self.log.info("Node {node}: waiting for the ramdisk", node=uuid)
+                    waited = await self._wait_for_turn(uuid)
+                except defer.CancelledError:
+                    # Stopping: the start is released, another instance (or
+                    # this one, restarted) powers the node on.
+                    await self.store.release_leases(self.owner, self.now(), [uuid])
+                    self.log.info("Node {node}: start released before power-on (stopping)", node=uuid)
+                    return
+                if waited:
+                    record = await self.store.get_node(uuid)
+                if not record.data_pending:
+                    await self._power_on(record)
+            record, rules = await self.store.started(
+                uuid, self.now(), self.owner, self.lease_until(st.State.processing)
+            )
+            if rules is None:
+                self.log.info("Node {node}: waiting for the ramdisk", node=uuid)
+                return
+            hold.state = st.State.processing
+            self.log.info("Node {node}: processing the data its ramdisk sent while it was starting", node=uuid)
+            await self._process_stored(record, rules)
         except errors.StateChanged:
             self.log.info("Node {node}: changed by another request while starting", node=uuid)
         except errors.InspectordError as e:
             await self._fail(uuid, str(e), expected=st.State.starting, reason="boot")
+        finally:
+            hold.stop()
 
-    async def _wait_for_turn(self):
+    async def _power_on(self, record):
+        uuid = record.uuid
+        try:
+            await self.ironic.set_boot_device_pxe(uuid)
+        except errors.IronicError as e:
+            self.log.warn("Node {node}: failed to set boot device to PXE: {error}", node=uuid, error=str(e))
+        try:
+            await self.ironic.set_power_state(uuid, "rebooting")
+        except errors.IronicError as e:
+            if (await self.store.get_node(uuid)).data_pending:
+                self.log.warn(
+                    "Node {node}: power on failed, but its ramdisk already sent its data: {error}",
+                    node=uuid, error=str(e),
+                )
+                return
+            raise errors.ProcessingError("Failed to power on the node, check its power management: {}".format(e))
+
+    async def _wait_for_turn(self, uuid):
+        """Space power-ons by ``introspection_delay``; True if this start had to wait."""
         delay = self.config.default.introspection_delay
         if not delay:
-            return
+            return False
         now = self.clock.seconds()
         slot = max(now, self._next_power_on)
         self._next_power_on = slot + delay
-        if slot > now:
-            await task.deferLater(self.clock, slot - now, lambda: None)
+        if slot <= now:
+            return False
+        waiting = self._queued[uuid] = task.deferLater(self.clock, slot - now, lambda: None)
+        try:
+            await waiting
+        finally:
+            self._queued.pop(uuid, None)
+        return True
 
     async def _fail(self, uuid, message, expected=None, processed=None, reason="processing"):
         """End the introspection in error; ``reason`` is the class counted in metrics."""
@@ -380,9 +522,21 @@ class Introspection:
     async def process(self, raw, source=None):
         """Handle data posted by the ramdisk; returns the response body.
 
+        Data for a node still ``starting`` is stored and answered at once;
+        the start processes it as soon as it ends.
+
         :param source: the client IP address of the ramdisk's request: what
             discovery (``node_not_found_hook=enroll``) rate-limits by.
         """
+        self._check_running()
+        try:
+            return await self._track(self._process(raw, source))
+        except defer.CancelledError:
+            raise errors.Unavailable(
+                "inspectord stopped while processing; the data is stored and will be processed again"
+            ) from None
+
+    async def _process(self, raw, source):
         data = ramdisk_data.normalize(raw)
         failures = []
         for hook in self.hooks:
@@ -400,7 +554,8 @@ class Introspection:
         # One transaction: lookup, the raw data stored (nothing accepted is
         # lost), the move to processing with a lease, and the rules.
         match, record, rules = await self.store.accept(
-            macs, bmcs, raw, self.now(), self.now() + PROCESSING_LEASE, process=not failures
+            macs, bmcs, raw, self.now(), self.lease_until(st.State.processing), process=not failures,
+            owner=self.owner,
         )
         if match is None:
             lookup = "Could not find a node for attributes {}".format(
@@ -426,16 +581,24 @@ class Introspection:
             raise errors.ProcessingError(
                 "The following failures happened during running pre-processing hooks:\n" + message
             )
-        lease = self._hold_lease(uuid)
+        if record.state == st.State.starting.value:
+            self.log.info("Node {node}: ramdisk data stored while starting; processed once the start ends", node=uuid)
+            return self._answer(record)
+        hold = self._hold(uuid, st.State.processing)
         try:
             processed = await self._process_node(record, data, rules)
         except BaseException:
-            lease.stop()
+            hold.stop()
             raise
         # Like ironic-inspector, answer the ramdisk before powering it off.
         finishing = self._background(self._finish(record, data, processed), "finishing node " + uuid, node=uuid)
-        finishing.addBoth(lambda result: lease.stop() or result)
-        response = {"uuid": uuid}
+        finishing.addBoth(lambda result: hold.stop() or result)
+        return self._answer(record)
+
+    @staticmethod
+    def _answer(record):
+        """The ramdisk's answer: the UUID, and the BMC credentials to set if asked."""
+        response = {"uuid": record.uuid}
         credentials = record.options.get("ipmi_credentials")
         if credentials:
             response.update(
@@ -445,37 +608,29 @@ class Introspection:
             )
         return response
 
-    def _hold_lease(self, uuid):
-        """Renew the processing lease of ``uuid`` until ``stop()`` is called."""
-        period = PROCESSING_LEASE.total_seconds() / 3
-
-        def renew():
-            d = self.store.renew_lease(uuid, self.now() + PROCESSING_LEASE)
-            d.addErrback(lambda f: self.log.failure("Node {node}: renewing the processing lease failed", f, node=uuid))
-            return d
-
-        call = task.LoopingCall(renew)
-        call.clock = self.clock
-        call.start(period, now=False).addErrback(
-            lambda f: self.log.failure("Node {node}: lease renewal stopped", f, node=uuid)
-        )
-        return _Lease(call)
-
     async def _accept_discovered(self, raw, data, source):
         """Enroll a machine no node matched (discovery); ``(record, rules)``."""
-        record = await self._discovery.enroll(data, source)
-        self._filter_changed()
-        await self.store.store_data(record.uuid, raw, False, self.now())
+        uuid = str(uuidlib.uuid4())
+        hold = self._hold(uuid, st.State.enrolling)
         try:
-            record = await self.store.transition(
-                record.uuid,
-                st.Event.process,
-                self.now(),
-                expected=st.State.enrolling,
-                lease_until=self.now() + PROCESSING_LEASE,
+            record = await self._discovery.enroll(
+                data, source, uuid=uuid, owner=self.owner, lease_until=self.lease_until(st.State.enrolling)
             )
-        except errors.StateChanged:
-            raise errors.Conflict("Node {} is already being processed".format(record.uuid)) from None
+            self._filter_changed()
+            try:
+                record = await self.store.transition(
+                    record.uuid,
+                    st.Event.process,
+                    self.now(),
+                    expected=st.State.enrolling,
+                    raw=raw,
+                    lease_until=self.lease_until(st.State.processing),
+                    owner=self.owner,
+                )
+            except errors.StateChanged:
+                raise errors.Conflict("Node {} is already being processed".format(record.uuid)) from None
+        finally:
+            hold.stop()
         return record, None
 
     @staticmethod
@@ -652,27 +807,39 @@ class Introspection:
             )
         if record.state != st.State.waiting.value:
             raise errors.Conflict("Node {} is {}; try to abort again later".format(uuid, record.state))
+        self._check_running()
         try:
-            record = await self.store.transition(uuid, st.Event.abort, self.now(), expected=st.State.waiting)
+            record = await self.store.transition(
+                uuid, st.Event.abort, self.now(), expected=st.State.waiting,
+                lease_until=self.lease_until(st.State.aborting), owner=self.owner,
+            )
         except errors.StateChanged:
             raise errors.Conflict("Node {} changed state while aborting; try again".format(uuid)) from None
-        self._background(self._end_abort(record), "aborting node " + uuid, node=uuid)
+        hold = self._hold(uuid, st.State.aborting)
+        self._background(self._end_abort(record, hold), "aborting node " + uuid, node=uuid)
 
-    async def _end_abort(self, record):
-        if record.manage_boot:
-            try:
-                await self.ironic.set_power_state(record.uuid, "power off")
-            except errors.IronicError as e:
-                self.log.warn("Node {node}: power off after abort failed: {error}", node=record.uuid, error=str(e))
-        await self.store.transition(
-            record.uuid, st.Event.abort_end, self.now(), error="Canceled by operator", expected=st.State.aborting
-        )
+    async def _end_abort(self, record, hold):
+        try:
+            if record.manage_boot:
+                try:
+                    await self.ironic.set_power_state(record.uuid, "power off")
+                except errors.IronicError as e:
+                    self.log.warn("Node {node}: power off after abort failed: {error}", node=record.uuid, error=str(e))
+            await self.store.transition(
+                record.uuid, st.Event.abort_end, self.now(), error="Canceled by operator", expected=st.State.aborting
+            )
+        except errors.StateChanged as e:
+            self.log.warn("Node {node}: changed while aborting: {reason}", node=record.uuid, reason=str(e))
+            return
+        finally:
+            hold.stop()
         self.log.info("Node {node}: introspection aborted", node=record.uuid)
         self.metrics.introspection_failed("aborted")
         self._filter_changed()
 
     async def reapply(self, uuid, raw=None):
         """Process stored (or given) raw data again; no power actions."""
+        self._check_running()
         record = await self.store.get_node(uuid)
         if record.state not in (st.State.finished.value, st.State.error.value):
             raise errors.Conflict("Node {} is {}; reapply once it is finished".format(uuid, record.state))
@@ -699,26 +866,54 @@ class Introspection:
                 started_at=self.now(),
                 node=node_snapshot(node),
                 ports=_port_map(ports),
+                raw=raw,
+                lease_until=self.lease_until(st.State.reapplying),
+                owner=self.owner,
             )
         except errors.StateChanged:
             raise errors.Conflict("Node {} is locked, please, try again later".format(uuid)) from None
-        await self.store.store_data(uuid, raw, False, self.now())
         self.metrics.introspection_started()
-        self._background(self._reapply(record, data), "reapplying node " + uuid, node=uuid)
+        hold = self._hold(uuid, st.State.reapplying)
+        self._background(self._reapply(record, data, hold), "reapplying node " + uuid, node=uuid)
 
-    async def _reapply(self, record, data):
+    async def _reapply(self, record, data, hold):
+        try:
+            await self._process_data(record, data, reapplying=True)
+        finally:
+            hold.stop()
+
+    async def _process_data(self, record, data, rules=None, reapplying=False):
+        """Pre-processing hooks, processing, finish; every failure ends the node."""
         for hook in self.hooks:
             try:
                 await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
-                await self._fail(record.uuid, "Pre-processing failures detected reapplying: {}".format(e),
-                                 expected=record.state, reason="ramdisk")
+                prefix = "Pre-processing failures detected reapplying: " if reapplying else ""
+                await self._fail(record.uuid, prefix + str(e), expected=record.state, reason="ramdisk")
                 return
         try:
-            processed = await self._process_node(record, data)
+            processed = await self._process_node(record, data, rules)
         except errors.InspectordError:
             return
-        await self._finish(record, data, processed, power_off=False, verify_credentials=False)
+        if reapplying:
+            await self._finish(record, data, processed, power_off=False, verify_credentials=False)
+        else:
+            await self._finish(record, data, processed)
+
+    async def _process_stored(self, record, rules=None, reapplying=False, extra=None):
+        """Process the raw data stored for ``record`` (leased to this instance)."""
+        try:
+            raw = await self.store.get_data(record.uuid, False)
+        except errors.NotFound:
+            await self._fail(
+                record.uuid,
+                "Processing was interrupted and no ramdisk data is stored to process again",
+                expected=record.state,
+            )
+            return
+        data = ramdisk_data.normalize(copy.deepcopy(raw))
+        data.update(extra or {})
+        await self._process_data(record, data, rules, reapplying=reapplying)
 
     # -- periodic ---------------------------------------------------------
 
@@ -772,39 +967,94 @@ class Introspection:
         }
 
     async def resume_abandoned(self):
-        """Process again, from the stored raw data, what a stopped instance left."""
+        """Take over every node whose owner stopped renewing its lease; their UUIDs.
+
+        Each is resumed where it was left: a start boots the node again (or
+        processes the data its ramdisk already sent), an abort powers off
+        and ends, processing and reapplying run again from the stored raw
+        data, an enrollment is completed or undone.
+        """
+        if self._stopping:
+            return []
         resumed = []
         for record in await self.store.expired_leases(self.now()):
+            state = st.State(record.state)
             try:
-                record = await self.store.claim(record, self.now(), self.now() + PROCESSING_LEASE)
-                raw = await self.store.get_data(record.uuid, False)
-            except (errors.StateChanged, errors.NotFound):
+                record = await self.store.claim(record, self.now(), self.lease_until(state), owner=self.owner)
+            except errors.StateChanged:
                 continue
-            self.log.warn("Node {node}: resuming processing left unfinished", node=record.uuid)
-            data = ramdisk_data.normalize(copy.deepcopy(raw))
-            try:
-                for hook in self.hooks:
-                    await defer.maybeDeferred(hook.before_processing, data)
-            except errors.InspectordError as e:
-                await self._fail(record.uuid, str(e), expected=st.State.processing, reason="ramdisk")
-                continue
+            self.log.warn(
+                "Node {node}: resuming {state} left by {owner}",
+                node=record.uuid, state=state.value, owner=record_owner(record),
+            )
+            hold = self._hold(record.uuid, state)
             resumed.append(record.uuid)
-            lease = self._hold_lease(record.uuid)
-            resuming = self._background(self._resume(record, data), "resuming node " + record.uuid, node=record.uuid)
-            resuming.addBoth(lambda result, lease=lease: lease.stop() or result)
+            self._background(self._resume(record, hold), "resuming node " + record.uuid, node=record.uuid)
         return resumed
 
-    async def _resume(self, record, data):
+    async def _resume(self, record, hold):
+        state = st.State(record.state)
         try:
-            processed = await self._process_node(record, data)
-        except errors.InspectordError:
-            return
-        await self._finish(record, data, processed)
+            if state is st.State.starting:
+                await self._boot(record, hold)
+            elif state is st.State.aborting:
+                await self._end_abort(record, hold)
+            elif state is st.State.processing:
+                await self._process_stored(record)
+            elif state is st.State.reapplying:
+                await self._process_stored(record, reapplying=True)
+            elif state is st.State.enrolling:
+                await self._resume_enrollment(record, hold)
+        except errors.InspectordError as e:
+            # Ironic unreachable, say: the lease ends and the next scan tries again.
+            self.log.warn("Node {node}: resuming {state} failed, retried when the lease ends: {error}",
+                          node=record.uuid, state=state.value, error=str(e))
+        finally:
+            hold.stop()
+
+    async def _resume_enrollment(self, record, hold):
+        """Complete an enrollment whose owner died, or undo it.
+
+        The ramdisk's data is stored with the move to processing, after
+        Ironic created the node: without it, the enrollment was interrupted
+        around ``POST /v1/nodes``.  The node Ironic may have created then is
+        deleted and the record dropped, so the machine is discovered afresh
+        when its ramdisk calls back again.
+        """
+        uuid = record.uuid
+        try:
+            node = await self.ironic.get_node(uuid)
+        except errors.IronicNotFound:
+            node = None
+        if node is not None:
+            if not (node.get("extra") or {}).get("auto_discovered") or node.get("provision_state") != "enroll":
+                # Not the empty node discovery creates: someone uses it; keep it.
+                record = await self.store.enrolled(uuid, node_snapshot(node))
+                await self._fail(uuid, "Discovery was interrupted; the node exists in Ironic but was not "
+                                 "processed: introspect it", expected=st.State.enrolling)
+                return
+            await self.ironic.delete_node(uuid)
+            reason = "abandoned: the instance enrolling it stopped; the node it created in Ironic was deleted"
+        else:
+            reason = "abandoned: the instance enrolling it stopped before Ironic created the node"
+        await self.store.forget_enrollment(uuid, reason)
+        self.log.warn("Discovery: node {node} {reason}; the machine can be discovered again", node=uuid, reason=reason)
+        self._filter_changed()
+
+    async def lease_scan(self):
+        """The periodic lease scan ([lifecycle]lease_check_period); never raises."""
+        try:
+            await self.resume_abandoned()
+        except Exception:
+            self.log.failure("Lease scan failed")
 
     async def periodic(self):
         """One pass of the periodic work; never raises."""
         try:
             await self.check_timeouts()
-            await self.resume_abandoned()
         except Exception:
             self.log.failure("Periodic introspection check failed")
+
+
+def record_owner(record):
+    return record.lease_owner or "an unknown instance"

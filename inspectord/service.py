@@ -70,7 +70,7 @@ class InspectordService(service.MultiService):
     log = Logger()
 
     def __init__(self, reactor, store, introspection, api_endpoint, site, clean_up_period, pxe_filter=None,
-                 notifier=None):
+                 notifier=None, lease_check_period=None):
         """:param api_endpoint: an ``IStreamServerEndpoint`` or an endpoint
         description string; ``site`` is the factory served on it.
         :param notifier: a :class:`inspectord.sdnotify.Notifier`, told when
@@ -95,6 +95,12 @@ class InspectordService(service.MultiService):
                 clean_up_period, lambda: defer.Deferred.fromCoroutine(introspection.periodic())
             )
             self._timer.clock = reactor
+        self._lease_timer = None
+        if lease_check_period:
+            self._lease_timer = internet.TimerService(
+                lease_check_period, lambda: defer.Deferred.fromCoroutine(introspection.lease_scan())
+            )
+            self._lease_timer.clock = reactor
         self.ready = None
 
     def startService(self):
@@ -108,6 +114,8 @@ class InspectordService(service.MultiService):
         self._api.setServiceParent(self)
         if self._timer is not None:
             self._timer.setServiceParent(self)
+        if self._lease_timer is not None:
+            self._lease_timer.setServiceParent(self)
         first_sync = defer.succeed(True)
         if self.pxe_filter is not None:
             self.pxe_filter.setServiceParent(self)
@@ -225,7 +233,7 @@ def make_service(config, reactor, environ=None):
     endpoint, factory = listening.make_endpoint(config, reactor, site)
     main = InspectordService(
         reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter,
-        notifier=notifier,
+        notifier=notifier, lease_check_period=config.lifecycle.lease_check_period,
     )
     main.setServiceParent(top)
     if config.metrics.enabled and config.metrics.listen_port:

@@ -68,6 +68,8 @@ TRANSITIONS = {
 
 #: States in which a node is under introspection (not yet finished).
 ACTIVE = frozenset({S.starting, S.waiting, S.processing, S.reapplying, S.enrolling, S.aborting})
+#: States in which an instance works on the node: each has an owner and a lease.
+LEASED = frozenset({S.starting, S.processing, S.reapplying, S.enrolling, S.aborting})
 #: States that end an introspection.
 FINAL = frozenset({S.finished, S.error})
 

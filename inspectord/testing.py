@@ -157,6 +157,18 @@ class FakeIronic:
         node.update({k: v for k, v in body.items() if k not in node or k in ("extra",)})
         return self._json(request, node, code=201)
 
+    @app.route("/v1/nodes/<node_id>", methods=["DELETE"])
+    @_recorded
+    def delete_node(self, request, node_id):
+        node = self._node(node_id)
+        if node is None:
+            return self._error(request, 404, "Node {} could not be found.".format(node_id))
+        del self.nodes[node["uuid"]]
+        for port_uuid in [u for u, p in self.ports.items() if p["node_uuid"] == node["uuid"]]:
+            del self.ports[port_uuid]
+        request.setResponseCode(204)
+        return b""
+
     @app.route("/v1/nodes/<node_id>", methods=["PATCH"])
     @_recorded
     def patch_node(self, request, node_id):

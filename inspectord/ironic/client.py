@@ -29,7 +29,6 @@ CONNECTION_ERRORS = (
     net_error.ConnectionClosed,
     net_error.TimeoutError,
     net_error.DNSLookupError,
-    defer.CancelledError,
     defer.TimeoutError,
     web_client.ResponseNeverReceived,
     web_client.ResponseFailed,
@@ -192,6 +191,9 @@ class IronicClient:
     def create_node(self, body):
         """Create a node (``POST /v1/nodes``); it starts in the enroll state."""
         return self.request("POST", "/v1/nodes", body, ok=(201,))
+
+    def delete_node(self, uuid):
+        return self.request("DELETE", "/v1/nodes/" + uuid, ok=(204,))
 
     async def list_nodes(self, fields):
         """Every node (all pages), with only ``fields`` (a comma-separated string)."""

@@ -151,12 +151,16 @@ class Discovery:
         )
         return body
 
-    async def enroll(self, data, source=None):
+    async def enroll(self, data, source=None, uuid=None, owner=None, lease_until=None):
         """Enroll the machine ``data`` describes; its record, state ``enrolling``.
 
         Sets ``data["auto_discovered"] = True`` for introspection rules.
 
         :param source: the client IP address the data came from.
+        :param uuid: the UUID the node gets (a new one if not given).
+        :param owner: the instance enrolling it, leasing the record until
+            ``lease_until``; interrupted (cancelled), the record is kept for
+            whoever takes the lease over to complete or undo.
         :raises DiscoveryLimited: (503) past a rate limit; the ramdisk retries.
         :raises errors.Conflict: the machine is being enrolled already.
         :raises errors.BadRequest: Ironic already knows the machine.
@@ -166,7 +170,7 @@ class Discovery:
         bmcs = ramdisk_data.bmc_addresses(data)
         if not macs and not bmcs:
             raise errors.BadRequest("Cannot enroll the machine: the data has neither a MAC nor a BMC address")
-        uuid = str(uuidlib.uuid4())
+        uuid = uuid or str(uuidlib.uuid4())
         body = self.node_body(uuid, data)
         attributes = [("mac", m) for m in macs] + [("bmc_address", b) for b in bmcs]
         provisional = dict(body, provision_state="enroll", properties={})
@@ -179,6 +183,8 @@ class Discovery:
                 attributes,
                 source,
                 self._limits,
+                owner=owner,
+                lease_until=lease_until,
             )
         except errors.InspectordError as e:
             self._refused(source, macs, bmcs, e)
@@ -186,6 +192,9 @@ class Discovery:
         try:
             await self._check_ironic(macs, bmcs)
             node = await self._create(body)
+        except defer.CancelledError:
+            # Ironic may have created the node: the lease's next holder finds out.
+            raise
         except Exception as e:
             await self.store.forget_enrollment(uuid, str(e))
             self._refused(source, macs, bmcs, e)

@@ -58,11 +58,14 @@ def _count(conn, since, source=None):
     return conn.execute(query).scalar()
 
 
-def thd_enroll(engine, uuid, now, manage_boot, node, attributes, source, limits):
+def thd_enroll(engine, uuid, now, manage_boot, node, attributes, source, limits, owner=None, lease_until=None):
     """Record a discovery attempt and the node it will enroll (state ``enrolling``).
 
     :param attributes: ``[(name, value)]`` lookup attributes (``mac``,
         ``bmc_address``) the machine will be found by afterwards.
+    :param owner: the instance enrolling it, holding the lease until
+        ``lease_until``: past that, another instance completes or undoes
+        the enrollment.
     :raises DiscoveryLimited: a limit of ``limits`` is reached.
     :raises errors.Conflict: a node under introspection has one of the MACs.
     """
@@ -111,7 +114,8 @@ def thd_enroll(engine, uuid, now, manage_boot, node, attributes, source, limits)
                 error=None,
                 manage_boot=manage_boot,
                 version_id=uuidlib.uuid4().hex,
-                lease_until=None,
+                lease_until=lease_until,
+                lease_owner=owner if lease_until is not None else None,
                 node=node,
                 ports={},
                 options={"discovered_from": source},

@@ -28,6 +28,8 @@ class NodeRecord:
     ports: dict = dataclasses.field(default_factory=dict, compare=False)
     options: dict = dataclasses.field(default_factory=dict, compare=False)
     lease_until: datetime.datetime = None
+    lease_owner: str = None
+    data_pending: bool = False
 
     @property
     def finished(self):

@@ -33,10 +33,16 @@ nodes = sa.Table(
     # Until when the instance processing this node holds it; past that,
     # another instance may resume processing from the stored raw data.
     sa.Column("lease_until", Timestamp, nullable=True),
+    # The instance holding the lease of a transient state (None: nobody).
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    # Ramdisk data arrived while the node was still starting: it is stored,
+    # and processed as soon as the start ends.
+    sa.Column("data_pending", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     sa.Column("node", sa.JSON, nullable=False),
     sa.Column("ports", sa.JSON, nullable=False),
     sa.Column("options", sa.JSON, nullable=False),
     sa.Index("nodes_state_started_idx", "state", "started_at"),
+    sa.Index("nodes_lease_idx", "lease_until"),
 )
 
 attributes = sa.Table(

@@ -10,6 +10,7 @@ first wins, the other gets :class:`~inspectord.errors.StateChanged`.
 
 import collections
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -34,6 +35,8 @@ from inspectord.store.records import Match, NodeRecord
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
 
 _ACTIVE = tuple(s.value for s in st.ACTIVE)
+#: States an instance works in: each has an owner and a lease.
+_LEASED = tuple(s.value for s in st.LEASED)
 # Bound on the records kept for status reads.
 _RECENT_MAX = 100_000
 #: Options holding secrets, dropped when an introspection ends.
@@ -296,6 +299,8 @@ def _record(row):
         ports=row.ports or {},
         options=row.options or {},
         lease_until=row.lease_until,
+        lease_owner=row.lease_owner,
+        data_pending=bool(row.data_pending),
     )
 
 
@@ -338,8 +343,9 @@ class SQLStore:
         with self.engine.connect() as conn:
             return _record(self._thd_get(conn, uuid))
 
-    def thd_start(self, uuid, now, manage_boot, node, ports, attributes, options=None):
-        """Record the start of an introspection (compare-and-set).
+    def thd_start(self, uuid, now, manage_boot, node, ports, attributes, options=None, owner=None,
+                  lease_until=None):
+        """Record the start of an introspection (compare-and-set), leased to ``owner``.
 
         Refused when the node is in a state ``start`` cannot leave or when
         another node under introspection already has one of the lookup
@@ -352,7 +358,9 @@ class SQLStore:
             error=None,
             manage_boot=manage_boot,
             version_id=_new_version(),
-            lease_until=None,
+            lease_until=lease_until,
+            lease_owner=owner if lease_until is not None else None,
+            data_pending=False,
             node=node,
             ports=ports,
             options=options or {},
@@ -410,29 +418,42 @@ class SQLStore:
             )
 
     def thd_transition(self, uuid, event, now, error=None, expected=None, lease_until=None, processed=None,
-                       delete_data=False, **fields):
+                       delete_data=False, raw=None, owner=None, **fields):
         """Apply ``event`` to the node's state (compare-and-set).
 
         :param expected: if given, the state the caller believes the node
             is in; anything else raises StateChanged.
         :param processed: processed data to store in the same transaction.
         :param delete_data: drop the node's stored data in the same transaction.
+        :param raw: unprocessed data to store in the same transaction.
+        :param owner: the instance that takes the lease (with ``lease_until``).
         """
         with self.engine.begin() as conn:
             if processed is not None:
                 self._thd_put_data(conn, uuid, processed, True, now)
+            if raw is not None:
+                self._thd_put_data(conn, uuid, raw, False, now)
             if delete_data:
                 conn.execute(schema.introspection_data.delete().where(schema.introspection_data.c.node_uuid == uuid))
-            return self._thd_transition(conn, uuid, event, now, error, expected, lease_until, **fields)
+            return self._thd_transition(conn, uuid, event, now, error, expected, lease_until, owner=owner, **fields)
 
-    def _thd_transition(self, conn, uuid, event, now, error=None, expected=None, lease_until=None, **fields):
-        row = self._thd_get(conn, uuid)
+    def _thd_transition(self, conn, uuid, event, now, error=None, expected=None, lease_until=None, owner=None,
+                        row=None, **fields):
+        if row is None:
+            row = self._thd_get(conn, uuid)
         if expected is not None and row.state not in _states(expected):
             raise errors.StateChanged(
                 "Node {} is in state {}, not {}".format(uuid, row.state, "/".join(_states(expected)))
             )
         target = st.next_state(row.state, event)
-        values = dict(state=target.value, version_id=_new_version(), lease_until=lease_until, **fields)
+        values = dict(
+            state=target.value,
+            version_id=_new_version(),
+            lease_until=lease_until,
+            lease_owner=owner if lease_until is not None else None,
+            data_pending=False,
+            **fields,
+        )
         if target in st.FINAL:
             values["finished_at"] = now
             values["error"] = error
@@ -466,26 +487,72 @@ class SQLStore:
         with self.engine.connect() as conn:
             return self._thd_lookup(conn, macs, bmc_addresses)
 
-    def thd_accept(self, macs, bmc_addresses, raw, now, lease_until, process=True):
-        """Look the node up and, if it is waiting, take the ramdisk's data.
+    def thd_accept(self, macs, bmc_addresses, raw, now, lease_until, process=True, owner=None):
+        """Look the node up and, if it is waiting or starting, take the ramdisk's data.
 
         In one transaction: the lookup, storing the raw data, and (unless
-        ``process`` is false) the move to ``processing`` with a lease, plus
-        the introspection rules processing will apply.  Returns ``(match,
-        record, rules)``: ``record`` is None when the node was not waiting
-        (nothing is stored then), ``rules`` None unless it moved.
+        ``process`` is false) the move to ``processing`` with a lease held
+        by ``owner``, plus the introspection rules processing will apply.
+        Data for a node still ``starting`` is stored and marked pending
+        (``data_pending``): the start processes it as soon as it ends.
+        Returns ``(match, record, rules)``: ``record`` is None when the node
+        was neither waiting nor starting (nothing is stored then), ``rules``
+        None unless it moved.
         """
         with self.engine.begin() as conn:
             match = self._thd_lookup(conn, macs, bmc_addresses)
-            if match is None or match.record.state != st.State.waiting.value:
+            if match is None or match.record.state not in (st.State.waiting.value, st.State.starting.value):
                 return match, None, None
             self._thd_put_data(conn, match.uuid, raw, False, now)
             if not process:
                 return match, match.record, None
+            if match.record.state == st.State.starting.value:
+                return match, self._thd_mark_pending(conn, match.record), None
             record = self._thd_transition(
-                conn, match.uuid, st.Event.process, now, expected=st.State.waiting, lease_until=lease_until
+                conn, match.uuid, st.Event.process, now, expected=st.State.waiting, lease_until=lease_until,
+                owner=owner,
             )
             return match, record, self._thd_rules(conn)
+
+    @staticmethod
+    def _thd_mark_pending(conn, record):
+        n = schema.nodes
+        version = _new_version()
+        updated = conn.execute(
+            n.update()
+            .where(n.c.uuid == record.uuid, n.c.version_id == record.version_id)
+            .values(data_pending=True, version_id=version)
+        ).rowcount
+        if not updated:
+            raise errors.StateChanged("Node {} changed while its data was stored".format(record.uuid))
+        return dataclasses.replace(record, data_pending=True, version_id=version)
+
+    def thd_started(self, uuid, now, owner, lease_until):
+        """The start of ``uuid`` is done: ``waiting``, or ``processing`` if data is pending.
+
+        Compare-and-set against the node's current version, retried while
+        the node stays ``starting`` (a ramdisk's data may arrive at the same
+        moment, through any instance).  Returns ``(record, rules)``;
+        ``rules`` is None unless the node moved on to processing (leased to
+        ``owner`` until ``lease_until``).
+        """
+        for _ in range(10):
+            try:
+                with self.engine.begin() as conn:
+                    row = self._thd_get(conn, uuid)
+                    if row.state != st.State.starting.value:
+                        raise errors.StateChanged("Node {} is in state {}, not starting".format(uuid, row.state))
+                    record = self._thd_transition(conn, uuid, st.Event.wait, now, row=row)
+                    if not row.data_pending:
+                        return record, None
+                    moved = self._thd_transition(
+                        conn, uuid, st.Event.process, now, lease_until=lease_until, owner=owner
+                    )
+                    return moved, self._thd_rules(conn)
+            except errors.StateChanged:
+                if self.thd_get_node(uuid).state != st.State.starting.value:
+                    raise
+        raise errors.StateChanged("Node {} keeps changing while its start ends".format(uuid))
 
     def _thd_lookup(self, conn, macs, bmc_addresses):
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
@@ -542,47 +609,63 @@ class SQLStore:
             ).all()
         return [r.uuid for r in rows]
 
-    def thd_expired_leases(self, now):
-        """Nodes left in ``processing`` by an instance that stopped."""
+    def thd_expired_leases(self, now, limit=100):
+        """Nodes in a transient state whose owner stopped renewing its lease.
+
+        A transient state without a lease (recorded before leases existed)
+        counts as expired.  Oldest lease first.
+        """
         n = schema.nodes
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(n).where(
-                    n.c.state == st.State.processing.value,
-                    n.c.lease_until.is_not(None),
-                    n.c.lease_until < now,
-                )
+                sa.select(n)
+                .where(n.c.state.in_(_LEASED), sa.or_(n.c.lease_until.is_(None), n.c.lease_until <= now))
+                .order_by(n.c.lease_until)
+                .limit(limit)
             ).all()
         return [_record(r) for r in rows]
 
-    def thd_claim(self, record, now, lease_until):
-        """Take over a node whose lease expired (compare-and-set)."""
+    def thd_claim(self, record, now, lease_until, owner=None):
+        """Take over a node whose lease expired (compare-and-set); ``owner`` holds it now."""
         n = schema.nodes
         with self.engine.begin() as conn:
             updated = conn.execute(
                 n.update()
                 .where(n.c.uuid == record.uuid, n.c.version_id == record.version_id)
-                .values(version_id=_new_version(), lease_until=lease_until)
+                .values(version_id=_new_version(), lease_until=lease_until, lease_owner=owner)
             ).rowcount
             if not updated:
                 raise errors.StateChanged("Node {} was claimed by another instance".format(record.uuid))
             return _record(self._thd_get(conn, record.uuid))
 
-    def thd_renew_lease(self, uuid, lease_until):
-        """Extend the lease of a node this instance is processing.
+    def thd_renew_leases(self, owner, renewals):
+        """Extend the leases ``owner`` holds: ``renewals`` maps ``lease_until`` to UUIDs.
 
-        Leaves ``version_id`` alone: renewing must not make the holder's own
-        next transition look like a concurrent change.
+        One UPDATE per distinct lease end (and per 500 nodes), whatever the
+        number of nodes; a node another instance took over (its owner
+        changed) is left alone.  Returns how many leases were renewed.
         """
         n = schema.nodes
+        renewed = 0
         with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    n.update()
-                    .where(n.c.uuid == uuid, n.c.state == st.State.processing.value, n.c.lease_until.is_not(None))
-                    .values(lease_until=lease_until)
-                ).rowcount
-            )
+            for lease_until, uuids in renewals.items():
+                uuids = sorted(uuids)
+                for i in range(0, len(uuids), 500):
+                    renewed += conn.execute(
+                        n.update()
+                        .where(n.c.uuid.in_(uuids[i:i + 500]), n.c.lease_owner == owner, n.c.state.in_(_LEASED))
+                        .values(lease_until=lease_until)
+                    ).rowcount
+        return renewed
+
+    def thd_release_leases(self, owner, now, uuids=None):
+        """End the leases ``owner`` holds (of ``uuids``, or all) now: any instance may resume those nodes."""
+        n = schema.nodes
+        query = n.update().where(n.c.lease_owner == owner, n.c.state.in_(_LEASED))
+        if uuids is not None:
+            query = query.where(n.c.uuid.in_(sorted(uuids)))
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(lease_until=now, lease_owner=None)).rowcount
 
     def thd_list(self, limit, marker=None, states=None):
         """Newest first; ``marker`` is the UUID the previous page ended with."""
@@ -697,8 +780,9 @@ class SQLStore:
 
     # -- discovery (node_not_found_hook=enroll), see inspectord.store.enrollment
 
-    def thd_enroll(self, uuid, now, manage_boot, node, attributes, source, limits):
-        enrollment.thd_enroll(self.engine, uuid, now, manage_boot, node, attributes, source, limits)
+    def thd_enroll(self, uuid, now, manage_boot, node, attributes, source, limits, owner=None, lease_until=None):
+        enrollment.thd_enroll(self.engine, uuid, now, manage_boot, node, attributes, source, limits, owner,
+                              lease_until)
         return self.thd_get_node(uuid)
 
     def thd_enrolled(self, uuid, node):
@@ -760,9 +844,18 @@ class SQLStore:
             self._recent[record.uuid] = (self._clock.seconds(), record)
         return record
 
-    def start(self, uuid, now, manage_boot, node, ports, attributes, options=None):
-        d = self._run(self.thd_start, uuid, now, manage_boot, node, ports, attributes, options)
+    def start(self, uuid, now, manage_boot, node, ports, attributes, options=None, owner=None, lease_until=None):
+        d = self._run(self.thd_start, uuid, now, manage_boot, node, ports, attributes, options, owner, lease_until)
         return d.addCallback(self._remember)
+
+    def started(self, uuid, now, owner, lease_until):
+        d = self._run(self.thd_started, uuid, now, owner, lease_until)
+
+        def remember(result):
+            self._remember(result[0])
+            return result
+
+        return d.addCallback(remember)
 
     def transition(self, uuid, event, now, **kwargs):
         return self._run(self.thd_transition, uuid, event, now, **kwargs).addCallback(self._remember)
@@ -770,8 +863,8 @@ class SQLStore:
     def lookup(self, macs, bmc_addresses):
         return self._run(self.thd_lookup, macs, bmc_addresses)
 
-    def accept(self, macs, bmc_addresses, raw, now, lease_until, process=True):
-        d = self._run(self.thd_accept, macs, bmc_addresses, raw, now, lease_until, process)
+    def accept(self, macs, bmc_addresses, raw, now, lease_until, process=True, owner=None):
+        d = self._run(self.thd_accept, macs, bmc_addresses, raw, now, lease_until, process, owner)
 
         def remember(result):
             self._remember(result[1])
@@ -794,11 +887,14 @@ class SQLStore:
     def expired_leases(self, now):
         return self._run(self.thd_expired_leases, now)
 
-    def renew_lease(self, uuid, lease_until):
-        return self._run(self.thd_renew_lease, uuid, lease_until)
+    def renew_leases(self, owner, renewals):
+        return self._run(self.thd_renew_leases, owner, renewals)
 
-    def claim(self, record, now, lease_until):
-        return self._run(self.thd_claim, record, now, lease_until).addCallback(self._remember)
+    def release_leases(self, owner, now, uuids=None):
+        return self._run(self.thd_release_leases, owner, now, uuids)
+
+    def claim(self, record, now, lease_until, owner=None):
+        return self._run(self.thd_claim, record, now, lease_until, owner).addCallback(self._remember)
 
     def list_nodes(self, limit, marker=None, states=None):
         return self._run(self.thd_list, limit, marker, states)
@@ -827,8 +923,8 @@ class SQLStore:
     def delete_all_rules(self):
         return self._run(self.thd_delete_all_rules)
 
-    def enroll(self, uuid, now, manage_boot, node, attributes, source, limits):
-        return self._run(self.thd_enroll, uuid, now, manage_boot, node, attributes, source, limits)
+    def enroll(self, uuid, now, manage_boot, node, attributes, source, limits, owner=None, lease_until=None):
+        return self._run(self.thd_enroll, uuid, now, manage_boot, node, attributes, source, limits, owner, lease_until)
 
     def enrolled(self, uuid, node):
         return self._run(self.thd_enrolled, uuid, node)

@@ -353,11 +353,17 @@ class ContinueRouteTests(APITestCase):
         self.assertError(self.continue_(ipa_data()), 403, uuid, "not under introspection")
 
     def test_while_starting(self):
+        """Data posted before the start ended is taken; it is processed once the start ends."""
         uuid = self.enroll()
         self.fake.fail("PUT", "/v1/nodes/{}/management".format(uuid), 503)
         self.start(uuid)
         self.assertEqual(self.state(uuid), "starting")
-        self.assertError(self.continue_(ipa_data()), 409, "still starting")
+        code, _, body = self.continue_(ipa_data())
+        self.assertEqual((code, body), (200, {"uuid": uuid}))
+        self.assertEqual(self.state(uuid), "starting")
+        self.h.clock.advance(2)
+        self.h.flush()
+        self.assertEqual(self.state(uuid), "finished")
 
     def test_ironic_failure(self):
         uuid = self.enroll()

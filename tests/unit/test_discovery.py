@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord import introspection as introspection_mod
 from inspectord.introspection import Introspection
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import discovery as discovery_mod
@@ -231,7 +232,7 @@ class DiscoveryTests(SynchronousTestCase):
 
     def test_create_retried_after_a_lost_answer(self):
         fixed = uuidlib.UUID("c0ffee00-0000-4000-8000-000000000001")
-        self.patch(discovery_mod, "uuidlib", type("U", (), {"uuid4": staticmethod(lambda: fixed)}))
+        self.patch(introspection_mod, "uuidlib", type("U", (), {"uuid4": staticmethod(lambda: fixed)}))
         self.h.fake.add_node(uuid=str(fixed), provision_state="enroll")  # the first POST went through
         code, _, body = self.post(machine(12))
         self.assertEqual((code, body), (200, {"uuid": str(fixed)}))

@@ -9,12 +9,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
-from inspectord.introspection import PROCESSING_LEASE, Introspection
+from inspectord.introspection import Introspection
 from inspectord.ironic.client import IronicClient, static_endpoint
 from tests.unit.helpers import Harness, fixture
 
 IPA_MAC = "02:fc:00:00:00:01"
 LEGACY_PXE_MAC = "52:54:00:12:34:56"
+PROCESSING_LEASE = datetime.timedelta(seconds=30)  # [lifecycle]processing_lease default
 LOCKED = "Node {} is locked by host conductor-1, please retry after the current operation is completed."
 
 
@@ -531,15 +532,22 @@ class ContinueTests(FlowTestCase):
         self.assertIn("cannot reach Ironic: TimeoutError", record.error)
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
 
-    def test_conflict_while_starting(self):
+    def test_data_while_starting_is_processed_when_the_start_ends(self):
         uuid = self.enroll()
         self.fake.fail("PUT", "/v1/nodes/{}/management".format(uuid), 503)  # boot waits to retry
         self.start(uuid)
         self.assertEqual(self.record(uuid).state, "starting")
-        failure = self.failureResultOf(self.post(ipa_data()), errors.Conflict)
-        self.assertIn("still starting", failure.value.message)
+        self.assertEqual(self.successResultOf(self.post(ipa_data())), {"uuid": uuid})
+        record = self.record(uuid)
+        self.assertEqual((record.state, record.data_pending), ("starting", True))
+        self.assertEqual(self.h.store.thd_get_data(uuid, False), ipa_data())
+        self.assertEqual(self.fake.patches, [])
         self.advance(2)
-        self.assertEqual(self.record(uuid).state, "waiting")
+        record = self.record(uuid)
+        self.assertEqual((record.state, record.error, record.data_pending), ("finished", None, False))
+        self.assertEqual(self.property_patch(uuid)["/properties/local_gb"], "255")
+        self.assertEqual(self.fake.nodes[uuid]["power_state"], "power off")
+        self.assertEqual(self.introspection._held, {})
 
     def test_conflict_while_processing(self):
         uuid = self.enroll()
@@ -637,7 +645,8 @@ class ResumeTests(FlowTestCase):
         """What an instance that stopped while processing leaves behind."""
         store, now = self.h.store, self.introspection.now()
         store.thd_store_data(uuid, data, False, now)
-        store.thd_transition(uuid, "process", now, lease_until=now + datetime.timedelta(seconds=lease_seconds))
+        store.thd_transition(uuid, "process", now, lease_until=now + datetime.timedelta(seconds=lease_seconds),
+                             owner="dead:1:0")
 
     def resume(self):
         d = defer.Deferred.fromCoroutine(self.introspection.resume_abandoned())
@@ -669,15 +678,17 @@ class ResumeTests(FlowTestCase):
         self.abandon(uuid, ipa_data(), lease_seconds=1)
         self.h.store.thd_delete_data(uuid)
         self.advance(2)
-        self.assertEqual(self.resume(), [])
-        self.assertEqual(self.record(uuid).state, "processing")
+        self.assertEqual(self.resume(), [uuid])
+        record = self.record(uuid)
+        self.assertEqual(record.state, "error")
+        self.assertIn("no ramdisk data is stored", record.error)
 
     def test_resume_bad_data_fails_node(self):
         uuid = self.enroll()
         self.start(uuid)
         self.abandon(uuid, fixture("ipa-payload-collector-error.json"), lease_seconds=1)
         self.advance(2)
-        self.assertEqual(self.resume(), [])
+        self.assertEqual(self.resume(), [uuid])
         self.assertIn("Ramdisk reported error", self.record(uuid).error)
 
     def test_slow_processing_is_not_taken_over(self):
@@ -689,6 +700,7 @@ class ResumeTests(FlowTestCase):
         self.advance(PROCESSING_LEASE.total_seconds() + 30, step=1)
         self.assertNoResult(d)
         self.assertEqual(self.resume(), [])
+        self.assertEqual(self.record(uuid).lease_owner, self.introspection.owner)
 
 
 

@@ -371,10 +371,28 @@ class PeriodicQueryTests(StoreTestCase):
         self.move(B, "wait")
         self.store.thd_transition(B, "process", T0, lease_until=T0 + seconds(600))
         self.move(C, "wait")  # waiting: never "abandoned"
-        self.assertEqual(self.store.thd_expired_leases(T0 + seconds(300)), [])
-        expired = self.successResultOf(self.store.expired_leases(T0 + seconds(301)))
+        self.assertEqual(self.store.thd_expired_leases(T0 + seconds(299)), [])
+        expired = self.successResultOf(self.store.expired_leases(T0 + seconds(300)))
         self.assertEqual([r.uuid for r in expired], [A])
         self.assertEqual(expired[0].state, "processing")
+
+    def test_renew_and_release_leases_of_one_owner(self):
+        for uuid, mac in ((A, MAC1), (B, MAC2), (C, MAC3)):
+            self.start(uuid, macs=[mac])
+            self.move(uuid, "wait")
+        self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(30), owner="one")
+        self.store.thd_transition(B, "process", T0, lease_until=T0 + seconds(30), owner="one")
+        self.store.thd_transition(C, "process", T0, lease_until=T0 + seconds(30), owner="two")
+        versions = {u: self.store.thd_get_node(u).version_id for u in (A, B, C)}
+        # One owner renews what it holds; another's node is left alone.
+        self.assertEqual(self.store.thd_renew_leases("one", {T0 + seconds(60): [A, B, C]}), 2)
+        self.assertEqual([self.store.thd_get_node(u).lease_until for u in (A, B, C)],
+                         [T0 + seconds(60), T0 + seconds(60), T0 + seconds(30)])
+        self.assertEqual({u: self.store.thd_get_node(u).version_id for u in (A, B, C)}, versions)
+        self.assertEqual(self.store.thd_release_leases("one", T0 + seconds(1)), 2)
+        self.assertEqual(sorted(r.uuid for r in self.store.thd_expired_leases(T0 + seconds(1))), sorted([A, B]))
+        self.assertIsNone(self.store.thd_get_node(A).lease_owner)
+        self.assertEqual(self.store.thd_get_node(C).lease_owner, "two")
 
     def test_list_newest_first_with_marker(self):
         uuids = ["{:08d}-0000-0000-0000-000000000000".format(i) for i in range(5)]
