@@ -104,10 +104,13 @@ class InspectordProcess:
     :param extra_config_files: more ``--config-file`` after the generated one.
     :param program: ``twistd`` (``twistd -n inspectord``) or
         ``ironic-inspector`` (the console script of that name).
+    :param config_files: ``--config-file`` paths used instead of the
+        generated file (``ironic_url``, ``port`` and the other settings of
+        the generated file are then not applied).
     """
 
     def __init__(self, workdir, ironic_url, port=None, timeout=3600, clean_up_period=60, extra_config="", env=None,
-                 tls=None, unix_socket=None, extra_config_files=(), program="twistd"):
+                 tls=None, unix_socket=None, extra_config_files=(), program="twistd", config_files=None):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -126,6 +129,8 @@ class InspectordProcess:
         self._http = urllib.request.build_opener(*handlers)
         self.config_path = self.workdir / "inspectord.conf"
         self.log_path = self.workdir / "inspectord.log"
+        # Given files are used as they are, instead of the generated one.
+        self.config_files = [str(f) for f in config_files] if config_files else None
         self.config_path.write_text(
             BASE_CONFIG.format(
                 port=self.port,
@@ -137,12 +142,14 @@ class InspectordProcess:
             + extra_config
         )
         self.process = None
+        #: Headers every :meth:`call` sends (credentials, for example).
+        self.headers = {}
         # Extra environment of the twistd process (e.g. PYTHONPATH for plugin drop-ins).
         self.env = dict(env or {})
 
     def command(self):
         config_files = []
-        for path in [str(self.config_path), *self.extra_config_files]:
+        for path in [*(self.config_files or [str(self.config_path)]), *self.extra_config_files]:
             config_files += ["--config-file", path]
         bindir = os.path.dirname(sys.executable)
         if self.program == "ironic-inspector":
@@ -206,7 +213,9 @@ class InspectordProcess:
         ``headers`` is case-insensitive (an ``email.message.Message``).
         """
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=dict(headers or {}))
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={**self.headers, **dict(headers or {})}
+        )
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:

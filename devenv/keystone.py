@@ -85,7 +85,9 @@ class KeystoneServer:
     kept across restarts in the same directory (``bootstrap`` is idempotent).
     """
 
-    def __init__(self, workdir: str | os.PathLike[str], port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(self, workdir: str | os.PathLike[str], port: int | None = None, host: str = "127.0.0.1",
+                 admin_password: str = ADMIN_PASSWORD):
+        self.admin_password = admin_password
         self.workdir = pathlib.Path(workdir).absolute()
         self.host = host
         self.port = port
@@ -137,7 +139,7 @@ class KeystoneServer:
             "--bootstrap-admin-url", self.url,
             "--bootstrap-internal-url", self.url,
             "--bootstrap-public-url", self.url,
-            env={"OS_BOOTSTRAP_PASSWORD": ADMIN_PASSWORD},
+            env={"OS_BOOTSTRAP_PASSWORD": self.admin_password},
         )
         command = [
             str(venv / "bin" / "gunicorn"),
@@ -236,7 +238,7 @@ class KeystoneServer:
     def admin_token(self) -> str:
         """The bootstrap administrator's project-scoped token (cached until close to expiry)."""
         if self._admin_token is None or time.monotonic() > self._admin_token[1]:
-            token = self._authenticate(ADMIN_USER, ADMIN_PASSWORD, ADMIN_PROJECT, False)[0]
+            token = self._authenticate(ADMIN_USER, self.admin_password, ADMIN_PROJECT, False)[0]
             self._admin_token = (token, time.monotonic() + TOKEN_EXPIRATION / 2)
         return self._admin_token[0]
 
@@ -285,11 +287,34 @@ class KeystoneServer:
             self._checked("PUT", f"/system/users/{user['id']}/roles/{role_id}")
         return user
 
-    def register_endpoint(self, service_type: str, name: str, url: str) -> None:
-        """Catalog service ``service_type`` with public, internal and admin endpoints at ``url``.
+    def ensure_user(self, name: str, password: str, project: str = ADMIN_PROJECT,
+                    project_roles: Sequence[str] = (), system_roles: Sequence[str] = ()) -> dict[str, Any]:
+        """Like :meth:`create_user`, but an existing user gets ``password`` and the roles added."""
+        try:
+            user = self.find("users", name)
+        except KeystoneError:
+            return self.create_user(name, password, project, project_roles, system_roles)
+        self._checked("PATCH", f"/users/{user['id']}", {"user": {"password": password}})
+        project_id = self.ensure_project(project)["id"]
+        for role in project_roles:
+            role_id = self.ensure_role(role)["id"]
+            self._checked("PUT", f"/projects/{project_id}/users/{user['id']}/roles/{role_id}")
+        for role in system_roles:
+            role_id = self.ensure_role(role)["id"]
+            self._checked("PUT", f"/system/users/{user['id']}/roles/{role_id}")
+        return user
+
+    def ensure_region(self, region: str) -> None:
+        status, _, _ = self.call("GET", f"/regions/{urllib.request.quote(region)}")
+        if status == 404:
+            self._checked("POST", "/regions", {"region": {"id": region}})
+
+    def register_endpoint(self, service_type: str, name: str, url: str, region: str = REGION) -> None:
+        """Catalog service ``service_type`` with public, internal and admin endpoints at ``url`` in ``region``.
 
         Created the first time; later calls point the existing endpoints at ``url``.
         """
+        self.ensure_region(region)
         services = self._checked("GET", f"/services?type={urllib.request.quote(service_type)}")["services"]
         if services:
             service = services[0]
@@ -297,12 +322,12 @@ class KeystoneServer:
             body = {"service": {"type": service_type, "name": name, "enabled": True}}
             service = self._checked("POST", "/services", body)["service"]
         existing = self._checked("GET", f"/endpoints?service_id={service['id']}")["endpoints"]
-        by_interface = {e["interface"]: e for e in existing}
+        by_interface = {e["interface"]: e for e in existing if e.get("region_id") == region}
         for interface in ("public", "internal", "admin"):
             if interface in by_interface:
                 self._checked("PATCH", f"/endpoints/{by_interface[interface]['id']}", {"endpoint": {"url": url}})
             else:
-                endpoint = {"service_id": service["id"], "interface": interface, "url": url, "region_id": REGION}
+                endpoint = {"service_id": service["id"], "interface": interface, "url": url, "region_id": region}
                 self._checked("POST", "/endpoints", {"endpoint": endpoint})
 
     # -- internals ---------------------------------------------------------
