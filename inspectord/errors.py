@@ -70,3 +70,7 @@ class ProcessingError(InspectordError):
     """Introspection data could not be processed (ends the node in error)."""
 
     code = 400
+
+
+class SchemaError(Exception):
+    """The database holds a schema inspectord cannot use; the message names its revision."""

@@ -47,22 +47,41 @@ def makeService(options):
 
 
 def main_dbsync(argv=None):
-    """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
+    """``inspectord-dbsync --config-file FILE upgrade|adopt``.
+
+    ``upgrade`` applies migrations and, the first time the database is
+    found to hold ironic-inspector's tables, adopts their data; ``adopt``
+    (again) copies whatever ironic-inspector's tables hold that inspectord's
+    do not.  Both print what they adopted.
+    """
     import argparse
 
-    from inspectord.store.sql import make_engine, thd_upgrade
+    from inspectord.store.sql import make_engine, thd_upgrade_and_adopt
 
     parser = argparse.ArgumentParser(prog="inspectord-dbsync", description="Manage inspectord's database schema.")
     parser.add_argument("--config-file", required=False)
-    parser.add_argument("command", choices=["upgrade"])
+    parser.add_argument("command", choices=["upgrade", "adopt"])
     args = parser.parse_args(argv)
     try:
         config = config_mod.load(args.config_file)
     except errors.ConfigError as e:
         print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
         return 2
-    thd_upgrade(make_engine(config.database.connection))
+    engine = make_engine(config.database.connection)
+    try:
+        report = thd_upgrade_and_adopt(engine, first_only=args.command == "upgrade")
+    except errors.SchemaError as e:
+        print("inspectord-dbsync: {}".format(e), file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     print("database schema is up to date")
+    if report is not None:
+        print(report.summary())
+        for uuid in report.failed:
+            print("node {}: interrupted by the swap, now in error".format(uuid))
+    elif args.command == "adopt":
+        print("nothing to adopt: no ironic-inspector schema in the database")
     return 0
 
 

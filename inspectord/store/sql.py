@@ -18,12 +18,13 @@ import uuid as uuidlib
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 from sqlalchemy.pool import StaticPool
 from twisted.internet import defer
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.store import enrollment, schema
+from inspectord.store import adopt, enrollment, schema
 from inspectord.store.records import Match, NodeRecord
 
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -62,12 +63,53 @@ def make_engine(url):
 
 
 def thd_upgrade(engine):
-    """Apply every Alembic migration (blocking)."""
+    """Bring inspectord's schema to its head (blocking).
+
+    A new database (or one holding only ironic-inspector's tables) gets
+    inspectord's tables created at the head; an older inspectord schema
+    gets the missing migrations, its revision first moved out of
+    ``alembic_version`` when an inspectord from before its own version
+    table left it there.  Returns the :class:`~inspectord.store.adopt.DatabaseShape`
+    found; raises :class:`~inspectord.errors.SchemaError` naming a revision
+    inspectord does not know.
+    """
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", _MIGRATIONS)
+    heads = ScriptDirectory.from_config(cfg)
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
-        alembic_command.upgrade(cfg, "head")
+        shape = adopt.thd_examine(connection)
+        revision = shape.revision or shape.legacy_revision
+        if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
+            raise errors.SchemaError(
+                "The database holds inspectord's schema at revision {!r}, which this inspectord does not know "
+                "(its head is {!r}): it was made by a newer inspectord".format(revision, heads.get_current_head())
+            )
+        if shape.legacy_revision is not None:
+            connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
+            cfg.attributes["version_table"] = schema.VERSION_TABLE
+            alembic_command.stamp(cfg, shape.legacy_revision)
+        if revision is None:
+            schema.metadata.create_all(connection)
+            alembic_command.stamp(cfg, "head")
+        else:
+            alembic_command.upgrade(cfg, "head")
+    return shape
+
+
+def thd_upgrade_and_adopt(engine, now=None, first_only=True):
+    """:func:`thd_upgrade`, then adopt ironic-inspector's data if the database holds it.
+
+    Returns the :class:`~inspectord.store.adopt.AdoptionReport`, or None
+    when nothing was adopted (no ironic-inspector schema; with
+    ``first_only``, an adoption already recorded).
+    """
+    shape = thd_upgrade(engine)
+    if shape.upstream_revision is None:
+        return None
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return adopt.thd_adopt(engine, now, first_only=first_only)
 
 
 # Statements of the hot paths, built once: SQLAlchemy then reuses their
@@ -500,8 +542,14 @@ class SQLStore:
 
     # -- asynchronous interface ---------------------------------------------
 
-    def upgrade(self):
-        return self._run(thd_upgrade, self.engine)
+    def upgrade(self, now=None):
+        """Migrate, and adopt ironic-inspector's data the first time it is found.
+
+        Fires with the :class:`~inspectord.store.adopt.AdoptionReport`, or None.
+        """
+        if now is None and self._clock is not None:
+            now = utc(self._clock.seconds())
+        return self._run(thd_upgrade_and_adopt, self.engine, now)
 
     def get_node(self, uuid):
         return self._run(self.thd_get_node, uuid).addCallback(self._remember)

@@ -160,7 +160,7 @@ class InspectordServiceTests(SynchronousTestCase):
         self.patch(self.introspection, "periodic", lambda: _record_call(periodic))
         main.startService()
         self.successResultOf(main.ready)
-        self.assertIn("nodes", sa.inspect(engine).get_table_names())
+        self.assertIn("inspectord_nodes", sa.inspect(engine).get_table_names())
         listening = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
         self.assertEqual(listening, [(5055, "127.0.0.1")])
         self.assertEqual(len(periodic), 1)  # the timer runs at once...
