@@ -27,8 +27,11 @@ setup(
         "PyYAML>=6.0",
     ],
     extras_require={
-        "test": ["python-ironicclient>=5.0"],
-        "postgresql": ["psycopg2-binary"],
+        # the test suite also runs the store against real MariaDB and PostgreSQL
+        "test": ["python-ironicclient>=5.0", "PyMySQL>=1.0", "psycopg2-binary>=2.9"],
+        # database drivers: [database]connection = mysql+pymysql://... or postgresql://...
+        "mysql": ["PyMySQL>=1.0"],
+        "postgresql": ["psycopg2-binary>=2.9"],
         # benchmarks (bench/, make bench): process figures, plots, profiles
         "bench": ["psutil>=5.9", "matplotlib>=3.7", "py-spy>=0.3"],
     },

@@ -109,7 +109,22 @@ _OPTS = {
             "connection",
             default=DEFAULT_DATABASE,
             secret=True,
-            help="SQLAlchemy URL of the database.",
+            help="SQLAlchemy URL of the database: sqlite:///PATH, "
+            "mysql+pymysql://USER:PASSWORD@HOST/NAME (install inspectord[mysql]) or "
+            "postgresql://USER:PASSWORD@HOST/NAME (install inspectord[postgresql]).",
+        ),
+        cfg.IntOpt(
+            "max_retries",
+            default=10,
+            min=-1,
+            help="Attempts to reach the database at start before giving up; -1 retries forever. "
+            "The waits between attempts grow from 0.5 s to retry_interval.",
+        ),
+        cfg.IntOpt(
+            "retry_interval",
+            default=10,
+            min=1,
+            help="Longest wait, in seconds, between attempts to reach the database at start.",
         ),
     ],
     "processing": [
@@ -481,7 +496,7 @@ IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS = frozenset(
 # oslo.db options an ironic-inspector.conf may carry in [database].
 IGNORED_DATABASE_OPTIONS = frozenset(
     """backend sqlite_synchronous slave_connection mysql_sql_mode mysql_wsrep_sync_wait
-    mysql_enable_ndb connection_recycle_time max_pool_size max_retries retry_interval
+    mysql_enable_ndb connection_recycle_time max_pool_size
     max_overflow connection_debug connection_trace pool_timeout use_db_reconnect
     db_retry_interval db_inc_retry_interval db_max_retry_interval db_max_retries
     connection_parameters idle_timeout min_pool_size sqlite_db use_tpool""".split()

@@ -15,6 +15,7 @@ from inspectord.ironic.client import IronicClient
 from inspectord import errors, pxe
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
+from inspectord.store.sql import DatabaseUnreachable
 
 MAX_BODY_SIZE = 16 * 1024 * 1024
 
@@ -116,6 +117,8 @@ class InspectordService(service.MultiService):
         if failure.check(errors.SchemaError):
             # A database inspectord cannot use: the message says why, no traceback.
             self.log.critical("inspectord cannot start: {reason}", reason=failure.getErrorMessage())
+        elif failure.check(DatabaseUnreachable):
+            self.log.critical("inspectord failed to start: {error}", error=failure.value)
         else:
             self.log.failure("inspectord failed to start", failure)
         if self._reactor.running:
@@ -138,7 +141,14 @@ def make_service(config, reactor):
     db_pool.setServiceParent(top)
     io_pool = ThreadPoolService("inspectord-io", 4)
     io_pool.setServiceParent(top)
-    store = SQLStore(engine, db_pool, clock=reactor, status_cache_time=config.api.status_cache_time)
+    store = SQLStore(
+        engine,
+        db_pool,
+        clock=reactor,
+        status_cache_time=config.api.status_cache_time,
+        connect_retries=config.database.max_retries,
+        connect_retry_interval=config.database.retry_interval,
+    )
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
     ironic = IronicClient(

@@ -56,6 +56,8 @@ def main_dbsync(argv=None):
     """
     import argparse
 
+    import sqlalchemy
+
     from inspectord.store.sql import make_engine, thd_upgrade_and_adopt
 
     parser = argparse.ArgumentParser(prog="inspectord-dbsync", description="Manage inspectord's database schema.")
@@ -67,11 +69,21 @@ def main_dbsync(argv=None):
     except errors.ConfigError as e:
         print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
         return 2
-    engine = make_engine(config.database.connection)
+    try:
+        engine = make_engine(config.database.connection)
+    except errors.ConfigError as e:
+        print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
+        return 2
     try:
         report = thd_upgrade_and_adopt(engine, first_only=args.command == "upgrade")
+    except errors.ConfigError as e:
+        print("inspectord-dbsync: configuration error: {}".format(e), file=sys.stderr)
+        return 2
     except errors.SchemaError as e:
         print("inspectord-dbsync: {}".format(e), file=sys.stderr)
+        return 1
+    except sqlalchemy.exc.DBAPIError as e:
+        print("inspectord-dbsync: database error: {}".format(e.orig), file=sys.stderr)
         return 1
     finally:
         engine.dispose()

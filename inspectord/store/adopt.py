@@ -62,7 +62,7 @@ UPSTREAM_REVISIONS = (
 OLDEST_ADOPTABLE = "882b2d84cb1b"
 ADOPTABLE_REVISIONS = UPSTREAM_REVISIONS[UPSTREAM_REVISIONS.index(OLDEST_ADOPTABLE):]
 #: inspectord revisions kept in ``alembic_version`` before inspectord had its own version table.
-LEGACY_REVISIONS = ("0001", "0002", "0003", "0004")
+LEGACY_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 UPSTREAM_VERSION_TABLE = "alembic_version"
 
 # Rows copied per INSERT: bounds memory with large introspection data.

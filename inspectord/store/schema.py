@@ -6,9 +6,23 @@ the database of the ironic-inspector it replaces (the same
 ``[database]connection``) and leaves that service's tables (``nodes``,
 ``rules``, ``alembic_version``...) as they are; see
 :mod:`inspectord.store.adopt`.
+
+The same tables serve SQLite, PostgreSQL and MariaDB/MySQL.  Where MySQL's
+types are narrower than the others', a variant widens them: ``TEXT`` holds
+64 KiB there (introspection data is larger: ``LONGTEXT``) and ``DATETIME``
+keeps whole seconds (``DATETIME(6)``).  On MySQL every table is
+``utf8mb4`` with a binary collation without padding (migration 0005 for databases made before, table options for new ones), so comparisons
+are exact and case-sensitive as on the other engines, whatever character
+set the database was created with.
 """
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+#: Unbounded text: LONGTEXT on MySQL, where TEXT stops at 64 KiB.
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+#: A naive UTC timestamp with microseconds on every engine.
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 metadata = sa.MetaData()
 
@@ -21,15 +35,15 @@ nodes = sa.Table(
     metadata,
     sa.Column("uuid", sa.String(36), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("started_at", sa.DateTime, nullable=False),
-    sa.Column("finished_at", sa.DateTime, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("error", LongText, nullable=True),
     sa.Column("manage_boot", sa.Boolean, nullable=False, default=True),
     # Changes with every update: compare-and-set guard.
     sa.Column("version_id", sa.String(36), nullable=False),
     # Until when the instance processing this node holds it; past that,
     # another instance may resume processing from the stored raw data.
-    sa.Column("lease_until", sa.DateTime, nullable=True),
+    sa.Column("lease_until", Timestamp, nullable=True),
     sa.Column("node", sa.JSON, nullable=False),
     sa.Column("ports", sa.JSON, nullable=False),
     sa.Column("options", sa.JSON, nullable=False),
@@ -51,8 +65,8 @@ introspection_data = sa.Table(
     metadata,
     sa.Column("node_uuid", sa.String(36), sa.ForeignKey("inspectord_nodes.uuid", ondelete="CASCADE"), nullable=False),
     sa.Column("processed", sa.Boolean, nullable=False),
-    sa.Column("data", sa.Text, nullable=False),
-    sa.Column("stored_at", sa.DateTime, nullable=False),
+    sa.Column("data", LongText, nullable=False),
+    sa.Column("stored_at", Timestamp, nullable=False),
     sa.PrimaryKeyConstraint("node_uuid", "processed"),
 )
 
@@ -66,7 +80,7 @@ rules = sa.Table(
     sa.Column("scope", sa.String(255), nullable=True),
     sa.Column("conditions", sa.JSON, nullable=False),
     sa.Column("actions", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
 )
 
 # Discovery attempts (node_not_found_hook=enroll), counted for the rate
@@ -78,7 +92,7 @@ discoveries = sa.Table(
     # Client IP address of the ramdisk's request ("unknown" if not known).
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("node_uuid", sa.String(36), nullable=False),
-    sa.Column("attempted_at", sa.DateTime, nullable=False),
+    sa.Column("attempted_at", Timestamp, nullable=False),
     # NULL while in progress, then "enrolled" or why it was refused.
     sa.Column("outcome", sa.Text, nullable=True),
     sa.Index("discoveries_attempted_idx", "attempted_at"),
@@ -91,7 +105,7 @@ dhcp_leases = sa.Table(
     metadata,
     sa.Column("mac", sa.String(17), primary_key=True),
     sa.Column("ip", sa.String(45), nullable=False, unique=True),
-    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
 )
 
 # Adoptions of an ironic-inspector database (inspectord.store.adopt), one row per run.
@@ -100,7 +114,7 @@ adoptions = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("upstream_revision", sa.String(32), nullable=False),
-    sa.Column("adopted_at", sa.DateTime, nullable=False),
+    sa.Column("adopted_at", Timestamp, nullable=False),
     sa.Column("rules", sa.Integer, nullable=False),
     sa.Column("nodes", sa.Integer, nullable=False),
     sa.Column("data", sa.Integer, nullable=False),

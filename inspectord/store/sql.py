@@ -9,6 +9,7 @@ first wins, the other gets :class:`~inspectord.errors.StateChanged`.
 """
 
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -19,8 +20,12 @@ import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import mysql as mysql_dialect
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
-from twisted.internet import defer
+from twisted.internet import defer, task
+from twisted.logger import Logger
 
 from inspectord import errors
 from inspectord import state as st
@@ -36,30 +41,94 @@ _RECENT_MAX = 100_000
 SECRET_OPTIONS = ("ipmi_credentials",)
 
 
+#: Driver module -> the extra of setup.py that installs it.
+DRIVER_EXTRAS = {"pymysql": "mysql", "psycopg2": "postgresql"}
+#: A URL naming no driver gets the one of inspectord's extras (SQLAlchemy's
+#: own default depends on its version: MySQLdb, psycopg 3).
+_DEFAULT_DRIVERS = {"mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql", "postgresql": "postgresql+psycopg2"}
+
+
 def make_engine(url):
-    """An engine for ``url``; SQLite gets WAL and a busy timeout."""
-    if url.startswith("sqlite"):
-        if url in ("sqlite://", "sqlite:///:memory:"):
-            engine = sa.create_engine(
-                "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
-            )
-        else:
-            path = url.split("///", 1)[1] if "///" in url else None
-            if path and os.path.dirname(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    """An engine for ``url`` (``[database]connection``).
 
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection, _record):
-            cursor = dbapi_connection.cursor()
-            if url not in ("sqlite://", "sqlite:///:memory:"):
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
+    SQLite gets WAL and a busy timeout.  MySQL/MariaDB gets ``utf8mb4``
+    unless the URL names a charset, and READ COMMITTED: under its default
+    REPEATABLE READ a transaction keeps reading the snapshot of its first
+    read, so the limits counted in SQL (discovery) would miss what other
+    instances committed meanwhile.  Server databases check a connection
+    before handing it out (``pool_pre_ping``), so a restarted server or one
+    that dropped idle connections costs a reconnect, not an error.
 
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    :raises errors.ConfigError: the URL is invalid or its driver is not
+        installed (naming the extra that installs it).
+    """
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise errors.ConfigError("[database]connection is not a valid SQLAlchemy URL") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    if parsed.drivername in _DEFAULT_DRIVERS:
+        parsed = parsed.set(drivername=_DEFAULT_DRIVERS[parsed.drivername])
+    kwargs = {"pool_pre_ping": True}
+    if backend in ("mysql", "mariadb"):
+        if "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        # Below every server's idle timeout (wait_timeout, HAProxy's).
+        kwargs.update(isolation_level="READ COMMITTED", pool_recycle=600)
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except ImportError as e:
+        raise errors.ConfigError(_missing_driver(parsed, e)) from None
+    except sa.exc.NoSuchModuleError:
+        raise errors.ConfigError(
+            "[database]connection: SQLAlchemy has no database dialect {!r}".format(parsed.drivername)
+        ) from None
+
+
+def _missing_driver(parsed, error):
+    module = (getattr(error, "name", None) or "").split(".")[0]
+    extra = DRIVER_EXTRAS.get(module)
+    if extra is not None:
+        return "[database]connection {}://... needs the {} driver: install inspectord[{}] (pip install 'inspectord[{}]')".format(
+            parsed.drivername, module, extra, extra
+        )
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        return "[database]connection {}://... needs the {} driver, which inspectord does not ship: write {}://... and install inspectord[mysql]".format(
+            parsed.drivername, module or parsed.get_driver_name(), _DEFAULT_DRIVERS["mysql"]
+        )
+    return "[database]connection {}://... needs the Python module {}, which is not installed".format(
+        parsed.drivername, module or parsed.get_driver_name()
+    )
+
+
+def _sqlite_engine(url):
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        engine = sa.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        path = url.split("///", 1)[1] if "///" in url else None
+        if path and os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        if url not in ("sqlite://", "sqlite:///:memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+#: Name of the database lock migrations run under (MySQL GET_LOCK; a
+#: PostgreSQL advisory lock key is derived from it).
+MIGRATION_LOCK = "inspectord-migrations"
+_PG_MIGRATION_LOCK_KEY = 0x696E7370  # "insp"
+MIGRATION_LOCK_TIMEOUT = 600
 
 
 def thd_upgrade(engine):
@@ -72,29 +141,62 @@ def thd_upgrade(engine):
     table left it there.  Returns the :class:`~inspectord.store.adopt.DatabaseShape`
     found; raises :class:`~inspectord.errors.SchemaError` naming a revision
     inspectord does not know.
+
+    Under a database-wide lock (PostgreSQL advisory lock, MySQL
+    ``GET_LOCK``): instances started together on an empty database
+    migrate one after the other, the later ones finding nothing to do.
+    SQLite serializes writers by itself.
     """
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", _MIGRATIONS)
     heads = ScriptDirectory.from_config(cfg)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        shape = adopt.thd_examine(connection)
-        revision = shape.revision or shape.legacy_revision
-        if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
-            raise errors.SchemaError(
-                "The database holds inspectord's schema at revision {!r}, which this inspectord does not know "
-                "(its head is {!r}): it was made by a newer inspectord".format(revision, heads.get_current_head())
-            )
-        if shape.legacy_revision is not None:
-            connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
-            cfg.attributes["version_table"] = schema.VERSION_TABLE
-            alembic_command.stamp(cfg, shape.legacy_revision)
-        if revision is None:
-            schema.metadata.create_all(connection)
-            alembic_command.stamp(cfg, "head")
-        else:
-            alembic_command.upgrade(cfg, "head")
+    with engine.connect() as connection:
+        with _migration_lock(connection):
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                shape = adopt.thd_examine(connection)
+                revision = shape.revision or shape.legacy_revision
+                if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
+                    raise errors.SchemaError(
+                        "The database holds inspectord's schema at revision {!r}, which this inspectord does not "
+                        "know (its head is {!r}): it was made by a newer inspectord".format(
+                            revision, heads.get_current_head()
+                        )
+                    )
+                if shape.legacy_revision is not None:
+                    connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
+                    cfg.attributes["version_table"] = schema.VERSION_TABLE
+                    alembic_command.stamp(cfg, shape.legacy_revision)
+                if revision is None:
+                    _create_at_head(connection)
+                    alembic_command.stamp(cfg, "head")
+                else:
+                    alembic_command.upgrade(cfg, "head")
     return shape
+
+
+def _create_at_head(connection):
+    """Create inspectord's tables as the migrations leave them.
+
+    On MySQL/MariaDB, that is utf8mb4 with a binary collation without
+    padding and dynamic rows (what migration 0005 converts older tables
+    to), whatever the database's defaults.
+    """
+    if connection.dialect.name != "mysql":
+        schema.metadata.create_all(connection)
+        return
+    if connection.dialect.is_mariadb:
+        collation = "utf8mb4_nopad_bin"
+    elif connection.dialect.server_version_info >= (8,):
+        collation = "utf8mb4_0900_bin"
+    else:
+        collation = "utf8mb4_bin"
+    metadata = sa.MetaData()
+    for table in schema.metadata.sorted_tables:
+        table.to_metadata(metadata).dialect_kwargs.update(
+            mysql_charset="utf8mb4", mysql_collate=collation, mysql_row_format="DYNAMIC"
+        )
+    metadata.create_all(connection)
 
 
 def thd_upgrade_and_adopt(engine, now=None, first_only=True):
@@ -112,24 +214,66 @@ def thd_upgrade_and_adopt(engine, now=None, first_only=True):
     return adopt.thd_adopt(engine, now, first_only=first_only)
 
 
+@contextlib.contextmanager
+def _migration_lock(connection):
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY})
+        release = sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_MIGRATION_LOCK_KEY}
+    elif dialect == "mysql":
+        got = connection.execute(
+            sa.text("SELECT GET_LOCK(:name, :timeout)"), {"name": MIGRATION_LOCK, "timeout": MIGRATION_LOCK_TIMEOUT}
+        ).scalar()
+        if got != 1:
+            raise errors.ConfigError(
+                "another instance held the migration lock for {} s".format(MIGRATION_LOCK_TIMEOUT)
+            )
+        release = sa.text("SELECT RELEASE_LOCK(:name)"), {"name": MIGRATION_LOCK}
+    else:
+        yield
+        return
+    # The lock belongs to the session: end the transaction it began in.
+    connection.commit()
+    try:
+        yield
+    finally:
+        if not connection.invalidated:
+            connection.execute(*release)
+            connection.commit()
+
+
 # Statements of the hot paths, built once: SQLAlchemy then reuses their
 # cache keys and compiled forms instead of rebuilding them per call.
 _GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
-# (Parameter names differ from column names, which UPDATE and INSERT reserve.)
-_UPDATE_DATA = (
-    schema.introspection_data.update()
-    .where(
-        schema.introspection_data.c.node_uuid == sa.bindparam("p_uuid"),
-        schema.introspection_data.c.processed == sa.bindparam("p_processed"),
+
+
+def _data_upserts():
+    """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE`` of introspection data, per dialect.
+
+    One statement: two instances storing the same node's data at once
+    both succeed (the later write wins) instead of one of them hitting the
+    primary key.
+    """
+    t = schema.introspection_data
+    row = dict(
+        node_uuid=sa.bindparam("p_uuid"),
+        processed=sa.bindparam("p_processed"),
+        data=sa.bindparam("p_data"),
+        stored_at=sa.bindparam("p_at"),
     )
-    .values(data=sa.bindparam("p_data"), stored_at=sa.bindparam("p_at"))
-)
-_INSERT_DATA = schema.introspection_data.insert().values(
-    node_uuid=sa.bindparam("p_uuid"),
-    processed=sa.bindparam("p_processed"),
-    data=sa.bindparam("p_data"),
-    stored_at=sa.bindparam("p_at"),
-)
+    statements = {}
+    for name, module in (("sqlite", sqlite_dialect), ("postgresql", postgresql_dialect)):
+        insert = module.insert(t).values(**row)
+        statements[name] = insert.on_conflict_do_update(
+            index_elements=[t.c.node_uuid, t.c.processed],
+            set_={"data": insert.excluded.data, "stored_at": insert.excluded.stored_at},
+        )
+    insert = mysql_dialect.insert(t).values(**row)
+    statements["mysql"] = insert.on_duplicate_key_update(data=insert.inserted.data, stored_at=insert.inserted.stored_at)
+    return statements
+
+
+_UPSERT_DATA = _data_upserts()
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
@@ -138,6 +282,72 @@ _LOOKUP = (
         sa.tuple_(schema.attributes.c.name, schema.attributes.c.value).in_(sa.bindparam("pairs", expanding=True))
     )
 )
+
+
+class DatabaseUnreachable(Exception):
+    """The database could not be reached at start within ``[database]max_retries``."""
+
+
+#: Runs of one blocking call when the server rolled it back (deadlock,
+#: lock wait timeout, serialization failure) or the connection broke.
+TRANSIENT_ATTEMPTS = 3
+_MYSQL_TRANSIENT = (1205, 1213)  # lock wait timeout, deadlock
+_PG_TRANSIENT = ("40001", "40P01")  # serialization failure, deadlock
+
+
+def transient(error):
+    """True if running the whole transaction again is safe and may succeed.
+
+    The server rolled it back (a deadlock victim, a lock wait timeout) or
+    the connection broke (a restarted server, an idle connection dropped);
+    in both cases nothing of it was kept, and the pool hands out a new
+    connection next time.
+    """
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    if getattr(orig, "pgcode", None) in _PG_TRANSIENT:
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_TRANSIENT
+
+
+# Connection refused or lost, server starting or shutting down, too many
+# connections, a Galera node not ready (1047 WSREP).
+_MYSQL_UNREACHABLE = (1040, 1047, 1053, 1927, 2002, 2003, 2005, 2006, 2013)
+_PG_UNREACHABLE = ("08000", "08001", "08006", "53300", "57P01", "57P02", "57P03")
+
+
+def unreachable(error):
+    """True if ``error`` says the database server cannot be reached (yet), not that it refused the work."""
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    pgcode = getattr(orig, "pgcode", None)
+    if pgcode in _PG_UNREACHABLE:
+        return True
+    if pgcode is None and type(orig).__module__.startswith("psycopg2") and isinstance(error, sa.exc.OperationalError):
+        return True  # libpq's connection failures carry no SQLSTATE
+    args = getattr(orig, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_UNREACHABLE
+
+
+def _retrying(f):
+    """``f`` run again (in the same database thread) after a :func:`transient` error."""
+
+    def run(*args, **kwargs):
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                return f(*args, **kwargs)
+            except sa.exc.DBAPIError as e:
+                if attempt == TRANSIENT_ATTEMPTS or not transient(e):
+                    raise
+
+    return run
 
 
 def _record(row):
@@ -167,8 +377,13 @@ class SQLStore:
         database thread pool (a synchronous stand-in in unit tests).
     """
 
-    def __init__(self, engine, pool, clock=None, status_cache_time=0.0):
+    log = Logger()
+
+    def __init__(self, engine, pool, clock=None, status_cache_time=0.0, connect_retries=0, connect_retry_interval=10):
         self.engine = engine
+        # At start (upgrade): attempts to reach the database, -1 forever.
+        self._connect_retries = connect_retries
+        self._connect_retry_interval = connect_retry_interval
         self._pool = pool
         self._clock = clock
         self._cache_time = status_cache_time if clock is not None else 0.0
@@ -176,7 +391,7 @@ class SQLStore:
         self._recent = {}
 
     def _run(self, f, *args, **kwargs):
-        return self._pool.run(f, *args, **kwargs)
+        return self._pool.run(_retrying(f), *args, **kwargs)
 
     # -- blocking helpers (database thread) ---------------------------------
 
@@ -215,7 +430,11 @@ class SQLStore:
                 st.next_state(row.state, st.Event.start)
             self._thd_check_conflicts(conn, uuid, attributes)
             if row is None:
-                conn.execute(schema.nodes.insert().values(uuid=uuid, **values))
+                try:
+                    conn.execute(schema.nodes.insert().values(uuid=uuid, **values))
+                except sa.exc.IntegrityError:
+                    # Another request inserted it since the SELECT.
+                    raise errors.StateChanged("Node {} is being started by another request".format(uuid)) from None
             else:
                 updated = conn.execute(
                     schema.nodes.update()
@@ -361,8 +580,7 @@ class SQLStore:
     @staticmethod
     def _thd_put_data(conn, uuid, data, processed, now):
         values = {"p_uuid": uuid, "p_processed": processed, "p_data": json.dumps(data, sort_keys=True), "p_at": now}
-        if not conn.execute(_UPDATE_DATA, values).rowcount:
-            conn.execute(_INSERT_DATA, values)
+        conn.execute(_UPSERT_DATA[conn.dialect.name], values)
 
     def thd_get_data(self, uuid, processed):
         t = schema.introspection_data
@@ -469,11 +687,21 @@ class SQLStore:
             return [(r.mac, r.ip, r.expires_at) for r in conn.execute(sa.select(t)).all()]
 
     def thd_put_dhcp_lease(self, mac, ip, expires_at):
-        """Lease ``ip`` to ``mac``, replacing its previous lease and any other holder of ``ip``."""
+        """Lease ``ip`` to ``mac``, replacing its previous lease and any other holder of ``ip``.
+
+        Two instances leasing at once: the one whose insert collides runs
+        again and replaces the other's lease.
+        """
         t = schema.dhcp_leases
-        with self.engine.begin() as conn:
-            conn.execute(t.delete().where(sa.or_(t.c.mac == mac, t.c.ip == ip)))
-            conn.execute(t.insert().values(mac=mac, ip=ip, expires_at=expires_at))
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(t.delete().where(sa.or_(t.c.mac == mac, t.c.ip == ip)))
+                    conn.execute(t.insert().values(mac=mac, ip=ip, expires_at=expires_at))
+                return
+            except sa.exc.IntegrityError:
+                if attempt == TRANSIENT_ATTEMPTS:
+                    raise
 
     # -- rules ---------------------------------------------------------------
 
@@ -483,16 +711,20 @@ class SQLStore:
             exists = conn.execute(sa.select(r.c.uuid).where(r.c.uuid == rule["uuid"])).first()
             if exists is not None:
                 raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"]))
-            conn.execute(
-                r.insert().values(
-                    uuid=rule["uuid"],
-                    description=rule.get("description"),
-                    scope=rule.get("scope"),
-                    conditions=rule["conditions"],
-                    actions=rule["actions"],
-                    created_at=now,
+            try:
+                conn.execute(
+                    r.insert().values(
+                        uuid=rule["uuid"],
+                        description=rule.get("description"),
+                        scope=rule.get("scope"),
+                        conditions=rule["conditions"],
+                        actions=rule["actions"],
+                        created_at=now,
+                    )
                 )
-            )
+            except sa.exc.IntegrityError:
+                # Created by another request since the SELECT.
+                raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"])) from None
         return rule
 
     @staticmethod
@@ -542,14 +774,42 @@ class SQLStore:
 
     # -- asynchronous interface ---------------------------------------------
 
-    def upgrade(self, now=None):
+    def upgrade(self):
         """Migrate, and adopt ironic-inspector's data the first time it is found.
 
-        Fires with the :class:`~inspectord.store.adopt.AdoptionReport`, or None.
+        Fires with the :class:`~inspectord.store.adopt.AdoptionReport`, or
+        None.  A database not reachable yet is retried with backoff: fails
+        with :class:`DatabaseUnreachable` after ``connect_retries`` attempts
+        (never with -1); each failed attempt is logged.
         """
-        if now is None and self._clock is not None:
-            now = utc(self._clock.seconds())
-        return self._run(thd_upgrade_and_adopt, self.engine, now)
+        if self._clock is None or not self._connect_retries:
+            return self._run(thd_upgrade_and_adopt, self.engine, self._now())
+        return defer.Deferred.fromCoroutine(self._upgrade_when_reachable())
+
+    async def _upgrade_when_reachable(self):
+        url = self.engine.url.render_as_string(hide_password=True)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._run(thd_upgrade_and_adopt, self.engine, self._now())
+            except sa.exc.DBAPIError as e:
+                if not unreachable(e):
+                    raise
+                reason = str(e.orig)
+            if 0 <= self._connect_retries <= attempt:
+                raise DatabaseUnreachable(
+                    "database {} not reachable after {} attempts: {}".format(url, attempt, reason)
+                )
+            delay = min(self._connect_retry_interval, 0.5 * 2 ** (attempt - 1))
+            self.log.warn(
+                "database {url} not reachable (attempt {attempt}): {reason}; retrying in {delay} s",
+                url=url, attempt=attempt, reason=reason, delay=delay,
+            )
+            await task.deferLater(self._clock, delay, lambda: None)
+
+    def _now(self):
+        return utc(self._clock.seconds()) if self._clock is not None else None
 
     def get_node(self, uuid):
         return self._run(self.thd_get_node, uuid).addCallback(self._remember)

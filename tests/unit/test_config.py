@@ -156,8 +156,11 @@ class LoadTests(ConfigTestCase):
             "[database]\n", "[database]\nmax_retries = -1\nconnection_recycle_time = 3600\nmax_pool_size = 5\n"
         )
         conf = config.load(self.write(text))
-        self.assertIn("[database]max_retries", conf.ignored_options)
         self.assertIn("[database]connection_recycle_time", conf.ignored_options)
+        # Honoured: the start-up retries.
+        self.assertNotIn("[database]max_retries", conf.ignored_options)
+        self.assertEqual(conf.database.max_retries, -1)
+        self.assertEqual(conf.database.retry_interval, 10)
 
 
     def test_password_auth_loads_keystone_plugin(self):

@@ -1,7 +1,15 @@
-"""The SQL node store: compare-and-set transitions, lookup, data, migrations."""
+"""The SQL node store: compare-and-set transitions, lookup, data, migrations.
+
+The test cases here are the store's contract, run on SQLite in memory;
+``tests/integration/test_store_engines.py`` runs the same classes on real
+MariaDB and PostgreSQL servers by overriding :meth:`StoreTestCase.make_engine`
+and :meth:`MigrationTests.database_url`.
+"""
 
 import datetime
+import io
 import os
+import sys
 
 import sqlalchemy as sa
 from alembic import command as alembic_command
@@ -9,10 +17,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import defer, task
+from twisted.logger import Logger, LogLevel, formatEvent
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from inspectord import errors
+from inspectord import errors, tap
 from inspectord.store import schema, sql
+from inspectord.store.adopt import DatabaseShape
 from inspectord.store.pool import SynchronousPool
 from inspectord.store.records import Match, NodeRecord
 from inspectord.store.sql import SQLStore, make_engine, thd_upgrade, utc
@@ -43,8 +54,12 @@ def seconds(n):
 
 
 class StoreTestCase(SynchronousTestCase):
+    def make_engine(self):
+        """A database for one test (migrated or not)."""
+        return make_engine("sqlite://")
+
     def setUp(self):
-        self.engine = make_engine("sqlite://")
+        self.engine = self.make_engine()
         self.addCleanup(self.engine.dispose)
         self.store = SQLStore(self.engine, SynchronousPool())
         self.successResultOf(self.store.upgrade())
@@ -153,6 +168,26 @@ class StartTests(StoreTestCase):
         self.start(A, macs=[MAC1])
         self.move(A, "wait", "process", "finish")
         self.assertEqual(self.start(B, macs=[MAC1]).state, "starting")
+
+    def test_concurrent_first_start_loses(self):
+        """Another request inserted the node between the read and the insert: 409, not an integrity error."""
+        original = self.store._thd_check_conflicts
+
+        def racing(conn, uuid, attributes):
+            original(conn, uuid, attributes)
+            conn.execute(
+                schema.nodes.insert().values(
+                    uuid=uuid, state="starting", started_at=T0, manage_boot=True, version_id="other",
+                    node={}, ports={}, options={},
+                )
+            )
+
+        self.patch(self.store, "_thd_check_conflicts", racing)
+        failure = self.failureResultOf(self.store.start(A, T0, True, {}, {}, [("mac", MAC1)]), errors.StateChanged)
+        self.assertEqual(failure.value.code, 409)
+        self.assertIn("another request", failure.value.message)
+        self.patch(self.store, "_thd_check_conflicts", original)
+        self.assertRaises(errors.NotFound, self.store.thd_get_node, A)
 
     def test_concurrent_restart_loses(self):
         """A row changed between the read and the write: StateChanged."""
@@ -313,6 +348,12 @@ class DataTests(StoreTestCase):
             count = conn.execute(sa.select(sa.func.count()).select_from(schema.introspection_data)).scalar()
         self.assertEqual(count, 1)
 
+    def test_large_and_unicode_data(self):
+        """Bigger than MySQL's TEXT (64 KiB), with characters outside the BMP."""
+        data = {"inventory": {"hostname": "n\u0153ud-\U0001f5a5", "blob": "x" * 300_000}}
+        self.store.thd_store_data(A, data, False, T0)
+        self.assertEqual(self.store.thd_get_data(A, False), data)
+
     def test_missing(self):
         with self.assertRaises(errors.NotFound) as caught:
             self.store.thd_get_data(A, False)
@@ -379,13 +420,19 @@ class PeriodicQueryTests(StoreTestCase):
 
 
 class MigrationTests(SynchronousTestCase):
+    def database_url(self):
+        """The URL of a new, empty database."""
+        self.path = os.path.join(self.mktemp(), "sub", "inspectord.sqlite")
+        return "sqlite:///" + self.path
+
     def setUp(self):
-        path = os.path.join(self.mktemp(), "sub", "inspectord.sqlite")
-        self.engine = make_engine("sqlite:///" + path)
+        self.url = self.database_url()
+        self.engine = make_engine(self.url)
         self.addCleanup(self.engine.dispose)
-        self.path = path
 
     def test_upgrade_file_database(self):
+        if self.engine.dialect.name != "sqlite":
+            raise SkipTest("SQLite files only")
         thd_upgrade(self.engine)
         self.assertTrue(os.path.exists(self.path), "the directory is created")
         with self.engine.connect() as conn:
@@ -471,7 +518,7 @@ class MigrationTests(SynchronousTestCase):
         store = SQLStore(self.engine, SynchronousPool())
         thd_upgrade(self.engine)
         store.thd_start(A, T0, True, {}, {}, [])
-        other = make_engine("sqlite:///" + self.path)
+        other = make_engine(self.url)
         self.addCleanup(other.dispose)
         original = store._thd_get
 
@@ -490,3 +537,242 @@ class UtcTests(SynchronousTestCase):
     def test_utc(self):
         self.assertEqual(utc(1_800_000_000), datetime.datetime(2027, 1, 15, 8, 0, 0))
         self.assertIsNone(utc(0).tzinfo)
+
+
+class _DriverError(Exception):
+    """Stands in for a DB-API driver's exception (its args / pgcode)."""
+
+    def __init__(self, *args, pgcode=None):
+        super().__init__(*args)
+        self.pgcode = pgcode
+
+
+def _dbapi_error(cls, orig, invalidated=False):
+    return cls("SELECT 1", {}, orig, connection_invalidated=invalidated)
+
+
+class TransientErrorTests(SynchronousTestCase):
+    def test_classification(self):
+        transient = [
+            _dbapi_error(sa.exc.OperationalError, _DriverError(1213, "Deadlock found")),
+            _dbapi_error(sa.exc.OperationalError, _DriverError(1205, "Lock wait timeout exceeded")),
+            _dbapi_error(sa.exc.OperationalError, _DriverError("deadlock detected", pgcode="40P01")),
+            _dbapi_error(sa.exc.OperationalError, _DriverError("could not serialize", pgcode="40001")),
+            _dbapi_error(sa.exc.OperationalError, _DriverError(2013, "Lost connection"), invalidated=True),
+        ]
+        permanent = [
+            _dbapi_error(sa.exc.IntegrityError, _DriverError(1062, "Duplicate entry")),
+            _dbapi_error(sa.exc.ProgrammingError, _DriverError("syntax", pgcode="42601")),
+            _dbapi_error(sa.exc.OperationalError, _DriverError("1213")),
+            ValueError("not a database error"),
+        ]
+        self.assertEqual([sql.transient(e) for e in transient], [True] * len(transient))
+        self.assertEqual([sql.transient(e) for e in permanent], [False] * len(permanent))
+
+    def test_rolled_back_transaction_runs_again(self):
+        """A deadlock victim or a broken connection: the whole call runs again, at most 3 times."""
+        calls = []
+
+        def deadlocked_twice():
+            calls.append(1)
+            if len(calls) < 3:
+                raise _dbapi_error(sa.exc.OperationalError, _DriverError(1213, "Deadlock found"))
+            return "done"
+
+        self.assertEqual(self.successResultOf(SQLStore(None, SynchronousPool())._run(deadlocked_twice)), "done")
+        self.assertEqual(len(calls), 3)
+
+    def test_gives_up_after_three_attempts(self):
+        calls = []
+
+        def always():
+            calls.append(1)
+            raise _dbapi_error(sa.exc.OperationalError, _DriverError("gone"), invalidated=True)
+
+        self.failureResultOf(SQLStore(None, SynchronousPool())._run(always), sa.exc.OperationalError)
+        self.assertEqual(len(calls), sql.TRANSIENT_ATTEMPTS)
+
+    def test_other_errors_not_repeated(self):
+        calls = []
+
+        def duplicate():
+            calls.append(1)
+            raise _dbapi_error(sa.exc.IntegrityError, _DriverError(1062, "Duplicate entry"))
+
+        self.failureResultOf(SQLStore(None, SynchronousPool())._run(duplicate), sa.exc.IntegrityError)
+        self.assertEqual(len(calls), 1)
+
+
+def _raise(error):
+    raise error
+
+
+class _UnreachablePool:
+    """Fails ``failures`` calls as a refused connection does, then runs them."""
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.calls = 0
+
+    def run(self, f, *args, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            orig = _DriverError(2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111] Connection refused)")
+            return defer.fail(_dbapi_error(sa.exc.OperationalError, orig))
+        return defer.execute(f, *args, **kwargs)
+
+
+class UnreachableAtStartTests(SynchronousTestCase):
+    """A database not reachable yet at start is retried with backoff, and logged."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.engine = make_engine("mysql+pymysql://inspectord:s3cret@db.example:3306/inspectord")
+        self.events = []
+        self.patch(SQLStore, "log", Logger(observer=self.events.append))
+
+    def store(self, pool, retries, interval=10):
+        return SQLStore(self.engine, pool, clock=self.clock, connect_retries=retries, connect_retry_interval=interval)
+
+    def test_retried_with_backoff_until_reachable(self):
+        pool = _UnreachablePool(failures=6)
+        upgraded = []
+        self.patch(sql, "thd_upgrade", lambda engine: upgraded.append(engine) or DatabaseShape())
+        d = self.store(pool, retries=10, interval=5).upgrade()
+        delays = []
+        while not d.called:
+            delays.append(self.clock.getDelayedCalls()[0].getTime() - self.clock.seconds())
+            self.clock.advance(delays[-1])
+        self.successResultOf(d)
+        self.assertEqual(delays, [0.5, 1, 2, 4, 5, 5])
+        self.assertEqual(upgraded, [self.engine])
+        warnings = [e for e in self.events if e["log_level"] == LogLevel.warn]
+        self.assertEqual([e["attempt"] for e in warnings], [1, 2, 3, 4, 5, 6])
+        text = formatEvent(warnings[0])
+        self.assertIn("Connection refused", text)
+        self.assertIn("db.example", text)
+        self.assertNotIn("s3cret", text)
+
+    def test_gives_up_after_max_retries(self):
+        d = self.store(_UnreachablePool(failures=100), retries=3).upgrade()
+        self.clock.pump([10] * 5)
+        failure = self.failureResultOf(d, sql.DatabaseUnreachable)
+        self.assertIn("after 3 attempts", str(failure.value))
+        self.assertIn("Connection refused", str(failure.value))
+        self.assertNotIn("s3cret", str(failure.value))
+
+    def test_forever(self):
+        pool = _UnreachablePool(failures=50)
+        self.patch(sql, "thd_upgrade", lambda engine: DatabaseShape())
+        d = self.store(pool, retries=-1, interval=1).upgrade()
+        self.clock.pump([1] * 60)
+        self.successResultOf(d)
+        self.assertEqual(pool.calls, 51)
+
+    def test_other_errors_are_not_retried(self):
+        """A refused migration is not a database starting up."""
+        pool = _UnreachablePool(failures=0)
+        orig = _DriverError(1833, "Cannot change column 'uuid': used in a foreign key constraint")
+        self.patch(sql, "thd_upgrade", lambda engine: _raise(_dbapi_error(sa.exc.OperationalError, orig)))
+        self.failureResultOf(self.store(pool, retries=10).upgrade(), sa.exc.OperationalError)
+        self.assertEqual(pool.calls, 1)
+
+    def test_unreachable_classification(self):
+        self.assertTrue(sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError(2003, "refused"))))
+        self.assertTrue(sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError(1047, "WSREP"))))
+        self.assertTrue(
+            sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError("starting up", pgcode="57P03")))
+        )
+        self.assertFalse(sql.unreachable(_dbapi_error(sa.exc.OperationalError, _DriverError(1045, "denied"))))
+        self.assertFalse(sql.unreachable(ValueError("x")))
+
+    def test_without_retries_fails_at_once(self):
+        d = SQLStore(self.engine, _UnreachablePool(failures=1)).upgrade()
+        self.failureResultOf(d, sa.exc.OperationalError)
+
+
+def hide_module(case, name):
+    """Make ``import name`` fail for the rest of ``case``, as for a driver not installed."""
+    saved = sys.modules.get(name)
+    sys.modules[name] = None
+
+    def restore():
+        if saved is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = saved
+
+    case.addCleanup(restore)
+
+
+class MakeEngineTests(SynchronousTestCase):
+    def test_mysql_defaults(self):
+        engine = make_engine("mysql+pymysql://u:p@127.0.0.1/db")
+        self.assertEqual(engine.url.query["charset"], "utf8mb4")
+        self.assertEqual(engine.dialect._on_connect_isolation_level, "READ COMMITTED")
+        self.assertTrue(engine.pool._pre_ping)
+        self.assertEqual(make_engine("mysql+pymysql://u:p@h/db?charset=utf8").url.query["charset"], "utf8")
+
+    def test_postgresql_pre_ping(self):
+        engine = make_engine("postgresql://u@127.0.0.1/db")
+        self.assertEqual(engine.dialect.driver, "psycopg2")
+        self.assertTrue(engine.pool._pre_ping)
+
+    def test_missing_driver_names_the_extra(self):
+        for module, url, extra in (
+            ("pymysql", "mysql+pymysql://u:secret@h/db", "inspectord[mysql]"),
+            ("psycopg2", "postgresql://u:secret@h/db", "inspectord[postgresql]"),
+            ("psycopg2", "postgresql+psycopg2://u:secret@h/db", "inspectord[postgresql]"),
+        ):
+            hide_module(self, module)
+            with self.assertRaises(errors.ConfigError) as caught:
+                make_engine(url)
+            message = str(caught.exception)
+            self.assertIn(extra, message)
+            self.assertIn("[database]connection", message)
+            self.assertNotIn("secret", message)
+
+    def test_urls_without_driver_use_the_extras(self):
+        """``mysql://`` and ``postgresql://`` mean the drivers of inspectord's extras."""
+        self.assertEqual(make_engine("mysql://u:p@h/db").dialect.driver, "pymysql")
+        self.assertEqual(make_engine("postgresql://u@h/db").dialect.driver, "psycopg2")
+
+    def test_unshipped_mysql_driver_suggests_pymysql(self):
+        hide_module(self, "MySQLdb")
+        with self.assertRaises(errors.ConfigError) as caught:
+            make_engine("mysql+mysqldb://u:p@h/db")
+        self.assertIn("mysql+pymysql://", str(caught.exception))
+        self.assertIn("inspectord[mysql]", str(caught.exception))
+
+    def test_invalid_url(self):
+        self.assertRaises(errors.ConfigError, make_engine, "not a url")
+        with self.assertRaises(errors.ConfigError) as caught:
+            make_engine("nosuchdb://h/x")
+        self.assertIn("nosuchdb", str(caught.exception))
+
+
+class DbsyncTests(SynchronousTestCase):
+    def write(self, url):
+        path = os.path.join(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(
+                "[DEFAULT]\nauth_strategy = noauth\n[ironic]\nauth_type = none\nendpoint_override = http://127.0.0.1:6385\n"
+                "[database]\nconnection = {}\n".format(url)
+            )
+        return path
+
+    def test_missing_driver_is_a_message(self):
+        hide_module(self, "pymysql")
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        self.assertEqual(tap.main_dbsync(["--config-file", self.write("mysql+pymysql://u:p@h/db"), "upgrade"]), 2)
+        self.assertIn("install inspectord[mysql]", stderr.getvalue())
+        self.assertNotIn("Traceback", stderr.getvalue())
+
+    def test_missing_driver_stops_twistd_with_a_message(self):
+        hide_module(self, "psycopg2")
+        options = tap.Options()
+        options.parseOptions(["--config-file", self.write("postgresql://u@h/db")])
+        with self.assertRaises(SystemExit) as caught:
+            tap.makeService(options)
+        self.assertIn("install inspectord[postgresql]", str(caught.exception))

@@ -1,7 +1,7 @@
 """inspectord's own table names, beside ironic-inspector's; adoptions.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 Databases made by this revision's predecessors hold inspectord's tables
 under the names ironic-inspector uses too (``nodes``, ``rules``...); they
@@ -14,9 +14,10 @@ directly and never runs this.
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -30,7 +31,7 @@ def upgrade():
         "inspectord_adoptions",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("upstream_revision", sa.String(32), nullable=False),
-        sa.Column("adopted_at", sa.DateTime, nullable=False),
+        sa.Column("adopted_at", sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"), nullable=False),
         sa.Column("rules", sa.Integer, nullable=False),
         sa.Column("nodes", sa.Integer, nullable=False),
         sa.Column("data", sa.Integer, nullable=False),
