@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 
+from devenv import databases
 from devenv.daemon import InspectordProcess
 from devenv.ironic_inspector import IronicInspectorProcess
 from tests.integration import base
@@ -195,3 +196,13 @@ class AdoptionTests(base.IntegrationCase):
         again = subprocess.run([dbsync, "--config-file", config, "adopt"], capture_output=True, text=True,
                                timeout=120)
         self.assertIn("0 rule(s), 0 node(s), 0 introspection data record(s)", again.stdout)
+
+
+class MariaDBAdoptionTests(AdoptionTests):
+    """The same on a real MariaDB, the database deployment tools give ironic-inspector."""
+
+    skip = base.SKIP or databases.unavailable("mariadb")
+
+    def setUp(self):
+        super().setUp()
+        _server, self.url = databases.fresh_database("mariadb")
