@@ -265,14 +265,15 @@ def _thd_adopt_rules(conn, columns):
     query = sa.select(_RULES.c.uuid, _RULES.c.created_at, _RULES.c.description)
     if "scope" in columns["rules"]:
         query = query.add_columns(_SCOPE)
-    rows = [row for row in conn.execute(query.order_by(_RULES.c.created_at, _RULES.c.uuid)) if row.uuid not in known]
+    rows = [row for row in conn.execute(query) if row.uuid not in known]
     if not rows:
         return 0
-    conditions, actions = {}, {}
+    conditions, actions, first_id = {}, {}, {}
     cond_query = sa.select(_CONDITIONS)
     if "invert" in columns["rule_conditions"]:
         cond_query = cond_query.add_columns(_INVERT)
     for c in conn.execute(cond_query.order_by(_CONDITIONS.c.id)):
+        first_id.setdefault(c.rule, (0, c.id))
         conditions.setdefault(c.rule, []).append(
             {
                 "op": c.op,
@@ -283,7 +284,12 @@ def _thd_adopt_rules(conn, columns):
             }
         )
     for a in conn.execute(sa.select(_ACTIONS).order_by(_ACTIONS.c.id)):
+        first_id.setdefault(a.rule, (1, a.id))
         actions.setdefault(a.rule, []).append({"action": a.action, **_params(a.params)})
+    # Creation order: rules created within one second (MySQL keeps whole
+    # seconds) are told apart by the ids of their conditions, which
+    # ironic-inspector numbered as it created them.
+    rows.sort(key=lambda row: (row.created_at, first_id.get(row.uuid, (2, 0)), row.uuid))
     conn.execute(
         r.insert(),
         [

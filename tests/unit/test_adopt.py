@@ -212,6 +212,14 @@ class AdoptionTests(SynchronousTestCase):
         self.assertEqual(rule2["conditions"][0]["invert"], True)
         self.assertIsNone(rule2["scope"])
 
+    def test_rules_created_within_one_second_keep_their_order(self):
+        """MySQL keeps whole seconds: the ids of their conditions tell the creation order."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE rules SET created_at = '2026-03-01 10:00:00.000000'")
+            conn.exec_driver_sql("UPDATE rule_conditions SET id = id + 10 WHERE rule = '{}'".format(RULE1))
+        self.adopt()
+        self.assertEqual([r["uuid"] for r in self.h.store.thd_list_rules()], [RULE2, RULE1])
+
     def test_history_and_data_served(self):
         self.adopt()
         code, _, status = self.h.request("GET", "/v1/introspection/" + FINISHED)
