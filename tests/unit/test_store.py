@@ -466,12 +466,16 @@ class MigrationTests(SynchronousTestCase):
     def test_database_of_inspectord_before_its_own_version_table(self):
         """Revision 0004 in alembic_version, tables named like ironic-inspector's: renamed, data kept."""
         migrate(self.engine, "0004", version_table="alembic_version")
+        nodes = sa.table(
+            "nodes", *[sa.column(c.name, c.type) for c in schema.nodes.columns]
+        )
+        attributes = sa.table("attributes", *[sa.column(c.name, c.type) for c in schema.attributes.columns])
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO nodes (uuid, state, started_at, manage_boot, version_id, node, ports, options) "
-                "VALUES ('{}', 'waiting', '2027-01-15 08:00:00.000000', 1, 'v', '{{}}', '{{}}', '{{}}')".format(A)
-            )
-            conn.exec_driver_sql("INSERT INTO attributes VALUES ('{}', 'mac', '{}')".format(A, MAC1))
+            conn.execute(nodes.insert().values(
+                uuid=A, state="waiting", started_at=T0, manage_boot=True, version_id="v", node={}, ports={},
+                options={},
+            ))
+            conn.execute(attributes.insert().values(node_uuid=A, name="mac", value=MAC1))
         shape = thd_upgrade(self.engine)
         self.assertEqual(shape.legacy_revision, "0004")
         self.assertIsNone(shape.upstream_revision)
