@@ -2,10 +2,10 @@
 
 * :class:`Inspectord`: ``twistd -n inspectord`` from this checkout's venv
   (through :class:`devenv.daemon.InspectordProcess`).
-* :class:`IronicInspector`: ironic-inspector 12.5.0 from its own cached
-  venv, standalone (API and conductor in the one ``ironic-inspector``
-  process; ``transport_url = fake://``, no auth, SQLite, ``[pxe_filter]
-  driver = noop``), its schema made by ``ironic-inspector-dbsync upgrade``.
+* :class:`IronicInspector`: ironic-inspector 12.5.0 as
+  :class:`devenv.ironic_inspector.IronicInspectorProcess` runs it
+  (standalone, no auth, SQLite, ``[pxe_filter] driver = noop``, data in the
+  database).
 * The floor has no service: :mod:`bench.workload` calls Ironic directly.
 
 Both services run under :mod:`bench.launch`, which records the modules they
@@ -14,22 +14,20 @@ exactly those modules costs in a fresh interpreter of the same venv.
 """
 
 import json
-import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from devenv import venvs
+from devenv import ironic_inspector
 from devenv.daemon import InspectordProcess, free_port
+from devenv.ironic_inspector import IronicInspectorError, IronicInspectorProcess
+from devenv.ironic_inspector import ensure_venv as ensure_inspector_venv
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
-INSPECTOR_VERSION = "12.5.0"
-INSPECTOR_VENV = "ironic-inspector-" + INSPECTOR_VERSION
-INSPECTOR_REQUIREMENTS = ["ironic-inspector==" + INSPECTOR_VERSION]
+INSPECTOR_VERSION = ironic_inspector.VERSION
 _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -116,55 +114,27 @@ class Inspectord(Service):
         return self._process.config_path.read_text()
 
 
-INSPECTOR_CONFIG = """\
-[DEFAULT]
-auth_strategy = noauth
-transport_url = fake://
-standalone = True
-listen_address = 127.0.0.1
-listen_port = {port}
-host = bench-inspector
-timeout = 3600
-clean_up_period = 60
-introspection_delay = 0
-use_stderr = false
-log_file = {workdir}/ironic-inspector.log
-
-[ironic]
-auth_type = none
-endpoint_override = {ironic_url}
-
-[database]
-connection = sqlite:///{workdir}/inspector.sqlite
-
-[pxe_filter]
-driver = noop
-
-[processing]
-store_data = database
-ramdisk_logs_dir = {workdir}/ramdisk-logs
-"""
-"""Like inspectord's bench configuration: no power-on spacing, data kept in the
-database, no PXE filter.  ironic-inspector's own defaults otherwise."""
-
-
 class IronicInspector(Service):
     name = "ironic-inspector"
 
     def __init__(self, workdir, ironic_url, extra_config=""):
         super().__init__(workdir, ironic_url)
-        self.port = free_port()
-        self.url = "http://127.0.0.1:{}".format(self.port)
-        self.config_path = self.workdir / "ironic-inspector.conf"
-        self.log_path = self.workdir / "ironic-inspector.log"
-        self.config_path.write_text(
-            INSPECTOR_CONFIG.format(port=self.port, workdir=self.workdir, ironic_url=ironic_url) + extra_config
-        )
-        self.process = None
+        modules_file = self.modules_file
+
+        class Process(IronicInspectorProcess):
+            def command(self):
+                # python launch.py MODULES ironic-inspector ARGS: same process, modules recorded at exit
+                return [str(self.python), str(BENCH_DIR / "launch.py"), str(modules_file), *super().command()]
+
+        self._process = Process(self.workdir, ironic_url, extra_config=extra_config)
+        self.port = self._process.port
+        self.url = self._process.url
+        self.config_path = self._process.config_path
+        self.log_path = self._process.log_path
 
     @classmethod
     def ensure_venv(cls):
-        return venvs.ensure_venv(INSPECTOR_VENV, INSPECTOR_REQUIREMENTS)
+        return ensure_inspector_venv()
 
     @property
     def venv(self):
@@ -175,44 +145,17 @@ class IronicInspector(Service):
         return self.venv / "bin" / "python"
 
     def start(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        bindir = self.venv / "bin"
-        dbsync = subprocess.run(
-            [str(bindir / "ironic-inspector-dbsync"), "--config-file", str(self.config_path), "upgrade"],
-            capture_output=True, text=True, cwd=str(self.workdir), timeout=timeout,
-        )
-        if dbsync.returncode != 0:
-            raise ServiceError("ironic-inspector-dbsync upgrade failed:\n" + (dbsync.stdout + dbsync.stderr)[-3000:])
-        self.process = subprocess.Popen(
-            [str(self.python), str(BENCH_DIR / "launch.py"), str(self.modules_file),
-             str(bindir / "ironic-inspector"), "--config-file", str(self.config_path)],
-            cwd=str(self.workdir), stdin=subprocess.DEVNULL,
-            stdout=open(self.workdir / "ironic-inspector.out", "ab"), stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
         try:
-            _wait_http(self.url + "/", self.process, deadline, self)
-        except BaseException:
-            self.stop()
-            raise
+            self._process.start(timeout=timeout)
+        except IronicInspectorError as e:
+            raise ServiceError(str(e)) from None
+        self.pid = self._process.process.pid
 
     def stop(self):
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        self._process.stop()
 
     def log_tail(self, lines=40):
-        texts = []
-        for path in (self.workdir / "ironic-inspector.out", self.log_path):
-            if path.exists():
-                texts.append("\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
-        return "\n".join(texts)
+        return self._process.log_tail(lines)
 
     def config_text(self):
         return self.config_path.read_text()

@@ -82,3 +82,7 @@ class SwiftError(InspectordError):
     """Swift answered with an error or could not be reached ([processing]store_data=swift)."""
 
     code = 503
+
+
+class SchemaError(Exception):
+    """The database holds a schema inspectord cannot use; the message names its revision."""

@@ -6,6 +6,7 @@ same transition twice.  Nothing here keeps state another instance needs.
 """
 
 import copy
+import dataclasses
 import datetime
 import ipaddress
 import os
@@ -654,6 +655,8 @@ class Introspection:
         """
         uuid = record.uuid
         try:
+            if not record.node:
+                record = await self._read_from_ironic(record)
             node = hooks_mod.NodeContext(record, self.config)
             for hook in self.hooks:
                 await defer.maybeDeferred(hook.before_update, data, node)
@@ -679,6 +682,19 @@ class Introspection:
             message = "Unexpected exception {} during processing: {}".format(type(e).__name__, e)
             await self._fail(uuid, message, expected=record.state, reason="internal")
             raise errors.InspectordError(message, code=500) from None
+
+    async def _read_from_ironic(self, record):
+        """``record`` with the node and its ports as Ironic has them now.
+
+        For introspections inspectord did not start: adopted from
+        ironic-inspector's database, which keeps no copy of the node.
+        """
+        try:
+            node = await self.ironic.get_node(record.uuid)
+            ports = await self.ironic.list_ports(record.uuid, fields=PORT_FIELDS)
+        except errors.IronicNotFound:
+            raise errors.NotFound("Node {} was not found in Ironic".format(record.uuid)) from None
+        return dataclasses.replace(record, node=node_snapshot(node), ports=_port_map(ports))
 
     async def _finish(self, record, data, processed=None, power_off=True, verify_credentials=True):
         """Verify credentials, power off, and finish (storing ``processed`` with it)."""

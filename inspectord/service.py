@@ -14,7 +14,7 @@ from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
-from inspectord import listening, pxe
+from inspectord import errors, listening, pxe
 from inspectord.api import ops as api_ops
 from inspectord.health import HealthCheck
 from inspectord.metrics import Metrics
@@ -106,9 +106,29 @@ class InspectordService(service.MultiService):
     def startService(self):
         service.MultiService.startService(self)
         self.ready = self.store.upgrade()
+        self.ready.addCallback(self._adopted)
         self.ready.addCallback(self._start_rest)
         self.ready.addErrback(self._start_failed)
         return self.ready
+
+    def _adopted(self, report):
+        """Log what was taken over from ironic-inspector's tables, if anything."""
+        if report is None:
+            return
+        self.log.info(
+            "Adopted ironic-inspector's database (revision {revision}): {rules} rule(s), {nodes} node(s), "
+            "{data} introspection data record(s); {waiting} node(s) waiting for their ramdisk, "
+            "{resumed} to process again, {failed} interrupted one(s) failed",
+            revision=report.upstream_revision,
+            rules=report.rules,
+            nodes=report.nodes,
+            data=report.data,
+            waiting=len(report.waiting),
+            resumed=len(report.resumed),
+            failed=len(report.failed),
+        )
+        for uuid in report.failed:
+            self.log.warn("Node {node}: interrupted by the swap from ironic-inspector, now in error", node=uuid)
 
     def _start_rest(self, _):
         self._api.setServiceParent(self)
@@ -133,7 +153,10 @@ class InspectordService(service.MultiService):
             self.notifier.ready("serving; PXE filter {}".format(state))
 
     def _start_failed(self, failure):
-        if failure.check(DatabaseUnreachable):
+        if failure.check(errors.SchemaError):
+            # A database inspectord cannot use: the message says why, no traceback.
+            self.log.critical("inspectord cannot start: {reason}", reason=failure.getErrorMessage())
+        elif failure.check(DatabaseUnreachable):
             self.log.critical("inspectord failed to start: {error}", error=failure.value)
         else:
             self.log.failure("inspectord failed to start", failure)

@@ -89,32 +89,54 @@ def _parse_dbsync(prog, argv):
 
     parser.add_argument("--config-file", action=Source, metavar="FILE", help="may be repeated")
     parser.add_argument("--config-dir", action=Source, metavar="DIR", help="may be repeated")
-    parser.add_argument("command", choices=["upgrade"])
-    parser.parse_args(argv)
-    return sources
+    parser.add_argument("command", choices=["upgrade", "adopt"])
+    args = parser.parse_args(argv)
+    return sources, args.command
 
 
 def main_dbsync(argv=None, prog="inspectord-dbsync"):
-    """``inspectord-dbsync --config-file FILE upgrade``: apply migrations."""
+    """``inspectord-dbsync --config-file FILE upgrade|adopt``.
+
+    ``upgrade`` applies migrations and, the first time the database is
+    found to hold ironic-inspector's tables, adopts their data; ``adopt``
+    (again) copies whatever ironic-inspector's tables hold that inspectord's
+    do not.  Both print what they adopted.
+    """
     import sqlalchemy
 
-    from inspectord.store.sql import make_engine, thd_upgrade
+    from inspectord.store.sql import make_engine, thd_upgrade_and_adopt
 
-    sources = _parse_dbsync(prog, argv)
+    sources, command = _parse_dbsync(prog, argv)
     try:
         config = config_mod.load(sources=sources)
     except errors.ConfigError as e:
         print("{}: configuration error: {}".format(prog, e), file=sys.stderr)
         return 2
     try:
-        thd_upgrade(make_engine(config.database.connection))
+        engine = make_engine(config.database.connection)
     except errors.ConfigError as e:
         print("{}: configuration error: {}".format(prog, e), file=sys.stderr)
         return 2
+    try:
+        report = thd_upgrade_and_adopt(engine, first_only=command == "upgrade")
+    except errors.ConfigError as e:
+        print("{}: configuration error: {}".format(prog, e), file=sys.stderr)
+        return 2
+    except errors.SchemaError as e:
+        print("{}: {}".format(prog, e), file=sys.stderr)
+        return 1
     except sqlalchemy.exc.DBAPIError as e:
         print("{}: database error: {}".format(prog, e.orig), file=sys.stderr)
         return 1
+    finally:
+        engine.dispose()
     print("database schema is up to date")
+    if report is not None:
+        print(report.summary())
+        for uuid in report.failed:
+            print("node {}: interrupted by the swap, now in error".format(uuid))
+    elif command == "adopt":
+        print("nothing to adopt: no ironic-inspector schema in the database")
     return 0
 
 

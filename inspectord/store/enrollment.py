@@ -73,7 +73,7 @@ def thd_enroll(engine, uuid, now, manage_boot, node, attributes, source, limits,
     since = now - datetime.timedelta(seconds=limits.period)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("LOCK TABLE discoveries IN SHARE ROW EXCLUSIVE MODE"))
+            conn.execute(sa.text("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE".format(schema.discoveries.name)))
         conn.execute(d.insert().values(source=source, node_uuid=uuid, attempted_at=now))
         conn.execute(d.delete().where(d.c.attempted_at < since))
         if limits.total:

@@ -1,10 +1,17 @@
 """Database tables (SQLAlchemy Core).  Changes need an Alembic migration.
 
+Every table name starts with ``inspectord_`` and Alembic keeps inspectord's
+revision in its own ``inspectord_alembic_version`` table: inspectord shares
+the database of the ironic-inspector it replaces (the same
+``[database]connection``) and leaves that service's tables (``nodes``,
+``rules``, ``alembic_version``...) as they are; see
+:mod:`inspectord.store.adopt`.
+
 The same tables serve SQLite, PostgreSQL and MariaDB/MySQL.  Where MySQL's
 types are narrower than the others', a variant widens them: ``TEXT`` holds
 64 KiB there (introspection data is larger: ``LONGTEXT``) and ``DATETIME``
 keeps whole seconds (``DATETIME(6)``).  On MySQL every table is
-``utf8mb4`` with a binary collation without padding (migration 0005), so comparisons
+``utf8mb4`` with a binary collation without padding (migration 0005 for databases made before, table options for new ones), so comparisons
 are exact and case-sensitive as on the other engines, whatever character
 set the database was created with.
 """
@@ -19,8 +26,12 @@ Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb"
 
 metadata = sa.MetaData()
 
+#: Where Alembic records inspectord's schema revision (ironic-inspector
+#: keeps its own in ``alembic_version``).
+VERSION_TABLE = "inspectord_alembic_version"
+
 nodes = sa.Table(
-    "nodes",
+    "inspectord_nodes",
     metadata,
     sa.Column("uuid", sa.String(36), primary_key=True),
     sa.Column("state", sa.String(16), nullable=False),
@@ -46,9 +57,9 @@ nodes = sa.Table(
 )
 
 attributes = sa.Table(
-    "attributes",
+    "inspectord_attributes",
     metadata,
-    sa.Column("node_uuid", sa.String(36), sa.ForeignKey("nodes.uuid", ondelete="CASCADE"), nullable=False),
+    sa.Column("node_uuid", sa.String(36), sa.ForeignKey("inspectord_nodes.uuid", ondelete="CASCADE"), nullable=False),
     sa.Column("name", sa.String(32), nullable=False),
     sa.Column("value", sa.String(255), nullable=False),
     sa.PrimaryKeyConstraint("node_uuid", "name", "value"),
@@ -56,9 +67,9 @@ attributes = sa.Table(
 )
 
 introspection_data = sa.Table(
-    "introspection_data",
+    "inspectord_introspection_data",
     metadata,
-    sa.Column("node_uuid", sa.String(36), sa.ForeignKey("nodes.uuid", ondelete="CASCADE"), nullable=False),
+    sa.Column("node_uuid", sa.String(36), sa.ForeignKey("inspectord_nodes.uuid", ondelete="CASCADE"), nullable=False),
     sa.Column("processed", sa.Boolean, nullable=False),
     sa.Column("data", LongText, nullable=False),
     sa.Column("stored_at", Timestamp, nullable=False),
@@ -66,7 +77,7 @@ introspection_data = sa.Table(
 )
 
 rules = sa.Table(
-    "rules",
+    "inspectord_rules",
     metadata,
     # Creation order: rules are applied in it.
     sa.Column("position", sa.Integer, primary_key=True, autoincrement=True),
@@ -81,7 +92,7 @@ rules = sa.Table(
 # Discovery attempts (node_not_found_hook=enroll), counted for the rate
 # limits of [discovery_limits]; rows older than the period are pruned.
 discoveries = sa.Table(
-    "discoveries",
+    "inspectord_discoveries",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     # Client IP address of the ramdisk's request ("unknown" if not known).
@@ -96,9 +107,21 @@ discoveries = sa.Table(
 
 # Leases of the builtin DHCP server ([pxe_filter]driver=builtin), kept across restarts.
 dhcp_leases = sa.Table(
-    "dhcp_leases",
+    "inspectord_dhcp_leases",
     metadata,
     sa.Column("mac", sa.String(17), primary_key=True),
     sa.Column("ip", sa.String(45), nullable=False, unique=True),
     sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+# Adoptions of an ironic-inspector database (inspectord.store.adopt), one row per run.
+adoptions = sa.Table(
+    "inspectord_adoptions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("upstream_revision", sa.String(32), nullable=False),
+    sa.Column("adopted_at", Timestamp, nullable=False),
+    sa.Column("rules", sa.Integer, nullable=False),
+    sa.Column("nodes", sa.Integer, nullable=False),
+    sa.Column("data", sa.Integer, nullable=False),
 )

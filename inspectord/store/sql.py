@@ -20,6 +20,7 @@ import uuid as uuidlib
 import sqlalchemy as sa
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import mysql as mysql_dialect
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -29,7 +30,7 @@ from twisted.logger import Logger
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.store import enrollment, schema
+from inspectord.store import adopt, enrollment, schema
 from inspectord.store.records import Match, NodeRecord
 
 _MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
@@ -134,7 +135,15 @@ MIGRATION_LOCK_TIMEOUT = 600
 
 
 def thd_upgrade(engine):
-    """Apply every Alembic migration (blocking).
+    """Bring inspectord's schema to its head (blocking).
+
+    A new database (or one holding only ironic-inspector's tables) gets
+    inspectord's tables created at the head; an older inspectord schema
+    gets the missing migrations, its revision first moved out of
+    ``alembic_version`` when an inspectord from before its own version
+    table left it there.  Returns the :class:`~inspectord.store.adopt.DatabaseShape`
+    found; raises :class:`~inspectord.errors.SchemaError` naming a revision
+    inspectord does not know.
 
     Under a database-wide lock (PostgreSQL advisory lock, MySQL
     ``GET_LOCK``): instances started together on an empty database
@@ -143,11 +152,69 @@ def thd_upgrade(engine):
     """
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", _MIGRATIONS)
+    heads = ScriptDirectory.from_config(cfg)
     with engine.connect() as connection:
         with _migration_lock(connection):
             with connection.begin():
                 cfg.attributes["connection"] = connection
-                alembic_command.upgrade(cfg, "head")
+                shape = adopt.thd_examine(connection)
+                revision = shape.revision or shape.legacy_revision
+                if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
+                    raise errors.SchemaError(
+                        "The database holds inspectord's schema at revision {!r}, which this inspectord does not "
+                        "know (its head is {!r}): it was made by a newer inspectord".format(
+                            revision, heads.get_current_head()
+                        )
+                    )
+                if shape.legacy_revision is not None:
+                    connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
+                    cfg.attributes["version_table"] = schema.VERSION_TABLE
+                    alembic_command.stamp(cfg, shape.legacy_revision)
+                if revision is None:
+                    _create_at_head(connection)
+                    alembic_command.stamp(cfg, "head")
+                else:
+                    alembic_command.upgrade(cfg, "head")
+    return shape
+
+
+def _create_at_head(connection):
+    """Create inspectord's tables as the migrations leave them.
+
+    On MySQL/MariaDB, that is utf8mb4 with a binary collation without
+    padding and dynamic rows (what migration 0005 converts older tables
+    to), whatever the database's defaults.
+    """
+    if connection.dialect.name != "mysql":
+        schema.metadata.create_all(connection)
+        return
+    if connection.dialect.is_mariadb:
+        collation = "utf8mb4_nopad_bin"
+    elif connection.dialect.server_version_info >= (8,):
+        collation = "utf8mb4_0900_bin"
+    else:
+        collation = "utf8mb4_bin"
+    metadata = sa.MetaData()
+    for table in schema.metadata.sorted_tables:
+        table.to_metadata(metadata).dialect_kwargs.update(
+            mysql_charset="utf8mb4", mysql_collate=collation, mysql_row_format="DYNAMIC"
+        )
+    metadata.create_all(connection)
+
+
+def thd_upgrade_and_adopt(engine, now=None, first_only=True):
+    """:func:`thd_upgrade`, then adopt ironic-inspector's data if the database holds it.
+
+    Returns the :class:`~inspectord.store.adopt.AdoptionReport`, or None
+    when nothing was adopted (no ironic-inspector schema; with
+    ``first_only``, an adoption already recorded).
+    """
+    shape = thd_upgrade(engine)
+    if shape.upstream_revision is None:
+        return None
+    if now is None:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return adopt.thd_adopt(engine, now, first_only=first_only)
 
 
 @contextlib.contextmanager
@@ -792,13 +859,15 @@ class SQLStore:
     # -- asynchronous interface ---------------------------------------------
 
     def upgrade(self):
-        """Apply the migrations; a database not reachable yet is retried with backoff.
+        """Migrate, and adopt ironic-inspector's data the first time it is found.
 
-        Fails with :class:`DatabaseUnreachable` after ``connect_retries``
-        attempts (never with -1); each failed attempt is logged.
+        Fires with the :class:`~inspectord.store.adopt.AdoptionReport`, or
+        None.  A database not reachable yet is retried with backoff: fails
+        with :class:`DatabaseUnreachable` after ``connect_retries`` attempts
+        (never with -1); each failed attempt is logged.
         """
         if self._clock is None or not self._connect_retries:
-            return self._run(thd_upgrade, self.engine)
+            return self._run(thd_upgrade_and_adopt, self.engine, self._now())
         return defer.Deferred.fromCoroutine(self._upgrade_when_reachable())
 
     async def _upgrade_when_reachable(self):
@@ -807,7 +876,7 @@ class SQLStore:
         while True:
             attempt += 1
             try:
-                return await self._run(thd_upgrade, self.engine)
+                return await self._run(thd_upgrade_and_adopt, self.engine, self._now())
             except sa.exc.DBAPIError as e:
                 if not unreachable(e):
                     raise
@@ -822,6 +891,9 @@ class SQLStore:
                 url=url, attempt=attempt, reason=reason, delay=delay,
             )
             await task.deferLater(self._clock, delay, lambda: None)
+
+    def _now(self):
+        return utc(self._clock.seconds()) if self._clock is not None else None
 
     def get_node(self, uuid):
         return self._run(self.thd_get_node, uuid).addCallback(self._remember)

@@ -42,6 +42,10 @@ T0 = contract.T0
 _migrated = {}
 
 
+def sql_head():
+    return contract.HEAD
+
+
 def migrated_url(engine_name):
     """A database of the engine's shared server, migrated once per test process."""
     if engine_name not in _migrated:
@@ -263,8 +267,8 @@ class EngineDifferences:
         engine = make_engine(url)
         self.addCleanup(engine.dispose)
         with engine.connect() as conn:
-            versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all()
-        self.assertEqual(versions, ["0005"])
+            versions = conn.exec_driver_sql("SELECT version_num FROM inspectord_alembic_version").scalars().all()
+        self.assertEqual(versions, [sql_head()])
 
 
 class EngineStartTests:
@@ -295,7 +299,7 @@ class EngineStartTests:
         warnings = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertGreaterEqual(len(warnings), 2)
         self.assertNotIn("Traceback", str(warnings))
-        self.assertIn("nodes", sa.inspect(engine).get_table_names())
+        self.assertIn("inspectord_nodes", sa.inspect(engine).get_table_names())
 
 
 for _engine in databases.ENGINES:

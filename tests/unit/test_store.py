@@ -12,7 +12,9 @@ import os
 import sys
 
 import sqlalchemy as sa
+from alembic import command as alembic_command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from twisted.internet import defer, task
@@ -21,6 +23,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from inspectord import errors, tap
 from inspectord.store import schema, sql
+from inspectord.store.adopt import DatabaseShape
 from inspectord.store.pool import SynchronousPool
 from inspectord.store.records import Match, NodeRecord
 from inspectord.store.sql import SQLStore, make_engine, thd_upgrade, utc
@@ -30,6 +33,20 @@ A = "11111111-1111-1111-1111-111111111111"
 B = "22222222-2222-2222-2222-222222222222"
 C = "33333333-3333-3333-3333-333333333333"
 MAC1, MAC2, MAC3 = "52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"
+
+
+HEAD = ScriptDirectory(os.path.join(os.path.dirname(sql.__file__), "migrations")).get_current_head()
+
+
+def migrate(engine, revision, version_table=None):
+    """Run inspectord's migrations from the first one up to ``revision``."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", os.path.join(os.path.dirname(sql.__file__), "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        if version_table:
+            cfg.attributes["version_table"] = version_table
+        alembic_command.upgrade(cfg, revision)
 
 
 def seconds(n):
@@ -438,19 +455,75 @@ class MigrationTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(self.path), "the directory is created")
         with self.engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
-            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            version = conn.exec_driver_sql("SELECT version_num FROM inspectord_alembic_version").scalar()
             journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-        self.assertEqual(tables, set(schema.metadata.tables) | {"alembic_version"})
-        self.assertTrue({"nodes", "attributes", "introspection_data"} <= tables)
-        head = ScriptDirectory(os.path.join(os.path.dirname(sql.__file__), "migrations")).get_current_head()
-        self.assertEqual(version, head)
+        self.assertEqual(tables, set(schema.metadata.tables) | {schema.VERSION_TABLE})
+        self.assertTrue({"inspectord_nodes", "inspectord_attributes", "inspectord_introspection_data"} <= tables)
+        self.assertEqual(version, HEAD)
         self.assertEqual(journal, "wal")
 
     def test_migrations_match_schema(self):
-        """The migrated database is what schema.py describes."""
+        """Every migration from the first, as an existing database runs them, gives what schema.py describes."""
+        migrate(self.engine, "head")
+        with self.engine.connect() as conn:
+            context = MigrationContext.configure(
+                conn, opts={"include_name": lambda name, kind, _: name != schema.VERSION_TABLE}
+            )
+            self.assertEqual(compare_metadata(context, schema.metadata), [])
+            version = conn.exec_driver_sql("SELECT version_num FROM inspectord_alembic_version").scalar()
+        self.assertEqual(version, HEAD)
+
+    def test_new_database_matches_schema(self):
         thd_upgrade(self.engine)
         with self.engine.connect() as conn:
-            self.assertEqual(compare_metadata(MigrationContext.configure(conn), schema.metadata), [])
+            context = MigrationContext.configure(
+                conn, opts={"include_name": lambda name, kind, _: name != schema.VERSION_TABLE}
+            )
+            self.assertEqual(compare_metadata(context, schema.metadata), [])
+
+    def test_database_of_inspectord_before_its_own_version_table(self):
+        """Revision 0004 in alembic_version, tables named like ironic-inspector's: renamed, data kept."""
+        migrate(self.engine, "0004", version_table="alembic_version")
+        nodes = sa.table(
+            "nodes", *[sa.column(c.name, c.type) for c in schema.nodes.columns]
+        )
+        attributes = sa.table("attributes", *[sa.column(c.name, c.type) for c in schema.attributes.columns])
+        with self.engine.begin() as conn:
+            conn.execute(nodes.insert().values(
+                uuid=A, state="waiting", started_at=T0, manage_boot=True, version_id="v", node={}, ports={},
+                options={},
+            ))
+            conn.execute(attributes.insert().values(node_uuid=A, name="mac", value=MAC1))
+        shape = thd_upgrade(self.engine)
+        self.assertEqual(shape.legacy_revision, "0004")
+        self.assertIsNone(shape.upstream_revision)
+        with self.engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+            version = conn.exec_driver_sql("SELECT version_num FROM inspectord_alembic_version").scalar()
+        self.assertEqual(tables, set(schema.metadata.tables) | {schema.VERSION_TABLE})
+        self.assertEqual(version, HEAD)
+        store = SQLStore(self.engine, SynchronousPool())
+        self.assertEqual(store.thd_get_node(A).state, "waiting")
+        self.assertEqual(store.thd_lookup([MAC1], []).uuid, A)
+        thd_upgrade(self.engine)  # a second start changes nothing
+        self.assertEqual(store.thd_get_node(A).state, "waiting")
+
+    def test_newer_inspectord_revision_is_refused_by_name(self):
+        thd_upgrade(self.engine)
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE inspectord_alembic_version SET version_num = '0099'")
+        e = self.assertRaises(errors.SchemaError, thd_upgrade, self.engine)
+        self.assertIn("'0099'", str(e))
+        self.assertIn("newer inspectord", str(e))
+
+    def test_unknown_revision_in_alembic_version_is_refused_by_name(self):
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+            conn.exec_driver_sql("INSERT INTO alembic_version VALUES ('abcdef123456')")
+        e = self.assertRaises(errors.SchemaError, thd_upgrade, self.engine)
+        self.assertIn("'abcdef123456'", str(e))
+        with self.engine.connect() as conn:
+            self.assertNotIn("inspectord_nodes", sa.inspect(conn).get_table_names())
 
     def test_upgrade_twice_keeps_data(self):
         store = SQLStore(self.engine, SynchronousPool())
@@ -586,7 +659,7 @@ class UnreachableAtStartTests(SynchronousTestCase):
     def test_retried_with_backoff_until_reachable(self):
         pool = _UnreachablePool(failures=6)
         upgraded = []
-        self.patch(sql, "thd_upgrade", upgraded.append)
+        self.patch(sql, "thd_upgrade", lambda engine: upgraded.append(engine) or DatabaseShape())
         d = self.store(pool, retries=10, interval=5).upgrade()
         delays = []
         while not d.called:
@@ -612,7 +685,7 @@ class UnreachableAtStartTests(SynchronousTestCase):
 
     def test_forever(self):
         pool = _UnreachablePool(failures=50)
-        self.patch(sql, "thd_upgrade", lambda engine: None)
+        self.patch(sql, "thd_upgrade", lambda engine: DatabaseShape())
         d = self.store(pool, retries=-1, interval=1).upgrade()
         self.clock.pump([1] * 60)
         self.successResultOf(d)

@@ -124,7 +124,7 @@ class OptionsTests(TapTestCase):
     def test_dbsync_arguments(self):
         self.assertEqual(
             tap._parse_dbsync("ironic-inspector-dbsync", ["--config-file", "a", "--config-dir", "d", "--config-file", "b", "upgrade"]),
-            [("file", "a"), ("dir", "d"), ("file", "b")],
+            ([("file", "a"), ("dir", "d"), ("file", "b")], "upgrade"),
         )
         self.assertRaises(SystemExit, tap._parse_dbsync, "x", ["--config-file", "a", "downgrade"])
 
@@ -217,7 +217,7 @@ class InspectordServiceTests(SynchronousTestCase):
         self.patch(self.introspection, "periodic", lambda: _record_call(periodic))
         main.startService()
         self.successResultOf(main.ready)
-        self.assertIn("nodes", sa.inspect(engine).get_table_names())
+        self.assertIn("inspectord_nodes", sa.inspect(engine).get_table_names())
         listening = [(port, interface) for port, _, _, interface in self.reactor.tcpServers]
         self.assertEqual(listening, [(5055, "127.0.0.1")])
         self.assertEqual(len(periodic), 1)  # the timer runs at once...
