@@ -27,7 +27,8 @@ from inspectord.processing import hooks as hooks_mod
 from inspectord.processing import ramdisk_logs
 from inspectord.processing import rules as rules_mod
 from inspectord.processing.update import apply as apply_update
-from inspectord.store.sql import utc
+from inspectord.background import Background
+from inspectord.timeutil import utc
 
 VALID_PROVISION_STATES = ("enroll", "manageable", "inspecting", "inspect wait", "inspect failed")
 ACTIVE_PROVISION_STATES = ("active", "rescue")
@@ -151,8 +152,8 @@ class Introspection:
             self._discovery = discovery_mod.Discovery(store, ironic, config, clock, node_snapshot)
         # Earliest time this instance may power on the next node.
         self._next_power_on = 0.0
-        # Background work and requests (Deferreds) in flight, for orderly shutdown and tests.
-        self._pending = set()
+        # Background work and requests in flight, for orderly shutdown and tests.
+        self._work = Background(self.log)
         #: Who holds the leases this instance takes ([lifecycle]).
         self.owner = owner or instance_owner(config.default.host)
         lifecycle = config.lifecycle
@@ -190,35 +191,12 @@ class Introspection:
         if record.uuid not in self._log_fields:
             self._remember_log_fields(record.uuid, record.ports, bmc)
 
-    def _background(self, coro, what, node=None):
-        d = defer.Deferred.fromCoroutine(coro)
-        self._pending.add(d)
-
-        def done(result):
-            self._pending.discard(d)
-            return result
-
-        def failed(f):
-            fields = {"node": node} if node else {}
-            if f.check(defer.CancelledError):
-                self.log.info("Interrupted while {what}", what=what, **fields)
-            else:
-                self.log.failure("Unexpected failure while {what}", f, what=what, **fields)
-
-        d.addBoth(done)
-        d.addErrback(failed)
-        return d
+    def _background(self, coro, what, node):
+        return self._work.start(coro, what, node=node)
 
     def _track(self, coro):
         """Run a request's work, counted as in flight until it ends; its Deferred."""
-        d = defer.Deferred.fromCoroutine(coro)
-        self._pending.add(d)
-
-        def done(result):
-            self._pending.discard(d)
-            return result
-
-        return d.addBoth(done)
+        return self._work.track(coro)
 
     def _check_running(self):
         if self._stopping:
@@ -226,7 +204,7 @@ class Introspection:
 
     def wait_idle(self):
         """A Deferred that fires when no background work is in flight."""
-        return defer.DeferredList(list(self._pending), consumeErrors=True)
+        return self._work.idle()
 
     async def stop(self, grace=None):
         """Stop taking work, drain what is in flight, release the leases of the rest.
@@ -246,7 +224,7 @@ class Introspection:
             self.log.info("Stopping: releasing {count} start(s) waiting for their turn", count=len(queued))
         for waiting in queued:
             waiting.cancel()
-        while self._pending:
+        while self._work:
             idle = self.wait_idle()
             idle.addTimeout(grace, self.clock)
             try:

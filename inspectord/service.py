@@ -5,7 +5,6 @@ import os
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.python import threadpool
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
@@ -23,24 +22,9 @@ from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 from inspectord.store.swift import make_data_store
 from inspectord.store.sql import DatabaseUnreachable
+from inspectord.threads import ThreadPoolService
 
 MAX_BODY_SIZE = 16 * 1024 * 1024
-
-
-class ThreadPoolService(service.Service):
-    """A named thread pool started and stopped with the service tree."""
-
-    def __init__(self, name, size):
-        self.name = name
-        self.pool = threadpool.ThreadPool(minthreads=0, maxthreads=size, name=name)
-
-    def startService(self):
-        super().startService()
-        self.pool.start()
-
-    def stopService(self):
-        super().stopService()
-        self.pool.stop()
 
 
 class OrderedMultiService(service.MultiService):
@@ -189,7 +173,7 @@ def make_service(config, reactor, environ=None):
     db_pool = DatabasePool(reactor, size=1 if engine.dialect.name == "sqlite" else 8)
     db_pool.setServiceParent(top)
     metrics.watch_store(engine, db_pool)
-    io_pool = ThreadPoolService("inspectord-io", 4)
+    io_pool = ThreadPoolService(reactor, "inspectord-io", 4)
     io_pool.setServiceParent(top)
     store = SQLStore(
         engine,
@@ -220,7 +204,7 @@ def make_service(config, reactor, environ=None):
         from inspectord.ipmi import CredentialsVerifier
 
         options = config.ipmi_verification
-        ipmi_pool = ThreadPoolService("inspectord-ipmi", options.threads)
+        ipmi_pool = ThreadPoolService(reactor, "inspectord-ipmi", options.threads)
         ipmi_pool.setServiceParent(top)
         verifier = CredentialsVerifier(
             reactor, reactor, ipmi_pool.pool, window=options.window, attempt_timeout=options.attempt_timeout
@@ -241,7 +225,7 @@ def make_service(config, reactor, environ=None):
     if config.default.auth_strategy != "noauth":
         # bcrypt checks and policy/htpasswd file reads; small, so a flood of
         # logins cannot take the I/O threads.
-        auth_pool = ThreadPoolService("inspectord-auth", 2)
+        auth_pool = ThreadPoolService(reactor, "inspectord-auth", 2)
         auth_pool.setServiceParent(top)
         auth_threads = auth_pool.pool
     health = HealthCheck(

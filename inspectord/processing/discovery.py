@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from inspectord import errors
 from inspectord.processing import data as ramdisk_data
 from inspectord.store.enrollment import Limits
-from inspectord.store.sql import utc
+from inspectord.timeutil import utc
 
 SUPPORTED_HOOKS = ("enroll",)
 # Node fields inspectord sets itself; enroll_node_fields may not name them.

@@ -22,11 +22,12 @@ from inspectord import errors, interfaces
 from inspectord.dhcp.server import ServerOptions
 from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
 from inspectord.pxe.builtin import BuiltinDriver
-from inspectord.pxe.dnsmasq import DnsmasqDriver, thread_runner
+from inspectord.pxe.dnsmasq import DnsmasqDriver
 from inspectord.pxe.iptables import IptablesDriver
 from inspectord.pxe.nftables import NftablesDriver
 from inspectord.pxe.process import Runner
 from inspectord.pxe.service import PXEFilterService
+from inspectord.threads import PoolRunner
 
 __all__ = ["NoopFilter", "PXEFilterService", "make_driver", "make_filter"]
 
@@ -81,7 +82,7 @@ def make_driver(config, reactor, io_pool=None, runner=None, store=None, seen=Non
         opts = config.dnsmasq_pxe_filter
         return DnsmasqDriver(
             runner,
-            thread_runner(reactor, io_pool),
+            PoolRunner(reactor, io_pool).run,
             opts.dhcp_hostsdir,
             purge=opts.purge_dhcp_hostsdir,
             start_command=opts.dnsmasq_start_command,

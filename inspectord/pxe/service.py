@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from inspectord import interfaces
+from inspectord.background import Background
 from inspectord.metrics import NO_METRICS
 from inspectord.pxe import decisions
 from inspectord.pxe.process import CommandFailed
@@ -109,6 +110,7 @@ class PXEFilterService(service.MultiService):
             "allow_unknown": False,
             "ironic": {"state": "not read yet", "ports": None, "last_success": None, "last_error": None},
         }
+        self._work = Background(self.log)
         self._timer = None
         if sync_period:
             self._timer = internet.TimerService(sync_period, lambda: defer.Deferred.fromCoroutine(self.refresh()))
@@ -169,7 +171,7 @@ class PXEFilterService(service.MultiService):
         # Apply what the store says at once, before Ironic's ports are read.
         self._request(0, full=True)
         if self._timer is None:
-            self._background(self.refresh(), "refreshing the PXE filter")
+            self._work.start(self.refresh(), "refreshing the PXE filter")
 
     def stopService(self):
         self._health["state"] = "stopped"
@@ -188,11 +190,6 @@ class PXEFilterService(service.MultiService):
         return d
 
     # -- internals --------------------------------------------------------
-
-    def _background(self, coro, what):
-        d = defer.ensureDeferred(coro)
-        d.addErrback(lambda f: self.log.failure("Unexpected failure while {what}", f, what=what))
-        return d
 
     async def _refresh_known(self):
         ironic = self._health["ironic"]

@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from inspectord import errors
 from inspectord import state as st
+from inspectord.timeutil import utc
 from inspectord.store import adopt, enrollment, schema
 from inspectord.store.records import Match, NodeRecord
 
@@ -1012,8 +1013,3 @@ def _states(expected):
     if isinstance(expected, (str, st.State)):
         expected = [expected]
     return [st.State(s).value for s in expected]
-
-
-def utc(seconds):
-    """A naive UTC datetime (as stored) from POSIX seconds."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)

@@ -16,7 +16,8 @@ from inspectord.processing import discovery as discovery_mod
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.enrollment import Limits
 from inspectord.store.pool import SynchronousPool
-from inspectord.store.sql import thd_upgrade, utc
+from inspectord.store.sql import thd_upgrade
+from inspectord.timeutil import utc
 from tests.unit.helpers import Harness, make_config
 from tests.unit.test_hooks import all_collectors
 

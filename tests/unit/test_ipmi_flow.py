@@ -93,4 +93,4 @@ class StopTests(SynchronousTestCase):
         # Left in processing with its lease: resumed later, not failed.
         self.assertEqual(record.state, "processing")
         self.assertIsNotNone(record.lease_until)
-        self.assertEqual(h.introspection._pending, set())
+        self.assertEqual(len(h.introspection._work), 0)

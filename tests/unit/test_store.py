@@ -26,7 +26,8 @@ from inspectord.store import schema, sql
 from inspectord.store.adopt import DatabaseShape
 from inspectord.store.pool import SynchronousPool
 from inspectord.store.records import Match, NodeRecord
-from inspectord.store.sql import SQLStore, make_engine, thd_upgrade, utc
+from inspectord.store.sql import SQLStore, make_engine, thd_upgrade
+from inspectord.timeutil import utc
 
 T0 = datetime.datetime(2027, 1, 15, 8, 0, 0)
 A = "11111111-1111-1111-1111-111111111111"
