@@ -55,20 +55,29 @@ class Background:
         return d.addBoth(done)
 
     def idle(self):
-        """A Deferred that fires when the work in flight now has ended (its results left alone)."""
-        ended = []
+        """A Deferred that fires when the work in flight now has ended.
+
+        The work's results are left alone, and cancelling the wait (a
+        timeout) stops waiting, not the work: see :meth:`cancel_all`.
+        """
+        idle = defer.Deferred()
+        left = len(self._pending)
+        if not left:
+            idle.callback(None)
+            return idle
+
+        def ended(result):
+            nonlocal left
+            left -= 1
+            if not left and not idle.called:
+                idle.callback(None)
+            return result
+
         for d in self._pending:
-            end = defer.Deferred()
-            d.addBoth(_signal, end)
-            ended.append(end)
-        return defer.DeferredList(ended)
+            d.addBoth(ended)
+        return idle
 
     def cancel_all(self):
         """Cancel the work in flight."""
         for d in list(self._pending):
             d.cancel()
-
-
-def _signal(result, end):
-    end.callback(None)
-    return result

@@ -234,6 +234,7 @@ class Introspection:
                     "Stopped with work in flight after {grace} s; its nodes are released to other instances",
                     grace=grace,
                 )
+                self._work.cancel_all()
                 break
         if self._renewal is not None:
             self._renewal.stop()

@@ -61,3 +61,13 @@ class BackgroundTests(SynchronousTestCase):
         self.work.cancel_all()
         self.assertEqual([self.successResultOf(d) for d in ds], [None] * 3)
         self.assertEqual(len(self.work), 0)
+
+    def test_a_cancelled_wait_leaves_the_work(self):
+        held = defer.Deferred()
+        self.work.start(self.wait(held), "waiting")
+        idle = self.work.idle()
+        idle.cancel()
+        self.failureResultOf(idle, defer.CancelledError)
+        self.assertEqual(len(self.work), 1)
+        held.callback(None)
+        self.assertEqual(len(self.work), 0)
