@@ -219,6 +219,12 @@ class Introspection:
         if grace is None:
             grace = self.config.lifecycle.stop_grace
         self._stopping = True
+        # Waiting for an unreachable Ironic or BMC cannot end within any
+        # grace: those waits end now, and their nodes resume elsewhere.
+        if self.ironic is not None:
+            self.ironic.stop_retrying()
+        if self.verifier is not None:
+            self.verifier.stop()
         queued = list(self._queued.values())
         if queued:
             self.log.info("Stopping: releasing {count} start(s) waiting for their turn", count=len(queued))
@@ -524,6 +530,8 @@ class Introspection:
                 await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
                 failures.append("Preprocessing hook {}: {}".format(hook.name, e))
+            except defer.CancelledError:
+                raise
             except Exception as e:
                 self.log.failure("Hook {hook} failed", hook=hook.name)
                 failures.append(
@@ -1038,15 +1046,23 @@ class Introspection:
 
     async def lease_scan(self):
         """The periodic lease scan ([lifecycle]lease_check_period); never raises."""
+        if self._stopping:
+            return
         try:
-            await self.resume_abandoned()
+            await self._track(self.resume_abandoned())
+        except defer.CancelledError:
+            self.log.info("Lease scan interrupted by the stop")
         except Exception:
             self.log.failure("Lease scan failed")
 
     async def periodic(self):
         """One pass of the periodic work; never raises."""
+        if self._stopping:
+            return
         try:
-            await self.check_timeouts()
+            await self._track(self.check_timeouts())
+        except defer.CancelledError:
+            self.log.info("Periodic introspection check interrupted by the stop")
         except Exception:
             self.log.failure("Periodic introspection check failed")
 

@@ -151,11 +151,17 @@ class InspectordService(service.MultiService):
         await self.introspection.stop()
 
     def stopService(self):
+        """Stop the children (listening, timers, PXE filter) while the introspection work drains.
+
+        Both at once: a timer's call in progress is introspection work the
+        drain interrupts after its grace, so waiting for the timers first
+        would wait for work nothing interrupts.
+        """
         if self.notifier is not None:
             self.notifier.stopping()
-        d = defer.maybeDeferred(service.MultiService.stopService, self)
-        d.addCallback(lambda _: defer.Deferred.fromCoroutine(self._stop()))
-        return d
+        draining = defer.Deferred.fromCoroutine(self._stop())
+        children = defer.maybeDeferred(service.MultiService.stopService, self)
+        return defer.gatherResults([children, draining], consumeErrors=True).addCallback(lambda _: None)
 
 
 def make_service(config, reactor, environ=None):

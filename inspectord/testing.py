@@ -427,3 +427,6 @@ class FakeVerifier:
             return defer.fail(CredentialsRejected(address, port, username=username, reason="unauthorized",
                                                   attempts=1, elapsed=self.window))
         return defer.succeed(None)
+
+    def stop(self):
+        self.stopped = True

@@ -70,13 +70,14 @@ def _fire(d, result):
 def bounded(d, grace, clock, on_timeout=None):
     """``d``, or None once ``grace`` seconds have passed on ``clock``: a stop that never waits longer.
 
-    :param on_timeout: called (no argument) when the grace ran out.
+    :param on_timeout: called (no argument) when the grace ran out, once
+        ``d`` has fired: it may interrupt the work whose end ``d`` waits for.
     """
 
     def gave_up(result, timeout):
         # Only called when the grace ran out; ``d`` was cancelled then.
         if on_timeout is not None:
-            on_timeout()
+            clock.callLater(0, on_timeout)
         return None
 
     return d.addTimeout(grace, clock, onTimeoutCancel=gave_up)
