@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
-from inspectord import errors, outbound
+from inspectord import outbound
 from inspectord.ipmi import CredentialsVerifier
 from inspectord.ipmi.base import UNREACHABLE, AttemptResult
 from inspectord.ironic.client import IronicClient, static_endpoint
