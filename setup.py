@@ -25,9 +25,10 @@ setup(
         "bcrypt>=4.1",
         "pyghmi>=1.6",
         "PyYAML>=6.0",
+        "cryptography>=3.4",
     ],
     extras_require={
-        "test": ["python-ironicclient>=5.0"],
+        "test": ["python-ironicclient>=5.0", "hypothesis>=6.100"],
         "postgresql": ["psycopg2-binary"],
         # benchmarks (bench/, make bench): process figures, plots, profiles
         "bench": ["psutil>=5.9", "matplotlib>=3.7", "py-spy>=0.3"],

@@ -7,7 +7,7 @@ from twisted.python import threadpool
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
-from inspectord.api import auth as api_auth
+from inspectord.api import auth as api_auth, limits
 from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
@@ -156,7 +156,7 @@ def make_service(config, reactor):
         auth_pool.setServiceParent(top)
         auth_threads = auth_pool.pool
     api = API(introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads))
-    site = make_site(api.app.resource(), MAX_BODY_SIZE)
+    site = limits.LimitedFactory(make_site(api.app.resource(), MAX_BODY_SIZE, reactor))
     endpoint = "tcp:{}:interface={}".format(config.default.listen_port, config.default.listen_address.replace(":", r"\:"))
     main = InspectordService(
         reactor, store, introspection, endpoint, site, config.default.clean_up_period, pxe_filter=pxe_filter
