@@ -19,7 +19,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.api import bodies, limits, versions
+from inspectord.api import bodies, limits, openapi, versions
 from inspectord.processing import rules as rules_mod
 
 JSON = "application/json"
@@ -318,6 +318,11 @@ class API:
                 for name in ("continue", "introspection", "rules")
             ]
         }
+
+    @app.route("/v1/openapi.json", methods=["GET"])
+    @endpoint()
+    async def openapi_document(self, request):
+        return openapi.document()
 
     @app.route("/v1/continue", methods=["POST"])
     @endpoint()

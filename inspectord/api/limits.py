@@ -89,13 +89,15 @@ class LimitedFactory(policies.WrappingFactory):
         self.max_connections = connection_cap() if max_connections is None else max_connections
         self.max_per_address = max_per_address
         self.per_address = {}
+        self.admitted = 0
         self.refused = 0
 
     def admit(self, protocol):
         host = _host(protocol)
-        if len(self.protocols) > self.max_connections or self.per_address.get(host, 0) >= self.max_per_address:
+        if self.admitted >= self.max_connections or self.per_address.get(host, 0) >= self.max_per_address:
             self.refused += 1
             return False
+        self.admitted += 1
         self.per_address[host] = self.per_address.get(host, 0) + 1
         protocol._counted_host = host
         return True
@@ -104,6 +106,8 @@ class LimitedFactory(policies.WrappingFactory):
         super().unregisterProtocol(protocol)
         host = getattr(protocol, "_counted_host", None)
         if host is not None:
+            protocol._counted_host = None
+            self.admitted -= 1
             left = self.per_address[host] - 1
             if left:
                 self.per_address[host] = left

@@ -456,3 +456,92 @@ class ForeignMACTests(APITestCase):
         self.assertEqual(self.state(uuid), "finished")
         self.assertEqual(json.dumps(self.fake.node_ports(other), sort_keys=True), before)
         self.assertEqual([p["address"] for p in self.fake.node_ports(uuid)], [IPA_MAC])
+
+
+# -- 8: running out of file descriptors, slow clients --------------------------------
+
+
+class ConnectionLimitTests(SynchronousTestCase):
+    def connect(self, factory, host):
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, 40000))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_caps_total_and_per_address(self):
+        from inspectord.api import limits
+
+        h = Harness()
+        factory = limits.LimitedFactory(make_site(h.api.app.resource(), 1024, Clock()), max_connections=10, max_per_address=4)
+        flood = [self.connect(factory, "192.0.2.66") for _ in range(6)]
+        self.assertEqual([t.disconnecting or t.disconnected for _, t in flood], [False] * 4 + [True] * 2)
+        others = [self.connect(factory, "192.0.2.{}".format(i)) for i in range(1, 9)]
+        open_ = [t for _, t in others if not (t.disconnecting or t.disconnected)]
+        self.assertEqual(len(open_), 6)  # 4 + 6 = 10 in total
+        # Closing connections frees their places.
+        for protocol, _ in flood[:4]:
+            protocol.connectionLost(None)
+        self.assertEqual(factory.per_address.get("192.0.2.66"), None)
+        _, transport = self.connect(factory, "192.0.2.66")
+        self.assertFalse(transport.disconnecting)
+
+    def test_cap_below_file_limit(self):
+        import resource
+
+        from inspectord.api import limits
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.assertLessEqual(limits.connection_cap(10 ** 9), max(16, soft - limits.FD_RESERVE))
+
+
+class DeadlineTests(HostileCase):
+    def channel(self):
+        self.clock = Clock()
+        site = make_site(Harness().api.app.resource(), 1024, self.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def test_trickled_headers_dropped(self):
+        from inspectord.api import limits
+
+        channel, transport = self.channel()
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ":
+            self.clock.advance(0.5)
+            channel.dataReceived(bytes([byte]))
+            if transport.disconnected:
+                break
+        self.assertTrue(transport.disconnected)
+        self.assertLessEqual(self.clock.seconds(), limits.HEADER_TIMEOUT + 0.5)
+        self.assertJSONError(parse_response(transport.value()), 408)
+
+    def test_idle_connection_dropped(self):
+        from inspectord.api import limits
+
+        channel, transport = self.channel()
+        self.clock.advance(limits.HEADER_TIMEOUT)
+        self.assertTrue(transport.disconnected)
+
+    def test_trickled_body_dropped(self):
+        from inspectord.api import limits
+
+        channel, transport = self.channel()
+        channel.dataReceived(b"POST /v1/continue HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            self.clock.advance(1)
+            channel.dataReceived(b"x")
+            if transport.disconnected:
+                break
+        self.assertTrue(transport.disconnected)
+        self.assertLessEqual(self.clock.seconds(), limits.BODY_TIMEOUT + 1)
+
+    def test_keep_alive_requests_each_get_their_deadline(self):
+        from inspectord.api import limits
+
+        channel, transport = self.channel()
+        for _ in range(3):
+            channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.clock.advance(limits.HEADER_TIMEOUT - 1)
+        self.assertFalse(transport.disconnected)
+        self.assertEqual(transport.value().count(b"HTTP/1.1 200 OK"), 3)
