@@ -10,6 +10,7 @@ the standard library and hypothesis only.
 """
 
 import base64
+import http.client
 import json
 import socket
 import time
@@ -255,14 +256,27 @@ def flood_logins(host, port, threads, seconds, source, target="/v1/introspection
     deadline = time.monotonic() + seconds
 
     def one(n):
+        # Keep-alive connections, as an attacker would: no port churn.
+        connection = None
         i = 0
         while time.monotonic() < deadline:
             i += 1
-            header = b"Basic " + base64.b64encode("nobody{}-{}:x".format(n, i).encode())
+            header = "Basic " + base64.b64encode("nobody{}-{}:x".format(n, i).encode()).decode()
             try:
-                status = send((host, port), "GET", target, [("Authorization", header)], source=source, timeout=10)[0]
-            except OSError:
+                if connection is None:
+                    connection = http.client.HTTPConnection(host, port, timeout=10, source_address=(source, 0))
+                connection.request("GET", target, headers={"Authorization": header})
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                if response.will_close:
+                    connection.close()
+                    connection = None
+            except (OSError, http.client.HTTPException):
                 status = None
+                if connection is not None:
+                    connection.close()
+                connection = None
             counts[status] += 1
 
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:

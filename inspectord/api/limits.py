@@ -65,12 +65,25 @@ def _json_response(status, reason, message):
 
 
 class _LimitedProtocol(policies.ProtocolWrapper):
-    def connectionMade(self):
+    _refused = False
+
+    def makeConnection(self, transport):
+        # Decided before the wrapped protocol (the HTTP channel) exists: a
+        # refused connection costs nothing but its accept.
+        self.transport = transport
         if not self.factory.admit(self):
+            self._refused = True
             self.factory.log.debug("API connection from {address} refused: over the cap", address=_host(self))
-            self.transport.abortConnection() if hasattr(self.transport, "abortConnection") else self.transport.loseConnection()
+            if hasattr(transport, "abortConnection"):
+                transport.abortConnection()
+            else:
+                transport.loseConnection()
             return
-        super().connectionMade()
+        super().makeConnection(transport)
+
+    def connectionLost(self, reason):
+        if not self._refused:
+            super().connectionLost(reason)
 
 
 def _host(protocol):

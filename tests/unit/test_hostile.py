@@ -475,6 +475,8 @@ class ConnectionLimitTests(SynchronousTestCase):
         factory = limits.LimitedFactory(make_site(h.api.app.resource(), 1024, Clock()), max_connections=10, max_per_address=4)
         flood = [self.connect(factory, "192.0.2.66") for _ in range(6)]
         self.assertEqual([t.disconnecting or t.disconnected for _, t in flood], [False] * 4 + [True] * 2)
+        flood[5][0].connectionLost(None)  # a refused connection going away changes nothing
+        self.assertEqual((factory.admitted, factory.per_address["192.0.2.66"], factory.refused), (4, 4, 2))
         others = [self.connect(factory, "192.0.2.{}".format(i)) for i in range(1, 9)]
         open_ = [t for _, t in others if not (t.disconnecting or t.disconnected)]
         self.assertEqual(len(open_), 6)  # 4 + 6 = 10 in total
