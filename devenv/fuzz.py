@@ -40,6 +40,8 @@ HOSTILE_BODIES = (
     b'{"a": 1, "a": 2}',
 )
 
+HOSTILE_HEADER_VALUES = (b"1.\xff", b"\xff\xfe", b"1." + b"9" * 5000, b"9" * 5000 + b".1", b"\xd9\xa1.\xd9\xa2")
+
 HOSTILE_TEXT = ("", " ", "..", "%", "%ff%fe", "\x00", "\u202e", "\ud7ff", "a" * 300, "1." + "9" * 400, "latest", "1.18")
 
 _json_leaf = st.one_of(
@@ -115,7 +117,7 @@ def _path_value(ids):
 
 
 @st.composite
-def requests(draw, document, ids=(), macs=(), authorization=None):
+def requests(draw, document, ids=(), macs=(), credentials=None):
     """``(method, target, headers, body)``: one hostile or careless request."""
     method, path, operation = draw(st.sampled_from(_operations(document)))
     if draw(st.integers(0, 19)) == 0:
@@ -135,12 +137,16 @@ def requests(draw, document, ids=(), macs=(), authorization=None):
     headers = []
     for p in parameters:
         if p["in"] == "header" and draw(st.integers(0, 3)) == 0:
-            value = draw(st.one_of(st.sampled_from(HOSTILE_TEXT), st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True)))
+            value = draw(st.one_of(
+                st.sampled_from(HOSTILE_TEXT).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                st.from_regex(r"[0-9]{1,3}\.[0-9]{1,3}", fullmatch=True).map(str.encode),
+                st.sampled_from(HOSTILE_HEADER_VALUES),
+            ))
             if p["name"] == "OpenStack-API-Version":
-                value = "baremetal-introspection " + value
-            headers.append((p["name"], value.encode("utf-8", "surrogatepass")))
-    if authorization is not None:
-        headers.append(("Authorization", authorization))
+                value = b"baremetal-introspection " + value
+            headers.append((p["name"], value))
+    if credentials is not None:
+        headers.append(credentials)  # (name, value) of a valid client
     elif draw(st.integers(0, 4)) == 0:
         token = draw(st.binary(max_size=40))
         headers.append(draw(st.sampled_from([
