@@ -227,6 +227,8 @@ def problems(status, headers, body, elapsed, method="GET"):
         return ["no HTTP answer: {!r}".format(body[:200])]
     if status >= 500:
         found.append("status {}".format(status))
+    if 300 <= status < 400:
+        found.append("redirect {} to {!r} (the API has none)".format(status, headers.get("location")))
     if elapsed > SLOW:
         found.append("took {:.2f} s".format(elapsed))
     if status >= 400:

@@ -205,6 +205,9 @@ class API:
     """
 
     app = Klein()
+    # werkzeug would answer "//" in a path with an HTML 308 redirect, before
+    # authentication; such a path is simply not found.
+    app.url_map.merge_slashes = False
     log = Logger()
 
     def __init__(self, introspection, store, ironic, config, auth):

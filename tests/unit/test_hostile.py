@@ -417,6 +417,10 @@ class HTTPLayerTests(HostileCase):
         )
         self.assertJSONError(response, 400)
 
+    def test_double_slash_is_404_not_redirect(self):
+        for path in (b"/v1/introspection//x", b"/v1/introspection/%2F0", b"/v1//rules"):
+            self.assertJSONError(SiteClient().request(b"GET", path), 404)
+
     def test_405_has_allow(self):
         status, headers, _ = response = SiteClient().request(b"PUT", b"/v1/rules")
         self.assertJSONError(response, 405)
