@@ -13,9 +13,11 @@ demo: .venv/.bootstrapped
 demo-stop: .venv/.bootstrapped
 	$(PY) -m devenv.demo stop
 
-## Every test: unit, then integration against a real Ironic and real IPA.
+## Every test: unit and integration (real Ironic, IPA, Keystone, databases...),
+## in TEST_JOBS worker processes (each test class runs in one of them).
+TEST_JOBS ?= 3
 test: .venv/.bootstrapped
-	tools/run-tests $(PY) tests
+	tools/run-tests $(PY) --jobs=$(TEST_JOBS) tests
 
 unit: .venv/.bootstrapped
 	tools/run-tests $(PY) tests.unit

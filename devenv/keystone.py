@@ -255,13 +255,22 @@ class KeystoneServer:
             raise KeystoneError(f"no {collection[:-1]} called {name!r}")
         return found[0]
 
-    def ensure_project(self, name: str) -> dict[str, Any]:
-        """Project ``name`` in the default domain, created if missing."""
-        try:
-            return self.find("projects", name)
-        except KeystoneError:
-            body = {"project": {"name": name, "domain_id": "default"}}
-            return self._checked("POST", "/projects", body)["project"]
+    def ensure_project(self, name: str, domain_id: str = "default") -> dict[str, Any]:
+        """Project ``name`` in domain ``domain_id``, created if missing."""
+        found = self._checked(
+            "GET", f"/projects?name={urllib.request.quote(name)}&domain_id={urllib.request.quote(domain_id)}"
+        )["projects"]
+        if found:
+            return found[0]
+        body = {"project": {"name": name, "domain_id": domain_id}}
+        return self._checked("POST", "/projects", body)["project"]
+
+    def ensure_domain(self, name: str) -> str:
+        """The ID of the domain called ``name`` (exactly), created if missing."""
+        for domain in self._checked("GET", f"/domains?name={urllib.request.quote(name)}")["domains"]:
+            if domain["name"] == name:
+                return domain["id"]
+        return self._checked("POST", "/domains", {"domain": {"name": name}})["domain"]["id"]
 
     def ensure_role(self, name: str) -> dict[str, Any]:
         """Role ``name``, created if missing (bootstrap makes admin, manager, member, reader, service)."""
@@ -271,14 +280,16 @@ class KeystoneServer:
             return self._checked("POST", "/roles", {"role": {"name": name}})["role"]
 
     def create_user(self, name: str, password: str, project: str = ADMIN_PROJECT,
-                    project_roles: Sequence[str] = (), system_roles: Sequence[str] = ()) -> dict[str, Any]:
+                    project_roles: Sequence[str] = (), system_roles: Sequence[str] = (),
+                    domain_id: str = "default") -> dict[str, Any]:
         """User ``name`` with ``project_roles`` on ``project`` and ``system_roles`` on the system.
 
-        A user with no roles can still get an unscoped token.
+        The user and the project are in domain ``domain_id``.  A user with
+        no roles can still get an unscoped token.
         """
-        body = {"user": {"name": name, "password": password, "domain_id": "default", "enabled": True}}
+        body = {"user": {"name": name, "password": password, "domain_id": domain_id, "enabled": True}}
         user = self._checked("POST", "/users", body)["user"]
-        project_id = self.ensure_project(project)["id"]
+        project_id = self.ensure_project(project, domain_id)["id"]
         for role in project_roles:
             role_id = self.ensure_role(role)["id"]
             self._checked("PUT", f"/projects/{project_id}/users/{user['id']}/roles/{role_id}")
@@ -288,14 +299,17 @@ class KeystoneServer:
         return user
 
     def ensure_user(self, name: str, password: str, project: str = ADMIN_PROJECT,
-                    project_roles: Sequence[str] = (), system_roles: Sequence[str] = ()) -> dict[str, Any]:
+                    project_roles: Sequence[str] = (), system_roles: Sequence[str] = (),
+                    domain_id: str = "default") -> dict[str, Any]:
         """Like :meth:`create_user`, but an existing user gets ``password`` and the roles added."""
-        try:
-            user = self.find("users", name)
-        except KeystoneError:
-            return self.create_user(name, password, project, project_roles, system_roles)
+        found = self._checked(
+            "GET", f"/users?name={urllib.request.quote(name)}&domain_id={urllib.request.quote(domain_id)}"
+        )["users"]
+        if not found:
+            return self.create_user(name, password, project, project_roles, system_roles, domain_id)
+        user = found[0]
         self._checked("PATCH", f"/users/{user['id']}", {"user": {"password": password}})
-        project_id = self.ensure_project(project)["id"]
+        project_id = self.ensure_project(project, domain_id)["id"]
         for role in project_roles:
             role_id = self.ensure_role(role)["id"]
             self._checked("PUT", f"/projects/{project_id}/users/{user['id']}/roles/{role_id}")

@@ -9,7 +9,7 @@ from twisted.python import threadpool
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
-from inspectord.api import auth as api_auth
+from inspectord.api import auth as api_auth, limits
 from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
@@ -252,7 +252,7 @@ def make_service(config, reactor, environ=None):
         introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads),
         metrics=metrics, health=health,
     )
-    site = make_site(api.app.resource(), MAX_BODY_SIZE, metrics=metrics, clock=reactor)
+    site = limits.LimitedFactory(make_site(api.app.resource(), MAX_BODY_SIZE, reactor, metrics=metrics, clock=reactor))
     endpoint, factory = listening.make_endpoint(config, reactor, site)
     main = InspectordService(
         reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter,

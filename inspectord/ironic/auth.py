@@ -12,24 +12,33 @@ from hyperlink import DecodedURL
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from inspectord import errors
 from inspectord.ironic.client import static_endpoint
 
 # Ask keystoneauth again this long before the token expires.
 _REFRESH_MARGIN = 120
 
 
-def endpoint_for(auth_options, reactor, threadpool, service="Ironic"):
-    """An ``async`` callable returning ``(base URL, headers)`` for Ironic (or ``service``)."""
+def endpoint_for(auth_options, reactor, threadpool, service="Ironic", error=errors.IronicError):
+    """An ``async`` callable returning ``(base URL, headers)`` for Ironic (or ``service``).
+
+    :param error: the :class:`inspectord.errors.InspectordError` raised
+        when Keystone cannot give a token or an endpoint.
+    """
     if auth_options.auth is None:
         return static_endpoint(auth_options.endpoint_override)
-    return KeystoneEndpoint(auth_options, reactor, threadpool, service=service)
+    return KeystoneEndpoint(auth_options, reactor, threadpool, service=service, error=error)
 
 
 class KeystoneEndpoint:
     log = Logger()
 
-    def __init__(self, auth_options, reactor, threadpool, service="Ironic"):
+    def __init__(self, auth_options, reactor, threadpool, service="Ironic", error=errors.IronicError):
+        from keystoneauth1 import exceptions  # only with Keystone authentication
+
+        self._keystone_errors = exceptions.ClientException
         self._service = service
+        self._error = error
         self._options = auth_options
         self._reactor = reactor
         self._threadpool = threadpool
@@ -45,8 +54,10 @@ class KeystoneEndpoint:
             interface=list(options.interface),
             region_name=options.region_name,
         )
-        access = options.auth.get_access(session)
-        expires = access.expires.timestamp() if access.expires else time.time() + 3600
+        # Token plugins say when their token expires; http_basic has no token.
+        get_access = getattr(options.auth, "get_access", None)
+        access = get_access(session) if get_access is not None else None
+        expires = access.expires.timestamp() if access is not None and access.expires else time.time() + 3600
         return url, headers, expires
 
     def invalidate(self):
@@ -56,7 +67,17 @@ class KeystoneEndpoint:
 
     async def __call__(self):
         if self._cached is None or self._reactor.seconds() > self._expires - _REFRESH_MARGIN:
-            url, headers, expires = await deferToThreadPool(self._reactor, self._threadpool, self._thd_resolve)
+            try:
+                url, headers, expires = await deferToThreadPool(self._reactor, self._threadpool, self._thd_resolve)
+            except self._keystone_errors as e:
+                # Refused credentials, an unreachable Keystone, no such endpoint
+                # in the catalog: the service cannot be reached (503), said plainly.
+                self.log.error(
+                    "Cannot authenticate to {service} through Keystone: {error}", service=self._service, error=e
+                )
+                raise self._error(
+                    "cannot authenticate to {} through Keystone: {}".format(self._service, e)
+                ) from None
             base = DecodedURL.from_text(url.rstrip("/"))
             if base.path and base.path[-1] == "v1":
                 base = base.replace(path=base.path[:-1])

@@ -263,8 +263,16 @@ class IronicClient:
             # A retried POST whose first attempt went through, or a port
             # another node already has: tell which.
             existing = await self.find_port(address)
-            if existing is None or existing.get("node_uuid") != node_uuid:
+            if existing is None:
                 raise
+            if existing.get("node_uuid") != node_uuid:
+                # The ramdisk reported a MAC another node owns (a moved NIC,
+                # a copied payload): leave that node alone, as ironic-inspector did.
+                self.log.warn(
+                    "Port {address} already exists on node {other}, not on {node}: skipping it",
+                    address=address, other=existing.get("node_uuid"), node=node_uuid,
+                )
+                return None
             return existing
 
     def patch_port(self, port_uuid, patch):

@@ -44,6 +44,26 @@ _RECENT_MAX = 100_000
 SECRET_OPTIONS = ("ipmi_credentials",)
 
 
+def _private_sqlite_file(path):
+    """Create the database file 0600 (its directory 0700 if new) before SQLite does.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode,
+    so they are private too.  An existing file readable by others is made
+    private.
+    """
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 #: Driver module -> the extra of setup.py that installs it.
 DRIVER_EXTRAS = {"pymysql": "mysql", "psycopg2": "postgresql"}
 #: A URL naming no driver gets the one of inspectord's extras (SQLAlchemy's
@@ -111,8 +131,8 @@ def _sqlite_engine(url):
         engine = sa.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         path = url.split("///", 1)[1] if "///" in url else None
-        if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        if path:
+            _private_sqlite_file(path.split("?", 1)[0])
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @sa.event.listens_for(engine, "connect")

@@ -209,7 +209,7 @@ def make_data_store(config, http, clock, threadpool):
     options = config.swift
     client = SwiftClient(
         http,
-        ks_auth.endpoint_for(config.swift_auth, clock, threadpool, service="Swift"),
+        ks_auth.endpoint_for(config.swift_auth, clock, threadpool, service="Swift", error=errors.SwiftError),
         clock,
         container=options.container,
         delete_after=options.delete_after,

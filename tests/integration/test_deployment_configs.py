@@ -187,9 +187,14 @@ class DeploymentConfigTests(IntegrationCase):
                 self.assertEqual(get("password"), DEVSTACK_ADMIN_PASSWORD)
                 continue
             project = get("project_name") or "service"
+            # A Keystone on MariaDB (every deployment's) finds domain names
+            # whatever their case; this one (SQLite) does not, so a file
+            # naming the domain "default" gets a domain of that exact name.
+            domain_name = get("user_domain_name")
+            domain_id = "default" if domain_name in (None, "Default") else keystone.ensure_domain(domain_name)
             keystone.ensure_user(
                 get("username"), get("password"), project=project, project_roles=["admin", "member", "service"],
-                system_roles=["admin"] if get("system_scope") else [],
+                system_roles=["admin"] if get("system_scope") else [], domain_id=domain_id,
             )
             region = get("region_name") or "RegionOne"
             keystone.register_endpoint("baremetal", "ironic", self.ironic.url, region)
@@ -251,7 +256,7 @@ class DeploymentConfigTests(IntegrationCase):
         else:
             uuid, node_name = self.enroll(macs)
             status, _, body = daemon.call("POST", "/v1/introspection/" + uuid)
-            self.assertEqual(status, 202, body)
+            self.assertEqual(status, 202, "{}\n{}".format(body, daemon.log_tail(60)))
             self.wait_state(uuid, ["waiting"], timeout=120)
             status, _, body = daemon.call("POST", "/v1/continue", ipa_payload(macs))
             self.assertEqual((status, body), (200, {"uuid": uuid}))
