@@ -868,7 +868,6 @@ class SQLStore:
         """Record ``[(mac, when, message, allowed)]`` in one transaction; a newer row already there wins."""
         if not rows:
             return 0
-        t = schema.dhcp_seen
         latest = {}
         for mac, when, message, allowed in rows:
             if mac not in latest or latest[mac][0] <= when:
