@@ -1,7 +1,7 @@
 # inspectord: the two commands of the quick start, and a few more.
 PY := .venv/bin/python
 
-.PHONY: demo demo-stop test unit integration sample-config bench clean
+.PHONY: demo demo-stop test unit integration sample-config docs bench clean
 
 .venv/.bootstrapped: setup.py tools/bootstrap
 	tools/bootstrap
@@ -32,9 +32,13 @@ bench: .venv/.bootstrapped
 	bench/setup
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+## The documentation (doc/source, Sphinx) as HTML in doc/build/html.
+docs: .venv/.bootstrapped
+	$(PY) -m sphinx -W -b html doc/source doc/build/html
+
 ## Regenerate etc/inspectord/inspectord.conf.sample from the option definitions.
 sample-config: .venv/.bootstrapped
 	$(PY) -m inspectord.config > etc/inspectord/inspectord.conf.sample
 
 clean:
-	rm -rf .venv .demo _trial_temp* build *.egg-info
+	rm -rf .venv .demo _trial_temp* build *.egg-info doc/build doc/source/_generated

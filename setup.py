@@ -33,6 +33,7 @@ setup(
         # the test suite also runs the store against real MariaDB and PostgreSQL
         "test": [
             "python-ironicclient>=5.0", "PyMySQL>=1.0", "psycopg2-binary>=2.9", "selenium>=4.11", "hypothesis>=6.100",
+            "sphinx>=7.0",
         ],
         # database drivers: [database]connection = mysql+pymysql://... or postgresql://...
         "mysql": ["PyMySQL>=1.0"],
