@@ -12,12 +12,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
 from inspectord import outbound
+from inspectord.api import auth
 from inspectord.ipmi import CredentialsVerifier
 from inspectord.ipmi.base import UNREACHABLE, AttemptResult
 from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.pxe import service as pxe_service
 from inspectord.store.swift import SwiftClient
 from tests.unit.helpers import Harness, fixture
+from tests.unit.test_auth_keystone import AUTH_URL, ServiceOptions, Unreachable
 from tests.unit.test_ipmi import ImmediateReactor, InlinePool
 from tests.unit.test_ironic_client import FakeResponse
 from tests.unit.test_pxe_service import FakeDriver, FakePorts, new_store
@@ -148,6 +150,31 @@ class SwiftCancellationTests(SynchronousTestCase):
         self.failureResultOf(d, defer.CancelledError)
         self.assertEqual(len(http.pending), 1)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class KeystoneCancellationTests(SynchronousTestCase):
+    def test_cancelled_call_is_not_keystone_unavailable(self):
+        clock = task.Clock()
+        http = AgentLikeHTTP()
+        d = defer.Deferred.fromCoroutine(
+            auth._keystone_request(http, clock, 10, "GET", AUTH_URL + "/auth/tokens", "token validation")
+        )
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertEqual(len(http.pending), 1)
+
+    def test_own_timeout_is_unavailable(self):
+        clock = task.Clock()
+        d = defer.Deferred.fromCoroutine(
+            auth._keystone_request(AgentLikeHTTP(), clock, 10, "GET", AUTH_URL + "/auth/tokens", "token validation")
+        )
+        clock.advance(10)
+        self.assertIn("did not answer within 10 s", self.failureResultOf(d, auth.AuthUnavailable).value.message)
+
+    def test_refused_is_still_unavailable(self):
+        clock = task.Clock()
+        service = auth.ServiceToken(Unreachable(), clock, AUTH_URL, ServiceOptions())
+        self.failureResultOf(defer.Deferred.fromCoroutine(service.get()), auth.AuthUnavailable)
 
 
 class StopWithin2sTests(SynchronousTestCase):
