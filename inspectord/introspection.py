@@ -203,7 +203,7 @@ class Introspection:
 
     def _check_running(self):
         if self._stopping:
-            raise errors.Unavailable("inspectord is stopping; retry in a moment")
+            raise errors.Stopping("inspectord is stopping; retry in a moment")
 
     def wait_idle(self):
         """A Deferred that fires when no background work is in flight."""
@@ -314,14 +314,14 @@ class Introspection:
         config = self.config
         setting_credentials = new_ipmi_username is not None or new_ipmi_password is not None
         if setting_credentials and not config.processing.enable_setting_ipmi_credentials:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Setting IPMI credentials is disabled; enable it with "
                 "[processing]enable_setting_ipmi_credentials"
             )
         if manage_boot is None:
             manage_boot = config.default.can_manage_boot
         elif manage_boot and not config.default.can_manage_boot:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Managed boot is requested, but this installation cannot manage boot "
                 "([DEFAULT]can_manage_boot is false)"
             )
@@ -342,7 +342,7 @@ class Introspection:
         if manage_boot:
             ok, reason = await self.ironic.validate_power(uuid)
             if not ok:
-                raise errors.BadRequest("Failed validation of power interface for node {}: {}".format(uuid, reason))
+                raise errors.InvalidInput("Failed validation of power interface for node {}: {}".format(uuid, reason))
         port_map = _port_map(await self.ironic.list_ports(uuid, fields=PORT_FIELDS))
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
@@ -370,22 +370,22 @@ class Introspection:
         from inspectord.ipmi import validate_new_credentials
 
         if node.get("provision_state") != "enroll":
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Node {} is in provision state {!r}: IPMI credentials can only be set on a node "
                 "in the enroll state".format(node["uuid"], node.get("provision_state"))
             )
         if username is None:
             username = (node.get("driver_info") or {}).get("ipmi_username")
         if not username:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "new_ipmi_username is required: node {} has no driver_info.ipmi_username".format(node["uuid"])
             )
         if not password:
-            raise errors.BadRequest("new_ipmi_password is required to set IPMI credentials")
+            raise errors.InvalidInput("new_ipmi_password is required to set IPMI credentials")
         try:
             validate_new_credentials(username, password)
         except ValueError as e:
-            raise errors.BadRequest(str(e)) from None
+            raise errors.InvalidInput(str(e)) from None
         return {"username": username, "password": password}
 
     def _check_provision_state(self, node):
@@ -394,7 +394,7 @@ class Introspection:
         if self.config.processing.permit_active_introspection:
             valid = valid + ACTIVE_PROVISION_STATES
         if state not in valid:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 'Invalid provision state for introspection: "{}", valid states are "{}"'.format(state, '", "'.join(valid))
             )
 
@@ -523,7 +523,7 @@ class Introspection:
         try:
             return await self._track(self._process(raw, source))
         except defer.CancelledError:
-            raise errors.Unavailable(
+            raise errors.Stopping(
                 "inspectord stopped while processing; the data is stored and will be processed again"
             ) from None
 
@@ -555,7 +555,7 @@ class Introspection:
             )
             if failures:
                 await self._store_logs(data, None)
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "The following failures happened during running pre-processing hooks:\n"
                     + "\n".join(failures + ["Look up error: " + lookup])
                 )
@@ -626,7 +626,7 @@ class Introspection:
                     owner=self.owner,
                 )
             except errors.StateChanged:
-                raise errors.Conflict("Node {} is already being processed".format(record.uuid)) from None
+                raise errors.NodeBusy("Node {} is already being processed".format(record.uuid)) from None
         finally:
             hold.stop()
         return record, None
@@ -636,10 +636,10 @@ class Introspection:
         """Raise why ramdisk data for ``record`` (not waiting) is refused."""
         uuid = record.uuid
         if record.state in (st.State.processing.value, st.State.reapplying.value, st.State.enrolling.value):
-            raise errors.Conflict("Node {} is already being processed".format(uuid))
+            raise errors.NodeBusy("Node {} is already being processed".format(uuid))
         if record.state == st.State.starting.value:
-            raise errors.Conflict("Node {} is still starting introspection; try again".format(uuid))
-        raise errors.Forbidden(
+            raise errors.NodeBusy("Node {} is still starting introspection; try again".format(uuid))
+        raise errors.NotUnderIntrospection(
             "Node {} is not under introspection (state {}{})".format(
                 uuid, record.state, ", error: " + record.error if record.error else ""
             )
@@ -820,11 +820,11 @@ class Introspection:
         """Stop a waiting introspection: power the node off, end in error."""
         record = await self.store.get_node(uuid)
         if record.state in (st.State.finished.value, st.State.error.value):
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Introspection of node {} already ended ({}); nothing to abort".format(uuid, record.state)
             )
         if record.state != st.State.waiting.value:
-            raise errors.Conflict("Node {} is {}; try to abort again later".format(uuid, record.state))
+            raise errors.NodeBusy("Node {} is {}; try to abort again later".format(uuid, record.state))
         self._check_running()
         try:
             record = await self.store.transition(
@@ -832,7 +832,7 @@ class Introspection:
                 lease_until=self.lease_until(st.State.aborting), owner=self.owner,
             )
         except errors.StateChanged:
-            raise errors.Conflict("Node {} changed state while aborting; try again".format(uuid)) from None
+            raise errors.NodeBusy("Node {} changed state while aborting; try again".format(uuid)) from None
         hold = self._hold(uuid, st.State.aborting)
         self._background(self._end_abort(record, hold), "aborting node " + uuid, node=uuid)
 
@@ -860,12 +860,12 @@ class Introspection:
         self._check_running()
         record = await self.store.get_node(uuid)
         if record.state not in (st.State.finished.value, st.State.error.value):
-            raise errors.Conflict("Node {} is {}; reapply once it is finished".format(uuid, record.state))
+            raise errors.NodeBusy("Node {} is {}; reapply once it is finished".format(uuid, record.state))
         if raw is None:
             try:
                 raw = await self.get_data(uuid, False)
             except errors.NotFound:
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "No unprocessed data is stored for node {} (set [processing]store_data=database or swift, "
                     "or post the data to reapply)".format(uuid)
                 ) from None
@@ -889,7 +889,7 @@ class Introspection:
                 owner=self.owner,
             )
         except errors.StateChanged:
-            raise errors.Conflict("Node {} is locked, please, try again later".format(uuid)) from None
+            raise errors.NodeBusy("Node {} is locked, please, try again later".format(uuid)) from None
         self.metrics.introspection_started()
         hold = self._hold(uuid, st.State.reapplying)
         self._background(self._reapply(record, data, hold), "reapplying node " + uuid, node=uuid)

@@ -26,7 +26,7 @@ def _apply_patch(target, patch):
     try:
         apply_json_patch(target, patch)
     except ValueError as e:
-        raise errors.BadRequest(str(e)) from None
+        raise errors.InvalidInput(str(e)) from None
 
 
 def _recorded(route):
@@ -179,7 +179,7 @@ class FakeIronic:
         self.patches.append((node["uuid"], patch))
         try:
             _apply_patch(node, patch)
-        except errors.BadRequest as e:
+        except errors.InvalidInput as e:
             return self._error(request, 400, str(e))
         return self._json(request, node)
 
@@ -268,7 +268,7 @@ class FakeIronic:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
         try:
             _apply_patch(self.ports[port_uuid], json.loads(request.content.read()))
-        except errors.BadRequest as e:
+        except errors.InvalidInput as e:
             return self._error(request, 400, str(e))
         return self._json(request, self.ports[port_uuid])
 

@@ -83,9 +83,7 @@ BASIC_MAX_QUEUED_PER_SOURCE = 16
 
 
 class Unauthorized(errors.InspectordError):
-    """401, with the ``WWW-Authenticate`` challenge the API adds to the response."""
-
-    code = 401
+    """No credentials, or unknown ones; ``headers`` has the ``WWW-Authenticate`` challenge for the answer."""
 
     def __init__(self, message, challenge):
         super().__init__(message)
@@ -93,9 +91,11 @@ class Unauthorized(errors.InspectordError):
 
 
 class AuthUnavailable(errors.InspectordError):
-    """503: the identity service cannot be used right now."""
+    """The identity service cannot be used right now."""
 
-    code = 503
+
+class TooManyLogins(errors.InspectordError):
+    """One client address has too many login checks waiting."""
 
 
 def _fingerprint(secret):
@@ -605,7 +605,7 @@ class BasicAuth:
             gate = self._sources[source] = _SourceGate()
         if gate.running >= BASIC_MAX_CHECKS_PER_SOURCE:
             if len(gate.waiting) >= BASIC_MAX_QUEUED_PER_SOURCE:
-                raise errors.InspectordError("Too many login attempts at once from this address; try again", code=429)
+                raise TooManyLogins("Too many login attempts at once from this address; try again")
             turn = defer.Deferred()
             gate.waiting.append(turn)
             await turn

@@ -452,10 +452,10 @@ class Enforcer:
         return await self._file.get()
 
     async def enforce(self, rule, creds, target=None):
-        """Return if ``creds`` pass ``rule``; raise :class:`errors.Forbidden` naming it if not."""
+        """Return if ``creds`` pass ``rule``; raise :class:`errors.AccessDenied` naming it if not."""
         rules = await self.rules()
         if not rules.authorize(rule, creds, target):
-            raise errors.Forbidden("Access denied by policy: rule {} does not allow this request".format(rule))
+            raise errors.AccessDenied("Access denied by policy: rule {} does not allow this request".format(rule))
 
 
 def sample():

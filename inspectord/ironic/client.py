@@ -143,7 +143,7 @@ class IronicClient:
                 tls = tls_failure(e)
                 if tls is not None:
                     # A certificate Ironic or inspectord refuses does not heal by itself.
-                    raise errors.IronicError("TLS with Ironic failed ({} {}): {}".format(method, path, tls)) from None
+                    raise errors.IronicUnavailable("TLS with Ironic failed ({} {}): {}".format(method, path, tls)) from None
                 problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
                 code = None
                 if self._stopping:
@@ -158,7 +158,10 @@ class IronicClient:
                 if not (code == 503 or (code == 409 and "locked" in problem.lower())):
                     raise errors.IronicError(problem, status=code)
             if attempt > self._max_retries:
-                raise errors.IronicError(problem + " (gave up after {} attempts)".format(attempt), status=code)
+                problem += " (gave up after {} attempts)".format(attempt)
+                if code is None:
+                    raise errors.IronicUnavailable(problem)
+                raise errors.IronicError(problem, status=code)
             delay = min(self._retry_interval * 2 ** (attempt - 1), _MAX_BACKOFF)
             self._metrics.ironic_retry(method, path)
             self.log.warn(

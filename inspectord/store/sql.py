@@ -530,7 +530,7 @@ class SQLStore:
             )
         ).all()
         if rows:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Node {} cannot be introspected: {} already under introspection".format(
                     uuid,
                     ", ".join("{} {} of node {}".format(r.name, r.value, r.node_uuid) for r in rows),
@@ -904,7 +904,7 @@ class SQLStore:
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(r.c.uuid).where(r.c.uuid == rule["uuid"])).first()
             if exists is not None:
-                raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"]))
+                raise errors.NodeBusy("Rule with UUID {} already exists".format(rule["uuid"]))
             try:
                 conn.execute(
                     r.insert().values(
@@ -918,7 +918,7 @@ class SQLStore:
                 )
             except sa.exc.IntegrityError:
                 # Created by another request since the SELECT.
-                raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"])) from None
+                raise errors.NodeBusy("Rule with UUID {} already exists".format(rule["uuid"])) from None
         return rule
 
     @staticmethod

@@ -9,6 +9,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
@@ -262,7 +263,7 @@ class PortTests(ClientTestCase):
 class ErrorTests(ClientTestCase):
     def test_not_found(self):
         failure = self.failureResultOf(self.call(self.client().get_node("missing")), errors.IronicNotFound)
-        self.assertEqual(failure.value.code, 404)
+        self.assertEqual(status_for(failure.value), 404)
         self.assertEqual(
             failure.value.message, "Ironic answered 404 to GET /v1/nodes/missing: Node missing could not be found."
         )
@@ -277,7 +278,7 @@ class ErrorTests(ClientTestCase):
             "Ironic answered 400 to PATCH /v1/nodes/{}: cannot apply {{'op': 'remove', 'path': "
             "'/properties/nothing'}}: can't remove a non-existent object 'nothing'".format(uuid),
         )
-        self.assertEqual((failure.value.status, failure.value.code, failure.value.retriable), (400, 400, False))
+        self.assertEqual((failure.value.status, status_for(failure.value), failure.value.retriable), (400, 400, False))
         self.assertEqual(len(self.http.made), 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -384,7 +385,7 @@ class RetryTests(ClientTestCase):
         failure = self.failureResultOf(d, errors.IronicError)
         self.assertEqual(failure.value.message, "cannot reach Ironic: ConnectionLost (gave up after 2 attempts)")
         self.assertIsNone(failure.value.status)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
 
 
 class TimeoutTests(ClientTestCase):
@@ -403,7 +404,7 @@ class TimeoutTests(ClientTestCase):
         self.clock.advance(60)
         failure = self.failureResultOf(d, errors.IronicError)
         self.assertEqual(failure.value.message, "cannot reach Ironic: TimeoutError (gave up after 3 attempts)")
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_timed_out_request_then_answer(self):
@@ -559,7 +560,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
         session.get_auth_headers = refuse
         endpoint = ironic_auth.endpoint_for(self.options(session), clock, SyncThreadPool())
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(endpoint()), errors.IronicError)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertIn("cannot authenticate to Ironic through Keystone", str(failure.value))
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 

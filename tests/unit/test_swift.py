@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import config as config_mod
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import static_endpoint
@@ -77,7 +78,7 @@ class ClientTests(ClientTestCase):
         client = self.client()
         failure = self.failureResultOf(self.call(client.get_object("nothing")), errors.NotFound)
         self.assertIn("nothing", str(failure.value))
-        self.assertEqual(failure.value.code, 404)
+        self.assertEqual(status_for(failure.value), 404)
 
     def test_container_deleted_under_us_is_created_again(self):
         client = self.client()
@@ -108,7 +109,7 @@ class ClientTests(ClientTestCase):
         failure = self.failureResultOf(d, errors.SwiftError)
         self.assertIn("gave up after 2 attempts", str(failure.value))
         self.assertIn("Swift answered 500", str(failure.value))
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertEqual(len(self.fake.calls("GET")), 2)
 
     def test_client_errors_are_final(self):
