@@ -15,7 +15,6 @@ import urllib.parse
 import uuid as uuidlib
 
 from twisted.internet import defer, task
-from twisted.internet.threads import deferToThreadPool
 
 from inspectord import errors
 from inspectord import secrets
@@ -116,7 +115,7 @@ class Introspection:
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
     :param config: the frozen :class:`inspectord.config.Config`.
     :param clock: ``IReactorTime``.
-    :param io_pool: thread pool for blocking host work (resolving BMC
+    :param io_pool: ``run(f, *args) -> Deferred`` for blocking host work (resolving BMC
         host names, writing ramdisk logs).
     :param pxe_filter: told whenever the set of nodes under introspection
         changes (``notify()``).
@@ -421,7 +420,7 @@ class Introspection:
         if self._io_pool is None:
             return []
         try:
-            infos = await deferToThreadPool(self._reactor, self._io_pool, socket.getaddrinfo, host, None)
+            infos = await self._io_pool.run(socket.getaddrinfo, host, None)
         except OSError as e:
             self.log.warn("Cannot resolve BMC address {host}: {error}", host=host, error=str(e))
             return []
@@ -766,9 +765,7 @@ class Introspection:
     async def _store_logs(self, data, uuid):
         if self._io_pool is None:
             return
-        await deferToThreadPool(
-            self._reactor, self._io_pool, ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now()
-        )
+        await self._io_pool.run(ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now())
 
     async def _verify_credentials(self, record, data):
         """Log in to the BMC with the credentials the ramdisk set; record them in Ironic."""

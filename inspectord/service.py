@@ -202,7 +202,7 @@ def make_service(config, reactor, environ=None):
     http = HTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
     ironic = IronicClient(
         http,
-        ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool.pool),
+        ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool),
         reactor,
         api_version=config.ironic_client.api_version,
         timeout=config.ironic_client.request_timeout,
@@ -211,7 +211,7 @@ def make_service(config, reactor, environ=None):
         max_in_flight=config.ironic_client.max_in_flight,
         metrics=metrics,
     )
-    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool, metrics=metrics)
+    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool, metrics=metrics)
     metrics.watch_pxe_filter(pxe_filter)
     verifier = ipmi_pool = None
     if config.processing.enable_setting_ipmi_credentials:
@@ -228,7 +228,7 @@ def make_service(config, reactor, environ=None):
         ironic,
         config,
         reactor,
-        io_pool=io_pool.pool,
+        io_pool=io_pool,
         pxe_filter=pxe_filter,
         reactor=reactor,
         verifier=verifier,
@@ -237,7 +237,7 @@ def make_service(config, reactor, environ=None):
             None if config.swift_auth is None else HTTPClient(
                 Agent(reactor, contextFactory=_https_policy("swift", config.swift_auth), pool=http_pool)
             ),
-            reactor, io_pool.pool,
+            reactor, io_pool,
         ),
         metrics=metrics,
     )

@@ -201,7 +201,7 @@ class SwiftDataStore:
             raise errors.SwiftError("Swift object {}/{} is not JSON".format(self.client.container, name)) from None
 
 
-def make_data_store(config, http, clock, threadpool):
+def make_data_store(config, http, clock, pool):
     """The :class:`SwiftDataStore` of ``config`` (``[swift]`` options), or None without store_data=swift."""
     if config.processing.store_data != "swift":
         return None
@@ -210,7 +210,7 @@ def make_data_store(config, http, clock, threadpool):
     options = config.swift
     client = SwiftClient(
         http,
-        ks_auth.endpoint_for(config.swift_auth, clock, threadpool, service="Swift", error=errors.SwiftError),
+        ks_auth.endpoint_for(config.swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
         clock,
         container=options.container,
         delete_after=options.delete_after,

@@ -5,13 +5,13 @@ import datetime
 import os
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.api.status import status_for
 from inspectord.introspection import Introspection
 from inspectord.ironic.client import IronicClient, static_endpoint
+from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import Harness, fixture
 
 IPA_MAC = "02:fc:00:00:00:01"
@@ -42,21 +42,6 @@ class HangingHTTP:
             self.hung += 1
             return defer.Deferred()
         return self.inner.request(method, url, **kwargs)
-
-
-class SyncThreadPool:
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class CallFromThread:
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
 
 
 class FlowTestCase(SynchronousTestCase):
@@ -565,8 +550,8 @@ class ContinueTests(FlowTestCase):
         logs_dir = self.mktemp()
         self.harness(processing__ramdisk_logs_dir=logs_dir)
         introspection = Introspection(
-            self.h.store, self.h.ironic, self.h.config, self.h.clock, io_pool=SyncThreadPool(),
-            pxe_filter=self.h.filter, reactor=CallFromThread(),
+            self.h.store, self.h.ironic, self.h.config, self.h.clock, io_pool=SynchronousRunner(),
+            pxe_filter=self.h.filter,
         )
         self.introspection = introspection
         uuid = self.enroll()
@@ -703,7 +688,6 @@ class ResumeTests(FlowTestCase):
         self.assertNoResult(d)
         self.assertEqual(self.resume(), [])
         self.assertEqual(self.record(uuid).lease_owner, self.introspection.owner)
-
 
 
 class AbandonedDataTests(FlowTestCase):

@@ -14,6 +14,7 @@ from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
 from inspectord.testing import FakeIronic
+from inspectord.threads import SynchronousRunner
 
 ENDPOINT = "http://ironic.test:6385"
 NODE = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
@@ -431,7 +432,6 @@ class TimeoutTests(ClientTestCase):
         self.failureResultOf(d, errors.IronicError)
 
 
-
 class ConcurrencyTests(ClientTestCase):
     def test_max_in_flight(self):
         manual = ManualHTTP()
@@ -459,21 +459,6 @@ class ConcurrencyTests(ClientTestCase):
         self.clock.advance(2)
         manual.answer(200, {"n": "a"})
         self.assertEqual(self.successResultOf(first), {"n": "a"})
-
-
-class SyncThreadPool:
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class ThreadedClock(task.Clock):
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
 
 
 class KeystoneEndpointTests(SynchronousTestCase):
@@ -523,11 +508,11 @@ class KeystoneEndpointTests(SynchronousTestCase):
         self.assertEqual((base.to_text(), headers), ("http://ironic.test:6385", {}))
 
     def test_resolved_once_until_close_to_expiry(self):
-        clock = ThreadedClock()
+        clock = task.Clock()
         clock.advance(1_800_000_000)
         expires = datetime.datetime.fromtimestamp(1_800_000_000 + 3600, datetime.timezone.utc)
         session = self.make_session(expires)
-        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SynchronousRunner())
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://ironic.internal:6385")
         self.assertEqual(headers, {"X-Auth-Token": "token-0"})
@@ -540,34 +525,34 @@ class KeystoneEndpointTests(SynchronousTestCase):
 
     def test_auth_without_token_http_basic(self):
         # keystoneauth's http_basic plugin has no get_access: headers only, re-read hourly.
-        clock = ThreadedClock()
+        clock = task.Clock()
         clock.advance(1_800_000_000)
         session = self.make_session(None)
         del type(session.auth).get_access
-        endpoint = ironic_auth.endpoint_for(self.options(session, "http://ironic.test:6385"), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session, "http://ironic.test:6385"), clock, SynchronousRunner())
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual((base.to_text(), headers), ("http://ironic.test:6385", {"X-Auth-Token": "token-0"}))
 
     def test_keystone_refusal_is_a_clear_503(self):
         from keystoneauth1 import exceptions as ks_exceptions
 
-        clock = ThreadedClock()
+        clock = task.Clock()
         session = self.make_session(None)
 
         def refuse(auth):
             raise ks_exceptions.Unauthorized("The request you have made requires authentication.")
 
         session.get_auth_headers = refuse
-        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SynchronousRunner())
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(endpoint()), errors.IronicError)
         self.assertEqual(status_for(failure.value), 503)
         self.assertIn("cannot authenticate to Ironic through Keystone", str(failure.value))
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
     def test_endpoint_override_wins_over_catalog(self):
-        clock = ThreadedClock()
+        clock = task.Clock()
         session = self.make_session(None)
-        endpoint = ironic_auth.endpoint_for(self.options(session, "http://override.test/v1"), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session, "http://override.test/v1"), clock, SynchronousRunner())
         base, _ = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://override.test")
         self.assertEqual(session.resolved, 0)
