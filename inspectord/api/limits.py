@@ -27,9 +27,11 @@ passed.
 import json
 import resource as rlimit
 
+from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.logger import Logger
 from twisted.protocols import policies
 from twisted.web import http
+from zope.interface import implementer
 
 HEADER_TIMEOUT = 10
 """Seconds a client has to send a request line and headers."""
@@ -93,8 +95,14 @@ def _host(protocol):
     return getattr(peer, "host", None) or "local"
 
 
+@implementer(IProtocolNegotiationFactory)
 class LimitedFactory(policies.WrappingFactory):
-    """Wraps a listener's factory; caps connections in total and per client address."""
+    """Wraps a listener's factory; caps connections in total and per client address.
+
+    It speaks for the wrapped factory in TLS's protocol negotiation (ALPN):
+    without that, a TLS server refuses every client that offers ALPN
+    (``requests``, the OpenStack clients, ironic-python-agent).
+    """
 
     protocol = _LimitedProtocol
     log = Logger()
@@ -106,6 +114,10 @@ class LimitedFactory(policies.WrappingFactory):
         self.per_address = {}
         self.admitted = 0
         self.refused = 0
+
+    def acceptableProtocols(self):
+        wrapped = IProtocolNegotiationFactory(self.wrappedFactory, None)
+        return wrapped.acceptableProtocols() if wrapped is not None else [b"http/1.1"]
 
     def admit(self, protocol):
         host = _host(protocol)

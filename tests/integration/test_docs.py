@@ -49,4 +49,4 @@ class DocsTests(unittest.TestCase):
             f.write("\nSee `No such section`_.\n")
         result = build(source, os.path.join(self.tmp, "html"))
         self.assertNotEqual(result.returncode, 0)
-        self.assertIn("No such section", result.stderr)
+        self.assertIn("unknown target name: \"no such section\"", result.stderr.lower())

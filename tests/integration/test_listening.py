@@ -213,7 +213,7 @@ class CommandTests(IntegrationCase):
 
         with sqlite3.connect(database) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
-        self.assertIn("nodes", tables)
+        self.assertIn("inspectord_nodes", tables)
 
 
 class RefusedStartTests(base.unittest.SynchronousTestCase):

@@ -492,6 +492,17 @@ class ConnectionLimitTests(SynchronousTestCase):
         _, transport = self.connect(factory, "192.0.2.66")
         self.assertFalse(transport.disconnecting)
 
+    def test_speaks_for_the_site_in_tls_protocol_negotiation(self):
+        # Without it, a TLS listener refuses every client offering ALPN (requests, IPA).
+        from twisted.internet.interfaces import IProtocolNegotiationFactory
+
+        from inspectord.api import limits
+
+        h = Harness()
+        factory = limits.LimitedFactory(make_site(h.api.app.resource(), 1024, Clock()))
+        self.assertTrue(IProtocolNegotiationFactory.providedBy(factory))
+        self.assertIn(b"http/1.1", factory.acceptableProtocols())
+
     def test_cap_below_file_limit(self):
         import resource
 
