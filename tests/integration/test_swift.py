@@ -124,6 +124,9 @@ class SwiftStoreTests(IntegrationCase):
         uuid, name = self.enroll(new_macs(1))
         processed = {"cpus": 8, "memory_mb": 16384, "local_gb": 446, "cpu_arch": "x86_64"}
         unprocessed = {"inventory": {"cpu": {"count": 8}}, "boot_interface": "01-52-54-00-12-34-56"}
+        # The deployment's container (this test may run before any other made it).
+        status, _, body = self.swift.request("PUT", "/v1/AUTH_inspector/{}".format(CONTAINER))
+        self.assertIn(status, (201, 202), body)
         for object_name, data in (("inspector_data-" + uuid, processed),
                                   ("inspector_data-{}-UNPROCESSED".format(uuid), unprocessed)):
             status, _, body = self.swift.request(
