@@ -29,6 +29,7 @@ BENCH_ARGS ?=
 bench: .venv/.bootstrapped
 	bench/setup
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.footprint
 
 ## Regenerate etc/inspectord/inspectord.conf.sample from the option definitions.
 sample-config: .venv/.bootstrapped

@@ -12,18 +12,13 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import types
 import uuid as uuidlib
 
 import sqlalchemy as sa
-from alembic import command as alembic_command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
-from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -150,32 +145,55 @@ def thd_upgrade(engine):
     migrate one after the other, the later ones finding nothing to do.
     SQLite serializes writers by itself.
     """
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", _MIGRATIONS)
-    heads = ScriptDirectory.from_config(cfg)
     with engine.connect() as connection:
         with _migration_lock(connection):
             with connection.begin():
-                cfg.attributes["connection"] = connection
                 shape = adopt.thd_examine(connection)
-                revision = shape.revision or shape.legacy_revision
-                if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
-                    raise errors.SchemaError(
-                        "The database holds inspectord's schema at revision {!r}, which this inspectord does not "
-                        "know (its head is {!r}): it was made by a newer inspectord".format(
-                            revision, heads.get_current_head()
-                        )
-                    )
-                if shape.legacy_revision is not None:
-                    connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
-                    cfg.attributes["version_table"] = schema.VERSION_TABLE
-                    alembic_command.stamp(cfg, shape.legacy_revision)
-                if revision is None:
-                    _create_at_head(connection)
-                    alembic_command.stamp(cfg, "head")
-                else:
-                    alembic_command.upgrade(cfg, "head")
+                # A database already at the head (every start but the first
+                # after an upgrade) needs no migration: Alembic, its
+                # templates and its dialect modules are not even imported.
+                if shape.revision == schema.HEAD_REVISION and shape.legacy_revision is None:
+                    return shape
+                _thd_migrate(connection, shape)
     return shape
+
+
+def _thd_migrate(connection, shape):
+    """Run the migrations ``shape`` calls for, inside the caller's lock and transaction."""
+    from alembic import command as alembic_command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    cfg.attributes["connection"] = connection
+    heads = migration_scripts()
+    revision = shape.revision or shape.legacy_revision
+    if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
+        raise errors.SchemaError(
+            "The database holds inspectord's schema at revision {!r}, which this inspectord does not "
+            "know (its head is {!r}): it was made by a newer inspectord".format(
+                revision, heads.get_current_head()
+            )
+        )
+    if shape.legacy_revision is not None:
+        connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
+        cfg.attributes["version_table"] = schema.VERSION_TABLE
+        alembic_command.stamp(cfg, shape.legacy_revision)
+    if revision is None:
+        _create_at_head(connection)
+        alembic_command.stamp(cfg, "head")
+    else:
+        alembic_command.upgrade(cfg, "head")
+
+
+def migration_scripts():
+    """Alembic's ``ScriptDirectory`` of inspectord's migrations (imports Alembic)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    return ScriptDirectory.from_config(cfg)
 
 
 def _create_at_head(connection):
@@ -250,12 +268,14 @@ def _migration_lock(connection):
 _GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
 
 
-def _data_upserts():
-    """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE`` of introspection data, per dialect.
+@functools.lru_cache(maxsize=None)
+def _upsert_data(dialect):
+    """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE`` of introspection data for ``dialect``.
 
     One statement: two instances storing the same node's data at once
     both succeed (the later write wins) instead of one of them hitting the
-    primary key.
+    primary key.  Built once per dialect, the first time it is needed, so
+    that only the dialect in use is imported.
     """
     t = schema.introspection_data
     row = dict(
@@ -264,19 +284,22 @@ def _data_upserts():
         data=sa.bindparam("p_data"),
         stored_at=sa.bindparam("p_at"),
     )
-    statements = {}
-    for name, module in (("sqlite", sqlite_dialect), ("postgresql", postgresql_dialect)):
+    if dialect == "mysql":
+        from sqlalchemy.dialects import mysql as module
+
         insert = module.insert(t).values(**row)
-        statements[name] = insert.on_conflict_do_update(
-            index_elements=[t.c.node_uuid, t.c.processed],
-            set_={"data": insert.excluded.data, "stored_at": insert.excluded.stored_at},
-        )
-    insert = mysql_dialect.insert(t).values(**row)
-    statements["mysql"] = insert.on_duplicate_key_update(data=insert.inserted.data, stored_at=insert.inserted.stored_at)
-    return statements
+        return insert.on_duplicate_key_update(data=insert.inserted.data, stored_at=insert.inserted.stored_at)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module
+    insert = module.insert(t).values(**row)
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.node_uuid, t.c.processed],
+        set_={"data": insert.excluded.data, "stored_at": insert.excluded.stored_at},
+    )
 
 
-_UPSERT_DATA = _data_upserts()
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
@@ -647,7 +670,7 @@ class SQLStore:
     @staticmethod
     def _thd_put_data(conn, uuid, data, processed, now):
         values = {"p_uuid": uuid, "p_processed": processed, "p_data": json.dumps(data, sort_keys=True), "p_at": now}
-        conn.execute(_UPSERT_DATA[conn.dialect.name], values)
+        conn.execute(_upsert_data(conn.dialect.name), values)
 
     def thd_get_data(self, uuid, processed):
         t = schema.introspection_data

@@ -525,6 +525,24 @@ class MigrationTests(SynchronousTestCase):
         with self.engine.connect() as conn:
             self.assertNotIn("inspectord_nodes", sa.inspect(conn).get_table_names())
 
+    def test_head_revision_is_alembics(self):
+        """The head a started database is checked against without Alembic is the migrations' own."""
+        self.assertEqual(schema.HEAD_REVISION, sql.migration_scripts().get_current_head())
+        self.assertEqual(schema.HEAD_REVISION, HEAD)
+
+    def test_database_at_head_is_not_migrated(self):
+        """A restart on a database at the head only reads its revision: no migration runs."""
+        thd_upgrade(self.engine)
+        migrated = []
+        self.patch(sql, "_thd_migrate", lambda connection, shape: migrated.append(shape))
+        shape = thd_upgrade(self.engine)
+        self.assertEqual(shape.revision, HEAD)
+        self.assertEqual(migrated, [])
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE inspectord_alembic_version SET version_num = '0006'")
+        thd_upgrade(self.engine)
+        self.assertEqual([s.revision for s in migrated], ["0006"])
+
     def test_upgrade_twice_keeps_data(self):
         store = SQLStore(self.engine, SynchronousPool())
         self.successResultOf(store.upgrade())
