@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from bench import procstats, report, statusload, workload
+from bench import growth, procstats, report, statusload, workload
 from bench.experiments import EXPERIMENTS
 from bench.systems import SERVICES, IronicInspector, Proxy
 
@@ -351,6 +351,10 @@ def parse_args(argv):
                         help="also run bench/pxe_filter.py (needs root: it works in a network namespace of its own) "
                         "and add its table to the report; auto: when root (default)")
     parser.add_argument("--pxe-args", default="", help="arguments for bench/pxe_filter.py, e.g. '--runs 3'")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="also measure inspectord's growth against its fast fake Ironic (bench/growth.py) at "
+                        "1,000 and at this many nodes, e.g. 10000 (default: 0, skipped)")
+    parser.add_argument("--scale-args", default="", help="more arguments for bench/growth.py, e.g. '--runs 3'")
     parser.add_argument("--workdir", help="keep every work directory here (default: a temporary one, removed)")
     parser.add_argument("--output", default=str(RESULTS), help="results directory (default: bench/results)")
     parser.add_argument("--append", action="store_true",
@@ -434,6 +438,9 @@ def main(argv=None):
                     _save(meta, results)
         if args.pxe == "yes" or (args.pxe == "auto" and os.geteuid() == 0):
             run_pxe(args)
+        if args.scale:
+            say("growth against the fake Ironic: 1000 and {} nodes".format(args.scale))
+            growth.main(["--scale", "1000,{}".format(args.scale), "--out", str(RESULTS), *shlex.split(args.scale_args)])
     except KeyboardInterrupt:
         say("interrupted: writing what was measured")
     finally:
