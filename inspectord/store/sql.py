@@ -300,12 +300,26 @@ def _upsert_data(dialect):
     )
 
 
+#: The columns of a status (see :meth:`SQLStore.thd_list`): not the node, nor the options.
+_BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options"))
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
     .join(schema.nodes, schema.nodes.c.uuid == schema.attributes.c.node_uuid)
+    # One IN per attribute name, not a row-value IN of (name, value) pairs:
+    # SQLite searches the (name, value) index for these, but scans the
+    # whole table for a row-value IN, which grows with every node recorded.
     .where(
-        sa.tuple_(schema.attributes.c.name, schema.attributes.c.value).in_(sa.bindparam("pairs", expanding=True))
+        sa.or_(
+            sa.and_(
+                schema.attributes.c.name == "mac",
+                schema.attributes.c.value.in_(sa.bindparam("macs", expanding=True)),
+            ),
+            sa.and_(
+                schema.attributes.c.name == "bmc_address",
+                schema.attributes.c.value.in_(sa.bindparam("bmcs", expanding=True)),
+            ),
+        )
     )
 )
 
@@ -388,6 +402,23 @@ def _record(row):
         node=row.node or {},
         ports=row.ports or {},
         options=row.options or {},
+        lease_until=row.lease_until,
+        lease_owner=row.lease_owner,
+        data_pending=bool(row.data_pending),
+    )
+
+
+def _brief_record(row):
+    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS`: no node, no options."""
+    return NodeRecord(
+        uuid=row.uuid,
+        state=row.state,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        manage_boot=row.manage_boot,
+        version_id=row.version_id,
+        ports=row.ports or {},
         lease_until=row.lease_until,
         lease_owner=row.lease_owner,
         data_pending=bool(row.data_pending),
@@ -489,14 +520,16 @@ class SQLStore:
         if not attributes:
             return
         a, n = schema.attributes, schema.nodes
-        pairs = sorted(set(attributes))
+        # name = 'mac' AND value IN (...): searched in the (name, value)
+        # index, where a row-value IN scanned every node under introspection.
         rows = conn.execute(
             sa.select(a.c.name, a.c.value, a.c.node_uuid)
             .join(n, n.c.uuid == a.c.node_uuid)
             .where(
                 a.c.node_uuid != uuid,
                 n.c.state.in_(_ACTIVE),
-                sa.tuple_(a.c.name, a.c.value).in_(pairs),
+                a.c.name == "mac",
+                a.c.value.in_(sorted({v for _, v in attributes})),
             )
         ).all()
         if rows:
@@ -648,7 +681,10 @@ class SQLStore:
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
         if not pairs:
             return None
-        rows = conn.execute(_LOOKUP, {"pairs": sorted(set(pairs))}).all()
+        rows = conn.execute(_LOOKUP, {
+            "macs": sorted({v for name, v in pairs if name == "mac"}),
+            "bmcs": sorted({v for name, v in pairs if name == "bmc_address"}),
+        }).all()
         if not rows:
             return None
         active = [r.node_uuid for r in rows if r.state in _ACTIVE]
@@ -757,10 +793,15 @@ class SQLStore:
         with self.engine.begin() as conn:
             return conn.execute(query.values(lease_until=now, lease_owner=None)).rowcount
 
-    def thd_list(self, limit, marker=None, states=None):
-        """Newest first; ``marker`` is the UUID the previous page ended with."""
+    def thd_list(self, limit, marker=None, states=None, brief=False):
+        """Newest first; ``marker`` is the UUID the previous page ended with.
+
+        ``brief``: records without the Ironic node and the options (their
+        ``node`` and ``options`` are empty), what a status needs: a page of
+        a thousand statuses then decodes no node's JSON.
+        """
         n = schema.nodes
-        query = sa.select(n)
+        query = sa.select(*_BRIEF_COLUMNS) if brief else sa.select(n)
         if states:
             query = query.where(n.c.state.in_(list(states)))
         if marker is not None:
@@ -774,7 +815,8 @@ class SQLStore:
             )
         query = query.order_by(n.c.started_at.desc(), n.c.uuid.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [_record(r) for r in conn.execute(query).all()]
+            make = _brief_record if brief else _record
+            return [make(r) for r in conn.execute(query).all()]
 
     def thd_filter_macs(self):
         """For the PXE filter: ``(MACs of nodes under introspection, how many such nodes)``."""
@@ -991,8 +1033,8 @@ class SQLStore:
     def claim(self, record, now, lease_until, owner=None):
         return self._run(self.thd_claim, record, now, lease_until, owner).addCallback(self._remember)
 
-    def list_nodes(self, limit, marker=None, states=None):
-        return self._run(self.thd_list, limit, marker, states)
+    def list_nodes(self, limit, marker=None, states=None, brief=False):
+        return self._run(self.thd_list, limit, marker, states, brief)
 
     def filter_macs(self):
         return self._run(self.thd_filter_macs)

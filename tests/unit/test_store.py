@@ -433,6 +433,19 @@ class PeriodicQueryTests(StoreTestCase):
         self.assertEqual([r.uuid for r in self.store.thd_list(10, states=["waiting"])], [B])
         self.assertEqual(self.store.thd_list(10, states=["finished"]), [])
 
+    def test_brief_list_leaves_the_node_out(self):
+        """What a status shows is there; the Ironic node and the options are not read."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        full, = self.store.thd_list(10)
+        brief, = self.successResultOf(self.store.list_nodes(10, brief=True))
+        self.assertEqual(full.name, "node-" + A[:4])
+        self.assertEqual(brief.node, {})
+        self.assertEqual(brief.options, {})
+        for field in ("uuid", "state", "started_at", "finished_at", "error", "version_id", "ports", "lease_until"):
+            self.assertEqual(getattr(brief, field), getattr(full, field), field)
+        self.assertTrue(brief.active)
+
     def test_list_unknown_marker(self):
         self.assertRaises(errors.NotFound, self.store.thd_list, 10, C)
 
