@@ -1,7 +1,7 @@
 # inspectord: the two commands of the quick start, and a few more.
 PY := .venv/bin/python
 
-.PHONY: demo demo-stop test unit integration sample-config bench clean
+.PHONY: demo demo-stop test unit integration sample-config docs bench clean
 
 .venv/.bootstrapped: setup.py tools/bootstrap
 	tools/bootstrap
@@ -13,9 +13,11 @@ demo: .venv/.bootstrapped
 demo-stop: .venv/.bootstrapped
 	$(PY) -m devenv.demo stop
 
-## Every test: unit, then integration against a real Ironic and real IPA.
+## Every test: unit and integration (real Ironic, IPA, Keystone, databases...),
+## in TEST_JOBS worker processes (each test class runs in one of them).
+TEST_JOBS ?= 3
 test: .venv/.bootstrapped
-	tools/run-tests $(PY) tests
+	tools/run-tests $(PY) --jobs=$(TEST_JOBS) tests
 
 unit: .venv/.bootstrapped
 	tools/run-tests $(PY) tests.unit
@@ -31,9 +33,13 @@ bench: .venv/.bootstrapped
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.footprint
 
+## The documentation (doc/source, Sphinx) as HTML in doc/build/html.
+docs: .venv/.bootstrapped
+	$(PY) -m sphinx -W -b html doc/source doc/build/html
+
 ## Regenerate etc/inspectord/inspectord.conf.sample from the option definitions.
 sample-config: .venv/.bootstrapped
 	$(PY) -m inspectord.config > etc/inspectord/inspectord.conf.sample
 
 clean:
-	rm -rf .venv .demo _trial_temp* build *.egg-info
+	rm -rf .venv .demo _trial_temp* build *.egg-info doc/build doc/source/_generated

@@ -27,10 +27,14 @@ setup(
         "pyghmi>=1.6",
         "PyYAML>=6.0",
         "prometheus-client>=0.17",
+        "cryptography>=3.4",
     ],
     extras_require={
         # the test suite also runs the store against real MariaDB and PostgreSQL
-        "test": ["python-ironicclient>=5.0", "cryptography>=41", "PyMySQL>=1.0", "psycopg2-binary>=2.9", "selenium>=4.11"],
+        "test": [
+            "python-ironicclient>=5.0", "PyMySQL>=1.0", "psycopg2-binary>=2.9", "selenium>=4.11", "hypothesis>=6.100",
+            "sphinx>=7.0",
+        ],
         # database drivers: [database]connection = mysql+pymysql://... or postgresql://...
         "mysql": ["PyMySQL>=1.0"],
         "postgresql": ["psycopg2-binary>=2.9"],

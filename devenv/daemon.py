@@ -17,6 +17,8 @@ import time
 import urllib.error
 import urllib.request
 
+from devenv import processes
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP (or HTTPS, given a context) over a unix socket."""
 
@@ -87,9 +89,7 @@ ramdisk_logs_dir = {workdir}/ramdisk-logs
 
 
 def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return processes.free_port(host)
 
 
 class InspectordProcess:

@@ -32,7 +32,7 @@ class Rule:
     def matches(self, method, path):
         if self.times is not None and self.matched >= self.times:
             return False
-        return method == self.method and self.path.search(path) is not None
+        return self.method in ("*", method) and self.path.search(path) is not None
 
 
 class FaultProxy:
@@ -72,7 +72,7 @@ class FaultProxy:
         self._server.server_close()
 
     def hold(self, method, path, when="before", delay=None, times=None):
-        """Hold matching requests (until released, or ``delay`` seconds); the rule."""
+        """Hold matching requests (until released, or ``delay`` seconds); the rule.  ``method`` "*": any."""
         rule = Rule(method, path, when, delay, times)
         with self._lock:
             self._rules.append(rule)

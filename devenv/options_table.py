@@ -70,11 +70,6 @@ NOT_HONOURED = {
     "iptables ethoib_interfaces": "Ethernet-over-InfiniBand MAC mapping is not implemented: such ports get no DHCP "
                                   "answer (fails closed)",
 }
-for _name in ("cafile", "certfile", "keyfile", "insecure"):
-    NOT_HONOURED["ironic " + _name] = (
-        "used for Keystone token and catalog requests only; requests to Ironic itself verify its certificate "
-        "against the system CAs and present none (fails closed: an Ironic with a private CA is unreachable)"
-    )
 
 # Values of honoured options that are refused (stop the start).
 REFUSED_VALUES = {

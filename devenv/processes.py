@@ -58,10 +58,34 @@ def live_group_members(pgid: int) -> list[int]:
     return members
 
 
+# Ports handed out by free_port, across processes, so that servers started
+# at once by parallel test workers never get the same one: some (eventlet's,
+# Swift's, Ironic's) listen with SO_REUSEPORT and would then silently share it.
+_PORT_REGISTRY = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / "inspectord-devenv-ports"
+_PORT_HOLD = 600.0  # seconds a handed-out port is not handed out again
+
+
 def free_port(host: str) -> int:
-    with _tcp_socket(host) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    """A port nothing listens on and that no other caller got in the last ten minutes."""
+    import fcntl
+    import json
+
+    with open(str(_PORT_REGISTRY) + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            issued = {int(k): v for k, v in json.loads(_PORT_REGISTRY.read_text()).items()}
+        except (OSError, ValueError):
+            issued = {}
+        now = time.time()
+        issued = {port: when for port, when in issued.items() if now - when < _PORT_HOLD}
+        for _ in range(100):
+            with _tcp_socket(host) as sock:
+                sock.bind((host, 0))
+                port: int = sock.getsockname()[1]
+            if port not in issued:
+                break
+        issued[port] = now
+        _PORT_REGISTRY.write_text(json.dumps(issued))
         return port
 
 

@@ -145,3 +145,75 @@ def make_pki(directory, hosts=("127.0.0.1", "::1", "localhost")):
         stranger_key=files["stranger-key.pem"],
         other_ca=files["other-ca.pem"],
     )
+
+
+class TLSRelay:
+    """A TLS server on ``127.0.0.1`` relaying every connection to a plain TCP ``target``.
+
+    Puts HTTPS in front of a test service that speaks HTTP (the test
+    Ironic), with the certificate and key given; optionally requires a
+    client certificate signed by ``client_ca``.  Threads only: a blocking
+    helper for tests, stopped with :meth:`stop`.
+    """
+
+    def __init__(self, target, certfile, keyfile, client_ca=None):
+        import socket
+        import ssl
+        import threading
+
+        self.target = target
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(str(certfile), str(keyfile))
+        if client_ca:
+            self._context.verify_mode = ssl.CERT_REQUIRED
+            self._context.load_verify_locations(str(client_ca))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        import socket
+        import threading
+
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client, socket), daemon=True).start()
+
+    def _serve(self, client, socket):
+        import ssl
+        import threading
+
+        try:
+            secure = self._context.wrap_socket(client, server_side=True)
+        except (ssl.SSLError, OSError):
+            client.close()
+            return
+        upstream = socket.create_connection(self.target)
+
+        def pump(source, sink):
+            try:
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (source, sink):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(upstream, secure), daemon=True).start()
+        pump(secure, upstream)
+
+    def stop(self):
+        self._stopped.set()
+        self._listener.close()

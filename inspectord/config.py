@@ -819,6 +819,12 @@ class IronicAuthOptions:
     session: object = dataclasses.field(repr=False, compare=False, default=None)
     # keystoneauth's session timeout option (seconds), if set.
     timeout: float = None
+    # keystoneauth's TLS session options: how the service's HTTPS is verified
+    # (inspectord.tls_client.https_policy), for Keystone and the service alike.
+    cafile: str = None
+    insecure: bool = False
+    certfile: str = None
+    keyfile: str = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -949,6 +955,10 @@ def _load_ironic_auth(conf, name="ironic", service_type="baremetal"):
         auth=auth,
         session=session,
         timeout=group.timeout,
+        cafile=group.cafile or None,
+        insecure=bool(group.insecure),
+        certfile=group.certfile or None,
+        keyfile=group.keyfile or None,
     )
 
 

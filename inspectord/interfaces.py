@@ -57,7 +57,8 @@ class IIronic(Interface):
         """The port with this MAC, or None."""
 
     def create_port(node_uuid, address, pxe_enabled, extra):
-        """A new port; the existing one if this node already has it (a retried create)."""
+        """A new port; the existing one if this node already has it (a retried create);
+        None if another node has that MAC (that node is left alone)."""
 
     def patch_port(port_uuid, patch):
         """Apply a JSON patch to a port."""

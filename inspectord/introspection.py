@@ -18,6 +18,7 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThreadPool
 
 from inspectord import errors
+from inspectord import secrets
 from inspectord import state as st
 from inspectord.logs import NodeLogger
 from inspectord.metrics import NO_METRICS
@@ -138,6 +139,8 @@ class Introspection:
         self.metrics = metrics or NO_METRICS
         # uuid -> {"mac": ..., "bmc_address": ...} for log lines (see node_log_fields).
         self._log_fields = {}
+        # New IPMI credentials reach the database sealed with a key held here only.
+        self.sealer = secrets.Sealer()
         self.store = store
         self.ironic = ironic
         self.config = config
@@ -344,7 +347,9 @@ class Introspection:
         uuid = node["uuid"]
         options = {}
         if setting_credentials:
-            options["ipmi_credentials"] = self._new_credentials(node, new_ipmi_username, new_ipmi_password)
+            options["ipmi_credentials"] = self.sealer.seal(
+                self._new_credentials(node, new_ipmi_username, new_ipmi_password)
+            )
             # The BMC cannot be used yet: the operator powers the node on.
             manage_boot = False
         else:
@@ -545,11 +550,10 @@ class Introspection:
                 await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
                 failures.append("Preprocessing hook {}: {}".format(hook.name, e))
-            except Exception as e:
+            except Exception:
+                # Logged with its traceback; the client is told which hook, not how it broke.
                 self.log.failure("Hook {hook} failed", hook=hook.name)
-                failures.append(
-                    "Unexpected exception {} during preprocessing in hook {}: {}".format(type(e).__name__, hook.name, e)
-                )
+                failures.append("Preprocessing hook {}: could not use the ramdisk data".format(hook.name))
         macs = ramdisk_data.all_macs(data)
         bmcs = ramdisk_data.bmc_addresses(data)
         # One transaction: lookup, the raw data stored (nothing accepted is
@@ -582,9 +586,16 @@ class Introspection:
             raise errors.ProcessingError(
                 "The following failures happened during running pre-processing hooks:\n" + message
             )
+        credentials = None
+        if record.options.get("ipmi_credentials"):
+            try:
+                credentials = self.sealer.unseal(record.options["ipmi_credentials"])
+            except secrets.SecretLost as e:
+                await self._fail(uuid, str(e), expected=record.state)
+                raise
         if record.state == st.State.starting.value:
             self.log.info("Node {node}: ramdisk data stored while starting; processed once the start ends", node=uuid)
-            return self._answer(record)
+            return self._answer(uuid, credentials)
         hold = self._hold(uuid, st.State.processing)
         try:
             processed = await self._process_node(record, data, rules)
@@ -594,13 +605,12 @@ class Introspection:
         # Like ironic-inspector, answer the ramdisk before powering it off.
         finishing = self._background(self._finish(record, data, processed), "finishing node " + uuid, node=uuid)
         finishing.addBoth(lambda result: hold.stop() or result)
-        return self._answer(record)
+        return self._answer(uuid, credentials)
 
     @staticmethod
-    def _answer(record):
+    def _answer(uuid, credentials):
         """The ramdisk's answer: the UUID, and the BMC credentials to set if asked."""
-        response = {"uuid": record.uuid}
-        credentials = record.options.get("ipmi_credentials")
+        response = {"uuid": uuid}
         if credentials:
             response.update(
                 ipmi_setup_credentials=True,
@@ -654,12 +664,15 @@ class Introspection:
         Returns the processed data to store ([processing]store_data), or None.
         """
         uuid = record.uuid
+        stage = "processing"
         try:
             if not record.node:
                 record = await self._read_from_ironic(record)
             node = hooks_mod.NodeContext(record, self.config)
             for hook in self.hooks:
+                stage = "processing hook " + hook.name
                 await defer.maybeDeferred(hook.before_update, data, node)
+            stage = "introspection rules"
             if rules is None:
                 rules = await self.store.list_rules()
             applied = rules_mod.apply_all(rules, node, data)
@@ -676,12 +689,14 @@ class Introspection:
             raise
         except defer.CancelledError:
             raise  # stopping: the lease lets another run take the node over
-        except Exception as e:
-            self.log.failure("Node {node}: unexpected failure while processing", node=uuid)
+        except Exception:
+            # Bad ramdisk data a hook did not expect: logged with its
+            # traceback here; the node and the client get which step failed.
+            self.log.failure("Node {node}: unexpected failure in {stage}", node=uuid, stage=stage)
             await self._store_logs(data, uuid)
-            message = "Unexpected exception {} during processing: {}".format(type(e).__name__, e)
-            await self._fail(uuid, message, expected=record.state, reason="internal")
-            raise errors.InspectordError(message, code=500) from None
+            message = "Invalid ramdisk data: {} could not use it".format(stage)
+            await self._fail(uuid, message, expected=record.state, reason="processing")
+            raise errors.ProcessingError(message) from None
 
     async def _read_from_ironic(self, record):
         """``record`` with the node and its ports as Ironic has them now.
@@ -770,7 +785,7 @@ class Introspection:
 
     async def _verify_credentials(self, record, data):
         """Log in to the BMC with the credentials the ramdisk set; record them in Ironic."""
-        credentials = record.options["ipmi_credentials"]
+        credentials = self.sealer.unseal(record.options["ipmi_credentials"])
         info = record.node.get("driver_info") or {}
         address = info.get("ipmi_address") or (data.get("ipmi_address") or data.get("ipmi_v6address"))
         if not address:

@@ -11,12 +11,12 @@ from twisted.python import threadpool
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
-from inspectord.api import auth as api_auth
+from inspectord.api import auth as api_auth, limits
 from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
-from inspectord import errors, listening, pxe
+from inspectord import errors, listening, pxe, tls_client
 from inspectord.api import ops as api_ops
 from inspectord.health import HealthCheck
 from inspectord.metrics import Metrics
@@ -201,6 +201,14 @@ class InspectordService(service.MultiService):
         return d
 
 
+def _https_policy(section, auth_options):
+    """How ``[section]``'s service's HTTPS certificate is checked (and which client certificate is shown)."""
+    return tls_client.https_policy(
+        section, cafile=auth_options.cafile, insecure=auth_options.insecure,
+        certfile=auth_options.certfile, keyfile=auth_options.keyfile,
+    )
+
+
 def make_service(config, reactor, environ=None):
     """Wire inspectord from a frozen config.
 
@@ -228,7 +236,7 @@ def make_service(config, reactor, environ=None):
     )
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
-    http = HTTPClient(Agent(reactor, pool=http_pool))
+    http = HTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
     ironic = IronicClient(
         http,
         ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool.pool),
@@ -261,7 +269,13 @@ def make_service(config, reactor, environ=None):
         pxe_filter=pxe_filter,
         reactor=reactor,
         verifier=verifier,
-        swift=make_data_store(config, http, reactor, io_pool.pool),
+        swift=make_data_store(
+            config,
+            None if config.swift_auth is None else HTTPClient(
+                Agent(reactor, contextFactory=_https_policy("swift", config.swift_auth), pool=http_pool)
+            ),
+            reactor, io_pool.pool,
+        ),
         metrics=metrics,
     )
     auth_threads = None
@@ -279,7 +293,7 @@ def make_service(config, reactor, environ=None):
         introspection, store, ironic, config, api_auth.make_auth(config, reactor, auth_threads),
         metrics=metrics, health=health,
     )
-    site = make_site(api.app.resource(), MAX_BODY_SIZE, metrics=metrics, clock=reactor)
+    site = limits.LimitedFactory(make_site(api.app.resource(), MAX_BODY_SIZE, reactor, metrics=metrics, clock=reactor))
     endpoint, factory = listening.make_endpoint(config, reactor, site)
     main = InspectordService(
         reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter,

@@ -6,20 +6,20 @@ one place (:meth:`API._respond`).
 """
 
 import functools
-import json
 import re
+import urllib.parse
 import uuid as uuidlib
 
 from klein import Klein
 from twisted.logger import Logger
-from twisted.web import http, server
+from twisted.web import http, resource, server
 from twisted.web.iweb import IAccessLogFormatter
 from zope.interface import provider
 from werkzeug import exceptions as werkzeug_exceptions
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.api import ops, ui, versions
+from inspectord.api import bodies, limits, openapi, ops, ui, versions
 from inspectord.processing import rules as rules_mod
 
 JSON = "application/json"
@@ -80,6 +80,9 @@ class LimitedRequest(server.Request):
 
     max_body_size = 16 * 1024 * 1024
     too_large = False
+    # The API reads JSON bodies only; Twisted's own form parsing would answer
+    # a malformed multipart body with a bare 400 before the API sees it.
+    _parsePOSTFormSubmission = False
     _received = 0
 
     def gotLength(self, length):
@@ -100,15 +103,29 @@ class LimitedRequest(server.Request):
         super().handleContentChunk(data)
 
 
-_SECRET_QUERY = re.compile(rb"((?:^|[?&])[^=&]*password[^=&]*=)[^&]*", re.IGNORECASE)
+_SECRET_NAMES = ("pass", "secret", "token", "credential", "key")
+
+
+def _carries_secret(query):
+    """Whether a query string has a parameter whose decoded name looks like a credential.
+
+    Names are compared as Twisted decodes them (``new_ipmi_pass%77ord`` is
+    ``new_ipmi_password``), never on the raw bytes.
+    """
+    for pair in query.split(b"&"):
+        name = urllib.parse.unquote_to_bytes(pair.split(b"=", 1)[0].replace(b"+", b" ")).lower()
+        if any(marker.encode() in name for marker in _SECRET_NAMES):
+            return True
+    return False
 
 
 class _MaskedURIRequest:
-    """A view of a request whose URI has password parameters masked."""
+    """A view of a request whose query string is dropped when it carries a credential."""
 
     def __init__(self, request):
         self._request = request
-        self.uri = _SECRET_QUERY.sub(rb"\1***", request.uri)
+        path, sep, query = request.uri.partition(b"?")
+        self.uri = path + b"?(query with credentials not logged)" if sep and _carries_secret(query) else request.uri
 
     def __getattr__(self, name):
         return getattr(self._request, name)
@@ -116,24 +133,71 @@ class _MaskedURIRequest:
 
 @provider(IAccessLogFormatter)
 def access_log_formatter(timestamp, request):
-    """The combined log format, minus secrets in query strings."""
+    """The combined log format, minus query strings that carry secrets."""
     return http.combinedLogFormatter(timestamp, _MaskedURIRequest(request))
 
 
-def make_site(resource, max_body_size, metrics=None, clock=None):
-    """The HTTP site; with ``metrics`` (and ``clock``), every request is counted by route and status."""
+def error_body(request, code, message):
+    """Answer ``request`` with the JSON error format and the version headers."""
+    request.setResponseCode(code)
+    request.setHeader(versions.MIN_HEADER, versions.fmt(versions.MINIMUM))
+    request.setHeader(versions.MAX_HEADER, versions.fmt(versions.CURRENT))
+    request.setHeader("Content-Type", JSON)
+    return bodies.dumps({"error": {"message": message}})
+
+
+class JSONErrorsResource(resource.Resource):
+    """The API resource behind checks Klein does not answer in JSON.
+
+    A path that is not UTF-8 and a ``Host`` header werkzeug refuses would
+    otherwise get a text or HTML error (or a 500) from Klein or Twisted.
+    """
+
+    isLeaf = True
+
+    def __init__(self, wrapped):
+        super().__init__()
+        self._wrapped = wrapped
+
+    def render(self, request):
+        try:
+            request.path.decode("utf-8")
+            urllib.parse.unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            return error_body(request, 400, "The request path is not valid UTF-8")
+        host = request.getHeader(b"host")
+        if host is not None and (len(host) > MAX_HOST_LENGTH or not _HOST.fullmatch(host)):
+            return error_body(request, 400, "Invalid Host header")
+        try:
+            return self._wrapped.render(request)
+        except werkzeug_exceptions.HTTPException as e:
+            return error_body(request, e.code or 400, e.description or e.name)
+
+
+MAX_HOST_LENGTH = 300
+# A DNS name, IPv4 or bracketed IPv6 address, and an optional port.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+
+
+def make_site(api_resource, max_body_size, reactor=None, idle_timeout=limits.IDLE_TIMEOUT, metrics=None, clock=None):
+    """The HTTP factory of the API: size and time limits, JSON errors, masked access log.
+
+    With ``metrics`` (and ``clock``), every request is counted by route and status.
+    """
 
     class Request(LimitedRequest):
         pass
 
     Request.max_body_size = max_body_size
+    kwargs = {"logFormatter": access_log_formatter, "timeout": idle_timeout, "reactor": reactor}
     if metrics is None:
-        site = server.Site(resource, logFormatter=access_log_formatter)
+        site = server.Site(JSONErrorsResource(api_resource), **kwargs)
     else:
         from inspectord.metrics import MetricsSite
 
-        site = MetricsSite(resource, metrics, API.app.url_map, clock, logFormatter=access_log_formatter)
+        site = MetricsSite(JSONErrorsResource(api_resource), metrics, API.app.url_map, clock, **kwargs)
     site.requestFactory = Request
+    site.protocol = limits.DeadlineChannel
     site.displayTracebacks = False
     return site
 
@@ -150,6 +214,9 @@ class API:
     """
 
     app = Klein()
+    # werkzeug would answer "//" in a path with an HTML 308 redirect, before
+    # authentication; such a path is simply not found.
+    app.url_map.merge_slashes = False
     log = Logger()
 
     def __init__(self, introspection, store, ironic, config, auth, metrics=None, health=None):
@@ -171,12 +238,13 @@ class API:
     def _error(self, request, code, message):
         request.setResponseCode(code)
         request.setHeader("Content-Type", JSON)
-        return json.dumps({"error": {"message": message}}).encode()
+        return bodies.dumps({"error": {"message": message}})
 
     async def _respond(self, f, request, args, kwargs, rule):
         try:
-            header = request.getHeader(versions.VERSION_HEADER)
-            standard = request.getHeader(versions.STANDARD_HEADER)
+            # Bytes: a value that is not UTF-8 is a malformed version, not a crash.
+            header = request.getHeader(versions.VERSION_HEADER.encode())
+            standard = request.getHeader(versions.STANDARD_HEADER.encode())
             request.api_version = versions.negotiate(header, standard)
             self._headers(request)
             if getattr(request, "too_large", False):
@@ -202,7 +270,7 @@ class API:
                 request.setHeader("Content-Length", b"0")
             return b""
         request.setHeader("Content-Type", JSON)
-        return json.dumps(result).encode()
+        return bodies.dumps(result)
 
     def _root_url(self, request):
         host = request.getHeader("host")
@@ -216,11 +284,7 @@ class API:
         return [{"rel": "self", "href": self._root_url(request) + path}]
 
     def _json_body(self, request):
-        raw = request.content.read()
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise errors.BadRequest("Invalid JSON in the request body: {}".format(e)) from None
+        return bodies.parse_json(request.content.read())
 
     def _status(self, request, record):
         status = {
@@ -272,6 +336,11 @@ class API:
                 for name in ("continue", "introspection", "rules")
             ]
         }
+
+    @app.route("/v1/openapi.json", methods=["GET"])
+    @endpoint()
+    async def openapi_document(self, request):
+        return openapi.document()
 
     @app.route("/v1/continue", methods=["POST"])
     @endpoint()
@@ -390,10 +459,7 @@ class API:
         raw = request.content.read()
         data = None
         if raw.strip():
-            try:
-                data = json.loads(raw)
-            except ValueError as e:
-                raise errors.BadRequest("Invalid data: expected a JSON object: {}".format(e)) from None
+            data = bodies.parse_json(raw)
             if not isinstance(data, dict):
                 raise errors.BadRequest("Invalid data: expected a JSON object, got {}".format(type(data).__name__))
         uuid = await self._node_uuid(node_id)
@@ -451,6 +517,8 @@ class API:
     @app.handle_errors(werkzeug_exceptions.MethodNotAllowed)
     def not_allowed(self, request, failure):
         self._headers(request)
+        allowed = failure.value.valid_methods or []
+        request.setHeader("Allow", ", ".join(sorted(set(allowed))))
         return self._error(
             request, 405, "Method {} is not allowed on {}".format(request.method.decode(), request.path.decode("utf-8", "replace"))
         )

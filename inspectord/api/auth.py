@@ -73,8 +73,11 @@ MAX_AUTHORIZATION_LENGTH = 4096
 BCRYPT_MAX_PASSWORD = 72
 """bcrypt only reads 72 bytes; the ``bcrypt`` package refuses longer passwords."""
 
-# Checked when the user does not exist, so that an unknown user takes as long as a wrong password.
-_DUMMY_HASH = b"$2b$12$2YlwY2hpoleuo/hZY93yzuP.Oa06Fejr2CII7nfc.FVBTYIrFqDeu"
+BASIC_MAX_CHECKS_PER_SOURCE = 1
+"""bcrypt checks one client address may have running at once."""
+
+BASIC_MAX_QUEUED_PER_SOURCE = 16
+"""bcrypt checks one client address may have waiting; more are refused with 429 at no cost."""
 
 
 class Unauthorized(errors.InspectordError):
@@ -532,11 +535,25 @@ def parse_htpasswd(text):
 class Htpasswd:
     users: dict
     problems: tuple = ()
+    # Checked for a user the file does not have: a hash of a random password
+    # at the file's own bcrypt cost, so an unknown user costs what a known
+    # one does (no user-name oracle, no cheap-to-send expensive requests).
+    dummy_hash: bytes = b""
+
+
+def _cost(hashed):
+    try:
+        return int(hashed[4:6])
+    except ValueError:
+        return None
 
 
 def load_htpasswd(text):
     users, problems = parse_htpasswd(text)
-    return Htpasswd(users, tuple(problems))
+    costs = collections.Counter(c for c in map(_cost, users.values()) if c is not None and 4 <= c <= 31)
+    cost = costs.most_common(1)[0][0] if costs else 12
+    dummy = bcrypt.hashpw(os.urandom(18).hex().encode(), bcrypt.gensalt(cost))
+    return Htpasswd(users, tuple(problems), dummy)
 
 
 def parse_basic_authorization(raw):
@@ -588,6 +605,7 @@ class BasicAuth:
         self._cache_time = cache_time
         self._cache = _ExpiringCache(clock)
         self.bcrypt_checks = 0
+        self._sources = {}  # client address -> _SourceGate
 
     def roles(self, user):
         if user in self._user_roles:
@@ -605,14 +623,49 @@ class BasicAuth:
         hashed = htpasswd.users.get(user)
         key = hashlib.sha256(b"\0".join([user.encode(), password.encode(), hashed or b""])).hexdigest()
         if hashed is None or not self._cache.get(key, False):
-            self.bcrypt_checks += 1
-            ok = await self._pool.run(_thd_checkpw, password, hashed or _DUMMY_HASH)
+            ok = await self._checkpw(_source(request), password, hashed or htpasswd.dummy_hash)
             if not ok or hashed is None:
                 raise Unauthorized("Invalid user name or password", self.challenge)
             self._cache.put(key, True, self._clock.seconds() + self._cache_time)
         identity = Identity(user_id=user, user_name=user, system_scope="all", roles=self.roles(user))
         await self.enforcer.enforce(rule, identity.creds())
         return identity
+
+
+    async def _checkpw(self, source, password, hashed):
+        """One bcrypt check, at most :data:`BASIC_MAX_CHECKS_PER_SOURCE` at once per client address."""
+        gate = self._sources.get(source)
+        if gate is None:
+            gate = self._sources[source] = _SourceGate()
+        if gate.running >= BASIC_MAX_CHECKS_PER_SOURCE:
+            if len(gate.waiting) >= BASIC_MAX_QUEUED_PER_SOURCE:
+                raise errors.InspectordError("Too many login attempts at once from this address; try again", code=429)
+            turn = defer.Deferred()
+            gate.waiting.append(turn)
+            await turn
+        else:
+            gate.running += 1
+        try:
+            self.bcrypt_checks += 1
+            return await self._pool.run(_thd_checkpw, password, hashed)
+        finally:
+            if gate.waiting:
+                gate.waiting.popleft().callback(None)  # its turn: the running count stays
+            else:
+                gate.running -= 1
+                if not gate.running:
+                    del self._sources[source]
+
+
+class _SourceGate:
+    def __init__(self):
+        self.running = 0
+        self.waiting = collections.deque()
+
+
+def _source(request):
+    address = request.getClientAddress()
+    return getattr(address, "host", None) or "local"
 
 
 # -- wiring --------------------------------------------------------------------

@@ -75,7 +75,7 @@ DEFAULTS = (
     ),
     RuleDefault(
         "introspection:version", "rule:public_api", "Access the versioned API root for version information",
-        (("GET", "/v1"),), public=True,
+        (("GET", "/v1"), ("GET", "/v1/openapi.json")), public=True,
     ),
     RuleDefault(
         "introspection:continue", "rule:public_api", "Ramdisk callback to continue introspection",

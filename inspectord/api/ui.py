@@ -277,6 +277,14 @@ async def _guard(api, request, rule):
 
 
 def _error_page(request, code, message):
+    """An HTML page for a browser (which asks for text/html); the API's JSON error body for anything else."""
+    accept = (request.getHeader(b"accept") or b"").lower()
+    if b"text/html" not in accept:
+        from inspectord.api import bodies
+
+        request.setResponseCode(code)
+        request.setHeader("Content-Type", "application/json")
+        return bodies.dumps({"error": {"message": message}})
     nonce = _nonce()
     body = '<p role="alert">{}</p><p><a href="/ui">Back to the overview</a></p>'.format(_e(message))
     return _html(request, _page("Error {}".format(code), body, nonce), nonce, code)

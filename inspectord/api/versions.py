@@ -15,7 +15,10 @@ MAX_HEADER = "X-OpenStack-Ironic-Inspector-API-Maximum-Version"
 STANDARD_HEADER = "OpenStack-API-Version"
 SERVICE_TYPE = "baremetal-introspection"
 
-_VERSION = re.compile(r"^\s*(\d+)\.(\d+)\s*$")
+# ASCII digits only (``\d`` also matches other scripts' digits), few of them:
+# a 10,000-digit number must not reach int().
+_VERSION = re.compile(r"[ \t]*([0-9]{1,6})\.([0-9]{1,6})[ \t]*", re.ASCII)
+MAX_VERSION_HEADER_LENGTH = 256
 
 
 def fmt(version):
@@ -27,11 +30,15 @@ def parse(text):
 
     :raises errors.BadRequest: malformed.
     """
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
     if text.strip().lower() == "latest":
         return CURRENT
-    m = _VERSION.match(text)
+    m = _VERSION.fullmatch(text)
     if not m:
-        raise errors.BadRequest("Malformed API version {!r}: expected string in form of X.Y or latest".format(text))
+        raise errors.BadRequest(
+            "Malformed API version {!r}: expected string in form of X.Y or latest".format(text[:40])
+        )
     return int(m.group(1)), int(m.group(2))
 
 
@@ -50,6 +57,11 @@ def negotiate(inspector_header, standard_header):
     :raises errors.BadRequest: malformed (400).
     :raises errors.InspectordError: unsupported (406).
     """
+    for value in (inspector_header, standard_header):
+        if value is not None and len(value) > MAX_VERSION_HEADER_LENGTH:
+            raise errors.BadRequest("Malformed API version: the header is longer than {} characters".format(MAX_VERSION_HEADER_LENGTH))
+    if isinstance(standard_header, bytes):
+        standard_header = standard_header.decode("latin-1")
     text = inspector_header
     if text is None and standard_header is not None:
         text = _from_standard(standard_header)

@@ -28,14 +28,41 @@ class DHCPSeen:
         #: ``observe(allowed)`` for every request recorded (metrics).
         self._observe = observe
         self._by_mac = collections.OrderedDict()
+        # Recorded here and not yet written to the database (by MAC).
+        self._unsaved = {}
 
     def record(self, mac, kind, allowed, when):
-        self._by_mac.pop(mac, None)
-        self._by_mac[mac] = {"last_dhcp_request": when, "dhcp_message": kind, "allowed_by_filter": allowed}
+        """A request seen here: remembered, and kept for :meth:`take_unsaved`."""
+        self._put(mac, kind, allowed, when)
+        self._unsaved[mac] = self._by_mac[mac]
         if self._observe is not None:
             self._observe(allowed)
+
+    def merge(self, mac, kind, allowed, when):
+        """A request another instance (or this one before a restart) saw; kept if newer than ours."""
+        found = self._by_mac.get(mac)
+        if found is None or found["last_dhcp_request"] < when:
+            self._put(mac, kind, allowed, when)
+
+    def take_unsaved(self):
+        """``[(mac, when, kind, allowed)]`` recorded since the last call (for the database)."""
+        unsaved, self._unsaved = self._unsaved, {}
+        return [(mac, r["last_dhcp_request"], r["dhcp_message"], r["allowed_by_filter"]) for mac, r in unsaved.items()]
+
+    def requeue(self, rows):
+        """Rows from :meth:`take_unsaved` that could not be written: unsaved again if still the latest."""
+        for mac, when, _kind, _allowed in rows:
+            found = self._by_mac.get(mac)
+            if mac not in self._unsaved and found is not None and found["last_dhcp_request"] == when:
+                self._unsaved[mac] = found
+
+    def _put(self, mac, kind, allowed, when):
+        self._by_mac.pop(mac, None)
+        self._by_mac[mac] = {"last_dhcp_request": when, "dhcp_message": kind, "allowed_by_filter": allowed}
         while len(self._by_mac) > self._max:
             self._by_mac.popitem(last=False)
+        while len(self._unsaved) > self._max:
+            self._unsaved.pop(next(iter(self._unsaved)))
 
     def get(self, mac):
         found = self._by_mac.get(mac)

@@ -11,6 +11,42 @@ from inspectord.processing.hooks import GiB, ProcessingHook, get_inventory, proc
 
 ACTIVE_PROVISION_STATES = ("active", "rescue")
 
+# Ranges of the ramdisk's numbers inspectord accepts; anything outside
+# (including NaN and infinities) is refused, naming the field.
+MAX_CPUS = 65536
+MAX_MEMORY_MB = 2 ** 32  # 4 PiB
+MAX_DISK_BYTES = 2 ** 60  # 1 EiB
+
+
+def checked_int(value, field, low, high):
+    """``value`` as an int within ``[low, high]``; ProcessingError naming ``field`` if not.
+
+    Whole floats (``2.0``) are accepted, as the ramdisk's JSON may carry them.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise errors.ProcessingError(
+            "Invalid {} {!r}: expected an integer from {} to {}".format(field, _short(value), low, high)
+        )
+    if not (low <= value <= high) or value != int(value):
+        raise errors.ProcessingError(
+            "Invalid {} {}: expected an integer from {} to {}".format(field, _short(value), low, high)
+        )
+    return int(value)
+
+
+def _numeric(value):
+    """A number, or a short string of ASCII digits as one; None for anything else."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value) < 20:
+        return int(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 @processing_hook
 class RamdiskErrorHook(ProcessingHook):
@@ -56,13 +92,15 @@ class RootDiskSelectionHook(ProcessingHook):
         inventory = get_inventory(data)
         self._apply_hints(data, node, inventory)
         root_disk = data.get("root_disk")
+        if root_disk is not None and not isinstance(root_disk, dict):
+            raise errors.ProcessingError("Invalid root_disk {!r}: expected an object".format(_short(root_disk)))
         if data.get("legacy_format") and not root_disk and data.get("local_gb") is not None:
             try:
                 local_gb = int(data["local_gb"])
             except (TypeError, ValueError):
                 raise errors.ProcessingError("Invalid local_gb {!r}".format(data["local_gb"])) from None
         elif root_disk and root_disk.get("size"):
-            local_gb = int(root_disk["size"]) // GiB
+            local_gb = checked_int(root_disk["size"], "root_disk.size", 0, MAX_DISK_BYTES) // GiB
             if local_gb and self.config.processing.disk_partitioning_spacing:
                 local_gb -= 1
         else:
@@ -83,14 +121,19 @@ class SchedulerHook(ProcessingHook):
     def before_update(self, data, node):
         inventory = get_inventory(data)
         cpu = inventory.get("cpu") or {}
-        try:
-            data["cpus"] = int(cpu["count"])
-            data["cpu_arch"] = str(cpu["architecture"])
-        except (KeyError, TypeError, ValueError):
+        memory = inventory.get("memory") or {}
+        # Numbers out of range are refused; missing or non-numeric ones are
+        # left out with a warning (as before).
+        count, physical_mb = _numeric(cpu.get("count")), _numeric(memory.get("physical_mb"))
+        if count is not None:
+            data["cpus"] = checked_int(count, "cpu.count", 1, MAX_CPUS)
+        if physical_mb is not None:
+            data["memory_mb"] = checked_int(physical_mb, "memory.physical_mb", 1, MAX_MEMORY_MB)
+        if isinstance(cpu.get("architecture"), str) and cpu["architecture"]:
+            data["cpu_arch"] = cpu["architecture"]
+        if "cpus" not in data or "cpu_arch" not in data:
             self.log.warn("Node {node}: malformed or missing CPU information", node=node.uuid)
-        try:
-            data["memory_mb"] = int((inventory.get("memory") or {})["physical_mb"])
-        except (KeyError, TypeError, ValueError):
+        if "memory_mb" not in data:
             self.log.warn("Node {node}: malformed or missing memory information", node=node.uuid)
         overwrite = self.config.processing.overwrite_existing
         properties = {
@@ -114,9 +157,11 @@ class ValidateInterfacesHook(ProcessingHook):
         boot_mac = ramdisk_data.pxe_mac(data)
         for iface in get_inventory(data)["interfaces"]:
             name, mac = iface.get("name"), iface.get("mac_address")
-            if not name or not mac or not ramdisk_data.is_valid_mac(mac):
+            if not name or not isinstance(name, str) or not mac or not ramdisk_data.is_valid_mac(mac):
                 continue
             ip = iface.get("ipv4_address") or iface.get("ipv6_address")
+            if not isinstance(ip, str):
+                ip = None
             if ip and "%" in ip:
                 ip = ip.split("%")[0]
             mac = mac.lower()

@@ -12,6 +12,7 @@ import json
 from hyperlink import DecodedURL
 from twisted.internet import defer, error as net_error, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import client as web_client
 from zope.interface import implementer
 
@@ -33,6 +34,22 @@ CONNECTION_ERRORS = (
     web_client.ResponseNeverReceived,
     web_client.ResponseFailed,
 )
+
+
+def tls_failure(error):
+    """The OpenSSL error behind a connection failure (certificate refused, handshake failed), or None."""
+    from OpenSSL import SSL
+
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, Failure):
+            current = current.value
+        if isinstance(current, SSL.Error):
+            reasons = [r for r in (current.args[0] if current.args else []) if isinstance(r, tuple)]
+            return "; ".join(str(r[-1]) for r in reasons) or str(current)
+        pending.extend(getattr(current, "reasons", None) or [])
+    return None
 
 
 def _fault(body):
@@ -122,9 +139,13 @@ class IronicClient:
             try:
                 code, parsed = await self._semaphore.run(self._timed, method, path, body, params)
             except CONNECTION_ERRORS as e:
+                self._metrics.ironic_request(method, path, "connection_error", self._clock.seconds() - started)
+                tls = tls_failure(e)
+                if tls is not None:
+                    # A certificate Ironic or inspectord refuses does not heal by itself.
+                    raise errors.IronicError("TLS with Ironic failed ({} {}): {}".format(method, path, tls)) from None
                 problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
                 code = None
-                self._metrics.ironic_request(method, path, "connection_error", self._clock.seconds() - started)
             else:
                 self._metrics.ironic_request(method, path, code, self._clock.seconds() - started)
                 if code in ok:
@@ -263,8 +284,16 @@ class IronicClient:
             # A retried POST whose first attempt went through, or a port
             # another node already has: tell which.
             existing = await self.find_port(address)
-            if existing is None or existing.get("node_uuid") != node_uuid:
+            if existing is None:
                 raise
+            if existing.get("node_uuid") != node_uuid:
+                # The ramdisk reported a MAC another node owns (a moved NIC,
+                # a copied payload): leave that node alone, as ironic-inspector did.
+                self.log.warn(
+                    "Port {address} already exists on node {other}, not on {node}: skipping it",
+                    address=address, other=existing.get("node_uuid"), node=node_uuid,
+                )
+                return None
             return existing
 
     def patch_port(self, port_uuid, patch):

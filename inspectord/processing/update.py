@@ -51,7 +51,9 @@ async def apply(ironic, uuid, update):
         await ironic.patch_node(uuid, ops)
     for port in update.new_ports:
         extra = {k: v for k, v in port.items() if k not in ("address", "pxe_enabled")}
-        created.append(await ironic.create_port(uuid, port["address"], port.get("pxe_enabled", True), extra))
+        port = await ironic.create_port(uuid, port["address"], port.get("pxe_enabled", True), extra)
+        if port is not None:  # None: another node has that MAC
+            created.append(port)
     for port_uuid, patch in sorted(update.port_patches.items()):
         await ironic.patch_port(port_uuid, patch)
     for trait in sorted(update.added_traits):

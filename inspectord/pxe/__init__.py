@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from inspectord import errors, interfaces
 from inspectord.dhcp.server import ServerOptions
+from inspectord.dhcp.shared import SharedDHCPSeen
 from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
 from inspectord.pxe.builtin import BuiltinDriver
 from inspectord.pxe.dnsmasq import DnsmasqDriver, thread_runner
@@ -153,6 +154,9 @@ def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, run
         metrics=metrics,
     )
     filt.setName("pxe-filter")
+    if seen is not None and store is not None:
+        # Every instance's status and timeout messages see the same requests.
+        SharedDHCPSeen(store, seen, reactor).setServiceParent(filt)
     if sniff and config.pxe_filter.driver != "builtin":
         interface = config.dhcp_sniffer.interface or config.iptables.dnsmasq_interface
         DHCPSniffer(reactor, interface, filt.allows, seen=seen).setServiceParent(filt)

@@ -7,7 +7,10 @@ Two kinds of sync, never more than one at a time:
   :data:`SYNC_DELAY` seconds later, so a burst of events costs one sync.
   It reads the MACs under introspection from the store and reuses the
   Ironic ports read last; the driver gets the previous state and applies
-  only the difference where it can.
+  only the difference where it can.  ``notify()`` also counts the change
+  in the database (``inspectord_changes``), and every instance reads that
+  counter each :data:`POLL_INTERVAL` seconds: a change made by another
+  instance sharing the database is synced here within a second.
 * **periodic** (every ``[pxe_filter]sync_period`` seconds, a
   ``TimerService`` on the injected clock): reads every Ironic port (paged),
   then syncs in full, which also repairs rules changed behind our back.
@@ -33,6 +36,10 @@ from inspectord.pxe.process import CommandFailed
 
 #: Seconds between notify() and the sync it causes: bursts coalesce.
 SYNC_DELAY = 0.2
+#: Seconds between two reads of the database's change counter.
+POLL_INTERVAL = 0.5
+#: The counter's name in ``inspectord_changes``.
+CHANGES = "pxe_filter"
 #: First retry after a failed sync, doubled each time up to MAX_BACKOFF.
 RETRY_BASE = 1.0
 MAX_BACKOFF = 60.0
@@ -66,6 +73,7 @@ class PXEFilterService(service.MultiService):
         max_backoff=MAX_BACKOFF,
         seen=None,
         metrics=None,
+        poll_interval=POLL_INTERVAL,
     ):
         super().__init__()
         self.driver = driver
@@ -109,6 +117,14 @@ class PXEFilterService(service.MultiService):
             "allow_unknown": False,
             "ironic": {"state": "not read yet", "ports": None, "last_success": None, "last_error": None},
         }
+        # The change counter read last (None: not read yet).
+        self.generation = None
+        self._polling = False
+        self._poller = None
+        if poll_interval and hasattr(store, "generation"):
+            self._poller = internet.TimerService(poll_interval, self._poll)
+            self._poller.clock = clock
+            self._poller.setServiceParent(self)
         self._timer = None
         if sync_period:
             self._timer = internet.TimerService(sync_period, lambda: defer.Deferred.fromCoroutine(self.refresh()))
@@ -118,8 +134,49 @@ class PXEFilterService(service.MultiService):
     # -- public -----------------------------------------------------------
 
     def notify(self):
-        """The set of nodes under introspection changed: sync within a second."""
+        """The set of nodes under introspection changed: sync within a second, here and elsewhere.
+
+        The change is counted in the database, so every other instance
+        sharing it syncs too (its next :meth:`_poll`).
+        """
         self._request(self._delay, full=False)
+        if self._poller is not None:
+            d = self._store.bump(CHANGES)
+            d.addCallback(self._bumped)
+            d.addErrback(
+                lambda f: self.log.error(
+                    "Cannot tell other instances of a PXE filter change ({error}); their periodic sync will",
+                    error=f.getErrorMessage(),
+                )
+            )
+
+    def _bumped(self, generation):
+        # Only this change since the last read: no need to sync for it again.
+        if self.generation is not None and generation == self.generation + 1:
+            self.generation = generation
+
+    def _poll(self):
+        """Sync when another instance counted a change.  Never fails (TimerService)."""
+        if self._polling or not self.running:
+            return None
+        self._polling = True
+
+        def read(generation):
+            if self.generation is not None and generation != self.generation:
+                self._request(0, full=False)
+            self.generation = generation
+
+        def failed(f):
+            # The periodic sync and its retries report an unreachable database.
+            self.log.debug("Reading the PXE filter change counter failed: {error}", error=f.getErrorMessage())
+
+        def done(_):
+            self._polling = False
+
+        d = self._store.generation(CHANGES)
+        d.addCallbacks(read, failed)
+        d.addBoth(done)
+        return None
 
     def sync(self, full=True):
         """Ask for a sync now; a Deferred firing with True/False once one that started later ends."""

@@ -33,7 +33,7 @@ VERSION_TABLE = "inspectord_alembic_version"
 #: The revision of the newest migration (``migrations/versions``): a
 #: database found at it is used without importing Alembic.  A unit test
 #: keeps it equal to Alembic's own head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 nodes = sa.Table(
     "inspectord_nodes",
@@ -129,4 +129,27 @@ adoptions = sa.Table(
     sa.Column("rules", sa.Integer, nullable=False),
     sa.Column("nodes", sa.Integer, nullable=False),
     sa.Column("data", sa.Integer, nullable=False),
+)
+
+# Change counters several instances poll to learn of each other's changes
+# within a second (one row per subject; "pxe_filter": the set of nodes
+# under introspection changed).
+changes = sa.Table(
+    "inspectord_changes",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
+# The last DHCP request seen from each MAC (sniffer or builtin server), so
+# every instance, and this one after a restart, can tell "never booted"
+# from "blocked" from "answered".
+dhcp_seen = sa.Table(
+    "inspectord_dhcp_seen",
+    metadata,
+    sa.Column("mac", sa.String(17), primary_key=True),
+    sa.Column("last_request", Timestamp, nullable=False),
+    sa.Column("message", sa.String(16), nullable=True),
+    sa.Column("allowed", sa.Boolean, nullable=False),
+    sa.Index("dhcp_seen_last_idx", "last_request"),
 )

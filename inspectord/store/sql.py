@@ -39,6 +39,26 @@ _RECENT_MAX = 100_000
 SECRET_OPTIONS = ("ipmi_credentials",)
 
 
+def _private_sqlite_file(path):
+    """Create the database file 0600 (its directory 0700 if new) before SQLite does.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode,
+    so they are private too.  An existing file readable by others is made
+    private.
+    """
+    directory = os.path.dirname(path)
+    if directory and not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 #: Driver module -> the extra of setup.py that installs it.
 DRIVER_EXTRAS = {"pymysql": "mysql", "psycopg2": "postgresql"}
 #: A URL naming no driver gets the one of inspectord's extras (SQLAlchemy's
@@ -106,8 +126,8 @@ def _sqlite_engine(url):
         engine = sa.create_engine("sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False})
     else:
         path = url.split("///", 1)[1] if "///" in url else None
-        if path and os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+        if path:
+            _private_sqlite_file(path.split("?", 1)[0])
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @sa.event.listens_for(engine, "connect")
@@ -302,6 +322,45 @@ def _upsert_data(dialect):
 
 #: The columns of a status (see :meth:`SQLStore.thd_list`): not the node, nor the options.
 _BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options"))
+
+
+@functools.lru_cache(maxsize=None)
+def _upsert_seen(dialect):
+    """Upsert of one MAC's last DHCP request for ``dialect``: the newer request wins.
+
+    Built once per dialect, when first needed (only that dialect is imported).
+    """
+    t = schema.dhcp_seen
+    row = dict(
+        mac=sa.bindparam("p_mac"),
+        last_request=sa.bindparam("p_last"),
+        message=sa.bindparam("p_message"),
+        allowed=sa.bindparam("p_allowed"),
+    )
+    if dialect == "mysql":
+        from sqlalchemy.dialects import mysql as module
+
+        insert = module.insert(t).values(**row)
+        newer = insert.inserted.last_request >= t.c.last_request
+        # MySQL assigns left to right: last_request last, so the others compare with the old one.
+        return insert.on_duplicate_key_update([
+            ("message", sa.case((newer, insert.inserted.message), else_=t.c.message)),
+            ("allowed", sa.case((newer, insert.inserted.allowed), else_=t.c.allowed)),
+            ("last_request", sa.case((newer, insert.inserted.last_request), else_=t.c.last_request)),
+        ])
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module
+    insert = module.insert(t).values(**row)
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.mac],
+        set_={"last_request": insert.excluded.last_request, "message": insert.excluded.message,
+              "allowed": insert.excluded.allowed},
+        where=insert.excluded.last_request >= t.c.last_request,
+    )
+
+
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
@@ -851,6 +910,64 @@ class SQLStore:
                 if attempt == TRANSIENT_ATTEMPTS:
                     raise
 
+    # -- changes other instances must learn of -------------------------------
+
+    def thd_bump(self, name):
+        """Count one change of ``name`` (other instances poll :meth:`thd_generation`); the new count."""
+        c = schema.changes
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                with self.engine.begin() as conn:
+                    updated = conn.execute(
+                        c.update().where(c.c.name == name).values(generation=c.c.generation + 1)
+                    ).rowcount
+                    if not updated:  # a database created at head has no row yet
+                        conn.execute(c.insert().values(name=name, generation=1))
+                    return conn.execute(sa.select(c.c.generation).where(c.c.name == name)).scalar()
+            except sa.exc.IntegrityError:  # another instance inserted it first
+                if attempt == TRANSIENT_ATTEMPTS:
+                    raise
+
+    def thd_generation(self, name):
+        """How many changes of ``name`` were counted (0 if none)."""
+        c = schema.changes
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(c.c.generation).where(c.c.name == name)).scalar() or 0
+
+    # -- DHCP requests seen ----------------------------------------------------
+
+    def thd_put_dhcp_seen(self, rows):
+        """Record ``[(mac, when, message, allowed)]`` in one transaction; a newer row already there wins."""
+        if not rows:
+            return 0
+        latest = {}
+        for mac, when, message, allowed in rows:
+            if mac not in latest or latest[mac][0] <= when:
+                latest[mac] = (when, message, allowed)
+        values = [
+            {"p_mac": mac, "p_last": when, "p_message": message, "p_allowed": bool(allowed)}
+            for mac, (when, message, allowed) in sorted(latest.items())
+        ]
+        with self.engine.begin() as conn:
+            statement = _upsert_seen("mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name)
+            conn.execute(statement, values)
+        return len(values)
+
+    def thd_dhcp_seen_since(self, since):
+        """``[(mac, when, message, allowed)]`` of requests seen at or after ``since`` (None: all)."""
+        t = schema.dhcp_seen
+        query = sa.select(t.c.mac, t.c.last_request, t.c.message, t.c.allowed)
+        if since is not None:
+            query = query.where(t.c.last_request >= since)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query).all()]
+
+    def thd_prune_dhcp_seen(self, before):
+        """Forget requests seen before ``before``; how many rows went."""
+        t = schema.dhcp_seen
+        with self.engine.begin() as conn:
+            return conn.execute(t.delete().where(t.c.last_request < before)).rowcount
+
     # -- rules ---------------------------------------------------------------
 
     def thd_create_rule(self, rule, now):
@@ -1044,6 +1161,21 @@ class SQLStore:
 
     def put_dhcp_lease(self, mac, ip, expires_at):
         return self._run(self.thd_put_dhcp_lease, mac, ip, expires_at)
+
+    def bump(self, name):
+        return self._run(self.thd_bump, name)
+
+    def generation(self, name):
+        return self._run(self.thd_generation, name)
+
+    def put_dhcp_seen(self, rows):
+        return self._run(self.thd_put_dhcp_seen, rows)
+
+    def dhcp_seen_since(self, since):
+        return self._run(self.thd_dhcp_seen_since, since)
+
+    def prune_dhcp_seen(self, before):
+        return self._run(self.thd_prune_dhcp_seen, before)
 
     def create_rule(self, rule, now):
         return self._run(self.thd_create_rule, rule, now)

@@ -60,7 +60,7 @@ class OpenStackCLITests(IntegrationCase):
         self.cli("baremetal", "introspection", "abort", name)
         status = self.inspectord.wait_finished(uuid)
         self.assertEqual((status["state"], status["error"]), ("error", "Canceled by operator"))
-        self.assertEqual(self.client.node.get(uuid).power_state, "power off")
+        self.wait_power_state(uuid, "power off")  # applied by Ironic asynchronously
         # Aborting again cannot apply: a clear error, not a silent success.
         result = self.cli("baremetal", "introspection", "abort", name, ok=False)
         self.assertNotEqual(result.returncode, 0)

@@ -63,10 +63,10 @@ class DiscoveryTests(IntegrationCase):
         result = self.inspectord.wait_finished(uuid)
         self.assertIsNone(result["error"], self.inspectord.log_tail())
 
-        node = self.client.node.get(uuid)
+        # Powered off once processed, as any node (Ironic applies it asynchronously).
+        node = self.wait_power_state(uuid, "power off")
         self.assertEqual(node.driver, "fake-hardware")
         self.assertEqual(node.provision_state, "enroll")
-        self.assertEqual(node.power_state, "power off")  # powered off once processed, as any node
         self.assertEqual(node.resource_class, "discovered")
         self.assertEqual(node.extra["auto_discovered"], True)
         self.assertEqual(node.extra["vendor"], data["inventory"]["system_vendor"]["manufacturer"])

@@ -24,7 +24,7 @@ class IntrospectionFlowTests(IntegrationCase):
         self.assertEqual(node.properties["cpu_arch"], "x86_64")
         self.assertEqual(node.properties["memory_mb"], "24576")
         self.assertEqual(node.properties["local_gb"], "255")
-        self.assertEqual(node.power_state, "power off")
+        self.wait_power_state(uuid, "power off")  # applied by Ironic asynchronously
         ports = {p.address: p for p in self.client.port.list(node=uuid, detail=True)}
         # add_ports=pxe with a known boot interface: only the PXE MAC.
         self.assertEqual(sorted(ports), [macs[0]])
@@ -42,7 +42,7 @@ class IntrospectionFlowTests(IntegrationCase):
             {k: node.properties.get(k) for k in ("cpus", "cpu_arch", "memory_mb", "local_gb")},
             {"cpus": "8", "cpu_arch": "x86_64", "memory_mb": "16384", "local_gb": "446"},
         )
-        self.assertEqual(node.power_state, "power off")
+        self.wait_power_state(uuid, "power off")  # applied by Ironic asynchronously
 
     def test_ramdisk_error_ends_waiting_node_in_error(self):
         macs = new_macs(1)

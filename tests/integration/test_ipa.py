@@ -30,6 +30,6 @@ class RealIPATests(IntegrationCase):
         self.assertEqual(node.properties["memory_mb"], str(expected["memory_mb"]))
         if expected["root_disk_size"]:
             self.assertEqual(node.properties["local_gb"], str(expected["root_disk_size"] // GiB - 1))
-        self.assertEqual(node.power_state, "power off")
+        self.wait_power_state(uuid, "power off")  # applied by Ironic asynchronously
         ports = [p.address for p in self.client.port.list(node=uuid)]
         self.assertEqual(sorted(ports), sorted(macs))

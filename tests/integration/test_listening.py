@@ -213,7 +213,7 @@ class CommandTests(IntegrationCase):
 
         with sqlite3.connect(database) as db:
             tables = {row[0] for row in db.execute("select name from sqlite_master where type = 'table'")}
-        self.assertIn("nodes", tables)
+        self.assertIn("inspectord_nodes", tables)
 
 
 class RefusedStartTests(base.unittest.SynchronousTestCase):
@@ -241,3 +241,57 @@ class RefusedStartTests(base.unittest.SynchronousTestCase):
         path = os.path.join(tempfile.mkdtemp(dir=base._workdir), "missing", "inspector.sock")
         message = self.start_fails("\n[DEFAULT]\nlisten_unix_socket = {}\n".format(path))
         self.assertIn(path, message)
+
+
+class IronicOverHTTPSTests(base.unittest.SynchronousTestCase):
+    """[ironic]cafile, certfile, keyfile and insecure apply to the requests to Ironic itself.
+
+    The real Ironic behind a TLS relay (``devenv.tls.TLSRelay``) with the
+    test CA's server certificate, requiring a client certificate.
+    """
+
+    skip = base.SKIP
+
+    def setUp(self):
+        self.ironic = base.ironic()
+        self.pki = tls.make_pki(tempfile.mkdtemp(dir=base._workdir))
+        target = ("127.0.0.1", int(self.ironic.url.rsplit(":", 1)[1].split("/")[0]))
+        self.relay = tls.TLSRelay(target, self.pki.server_cert, self.pki.server_key, client_ca=self.pki.ca)
+        self.addCleanup(self.relay.stop)
+        self.url = "https://127.0.0.1:{}".format(self.relay.port)
+
+    def start(self, ironic_options):
+        process = InspectordProcess(
+            tempfile.mkdtemp(dir=base._workdir), self.url, extra_config="\n[ironic]\n" + ironic_options
+        )
+        process.start()
+        self.addCleanup(process.stop)
+        uuid = self.ironic.enroll_node("tls-" + new_macs(1)[0].replace(":", "")[-6:], new_macs(1)).uuid
+        self.addCleanup(self.ironic.client().node.delete, uuid)
+        return process, uuid
+
+    def test_private_ca_and_client_certificate(self):
+        process, uuid = self.start("cafile = {}\ncertfile = {}\nkeyfile = {}\n".format(
+            self.pki.ca, self.pki.client_cert, self.pki.client_key))
+        status, _, body = process.call("POST", "/v1/introspection/" + uuid)
+        self.assertEqual(status, 202, body)
+
+    def test_untrusted_ironic_certificate_is_refused(self):
+        # The system's CAs do not know the test CA: fails closed, as a 503 naming Ironic.
+        process, uuid = self.start("certfile = {}\nkeyfile = {}\n".format(self.pki.client_cert, self.pki.client_key))
+        status, _, body = process.call("POST", "/v1/introspection/" + uuid)
+        self.assertEqual(status, 503, body)
+        self.assertIn("Ironic", body["error"]["message"])
+
+    def test_missing_client_certificate_is_refused_by_ironic(self):
+        process, uuid = self.start("cafile = {}\n".format(self.pki.ca))
+        status, _, body = process.call("POST", "/v1/introspection/" + uuid)
+        self.assertEqual(status, 503, body)
+
+    def test_unreadable_cafile_stops_the_start(self):
+        process = InspectordProcess(
+            tempfile.mkdtemp(dir=base._workdir), self.url, extra_config="\n[ironic]\ncafile = /nonexistent/ca.pem\n"
+        )
+        with self.assertRaises(RuntimeError) as caught:
+            process.start(timeout=60)
+        self.assertIn("[ironic]cafile /nonexistent/ca.pem", str(caught.exception))

@@ -3,7 +3,7 @@
 A real ``twistd inspectord`` against the real Ironic; the page is loaded by
 Debian's chromium through chromium-driver (selenium) during a real
 introspection.  Set ``INSPECTORD_SCREENSHOT_DIR`` to keep the screenshots
-(relative to the checkout; the README's come from ``INSPECTORD_SCREENSHOT_DIR=doc/images``).
+(relative to the checkout; the README's come from ``INSPECTORD_SCREENSHOT_DIR=doc/source/images``).
 """
 
 import os

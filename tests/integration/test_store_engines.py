@@ -246,6 +246,23 @@ class EngineDifferences:
             self.assertEqual(outcomes, [None, None])
         self.assertEqual(len(self.store.thd_dhcp_leases()), 1)
 
+    def test_concurrent_change_counts_none_lost(self):
+        """Instances counting PXE filter changes at once (the row missing at first): every change counted."""
+        for _ in range(5):
+            outcomes = _together(2, self.store.thd_bump, "pxe_filter")
+            self.assertEqual(sorted(outcomes)[1] - sorted(outcomes)[0], 1, outcomes)
+        self.assertEqual(self.store.thd_generation("pxe_filter"), 10)
+
+    def test_dhcp_seen_newer_request_wins(self):
+        mac = "52:54:00:30:00:01"
+        later = T0 + datetime.timedelta(microseconds=1500)
+        self.store.thd_put_dhcp_seen([(mac, later, "request", True)])
+        self.store.thd_put_dhcp_seen([(mac, T0, "discover", False), ("52:54:00:30:00:02", T0, "discover", False)])
+        rows = dict((r[0], r[1:]) for r in self.store.thd_dhcp_seen_since(None))
+        self.assertEqual(rows[mac], (later, "request", True))
+        self.assertEqual(len(rows), 2)
+        self.assertEqual(self.store.thd_dhcp_seen_since(later), [(mac, later, "request", True)])
+
     # -- migrations ---------------------------------------------------------
 
     def test_three_instances_migrate_an_empty_database_at_once(self):

@@ -389,7 +389,10 @@ class ContinueRouteTests(APITestCase):
             raise KeyError("cpu")
 
         self.patch(self.h.introspection.hooks[0], "before_update", broken)
-        self.assertError(self.continue_(ipa_data()), 500, "Unexpected exception KeyError")
+        hook = self.h.introspection.hooks[0].name
+        response = self.continue_(ipa_data())
+        self.assertError(response, 400, "Invalid ramdisk data: processing hook {} could not use it".format(hook))
+        self.assertNotIn("KeyError", response[2]["error"]["message"])
         self.assertEqual(self.state(uuid), "error")
         self.flushLoggedErrors(KeyError)
 

@@ -585,8 +585,9 @@ class ContinueTests(FlowTestCase):
 
         self.patch(self.introspection.hooks[-1], "before_update", broken)
         failure = self.failureResultOf(self.post(ipa_data()), errors.InspectordError)
-        self.assertEqual(failure.value.code, 500)
-        self.assertIn("ZeroDivisionError", self.record(uuid).error)
+        self.assertEqual(failure.value.code, 400)
+        hook = self.introspection.hooks[-1].name
+        self.assertEqual(self.record(uuid).error, "Invalid ramdisk data: processing hook {} could not use it".format(hook))
         self.assertEqual(self.record(uuid).state, "error")
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 

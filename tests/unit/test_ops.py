@@ -450,8 +450,16 @@ class HealthcheckTests(SynchronousTestCase):
 
 class StatusPageTests(SynchronousTestCase):
     def page(self, h, path, **headers):
+        """What a browser gets (it asks for HTML)."""
+        headers.setdefault("Accept", "text/html,application/xhtml+xml")
         code, response_headers, body = h.request("GET", path, headers=headers)
         return code, response_headers, body
+
+    def test_errors_are_json_for_other_clients(self):
+        h = OpsHarness()
+        code, _, body = h.request("GET", "/ui/nodes/00000000-0000-0000-0000-000000000000")
+        self.assertEqual(code, 404)
+        self.assertIn("was not found", body["error"]["message"])
 
     def test_overview_lists_active_and_finished_with_dhcp_diagnosis(self):
         h = OpsHarness()

@@ -232,6 +232,53 @@ class EventSyncTests(ServiceTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
+class InstancesTests(ServiceTestCase):
+    """Two instances' filters on one database: a change reaches the other within a second."""
+
+    def setUp(self):
+        super().setUp()
+        self.other_driver = FakeDriver()
+        self.other = pxe_service.PXEFilterService(
+            self.other_driver, self.store, FakePorts([A, B, C]), self.clock, sync_period=self.sync_period
+        )
+        self.start()
+        self.other.startService()
+        self.addCleanup(lambda: self.successResultOf(self.other.stopService()) if self.other.running else None)
+        self.clock.advance(pxe_service.POLL_INTERVAL)
+
+    def test_change_notified_on_one_reaches_the_other_within_a_second(self):
+        start_node(self.store, "n1", [A])
+        self.service.notify()
+        self.clock.advance(pxe_service.SYNC_DELAY)
+        self.assertTrue(self.service.allows(A))
+        self.assertFalse(self.other.allows(A))
+        self.clock.advance(pxe_service.POLL_INTERVAL)
+        self.assertTrue(self.other.allows(A))
+        self.assertLess(pxe_service.POLL_INTERVAL + pxe_service.SYNC_DELAY, 1.0)
+        finish_node(self.store, "n1")
+        self.other.notify()
+        self.clock.advance(pxe_service.SYNC_DELAY)
+        self.assertFalse(self.other.allows(A))
+        self.clock.advance(pxe_service.POLL_INTERVAL)
+        self.assertFalse(self.service.allows(A))
+
+    def test_own_change_costs_no_second_sync(self):
+        syncs = self.service.health()["syncs"]
+        start_node(self.store, "n1", [A])
+        self.service.notify()
+        self.clock.advance(pxe_service.SYNC_DELAY)
+        self.clock.advance(pxe_service.POLL_INTERVAL * 4)
+        self.assertEqual(self.service.health()["syncs"], syncs + 1)
+
+    def test_unreadable_counter_left_to_the_periodic_sync(self):
+        self.store.generation = lambda name: defer.fail(errors.InspectordError("database is locked"))
+        start_node(self.store, "n1", [A])
+        self.clock.advance(pxe_service.POLL_INTERVAL * 3)
+        self.assertFalse(self.other.allows(A))
+        self.clock.advance(self.sync_period)
+        self.assertTrue(self.other.allows(A))
+
+
 class FailureTests(ServiceTestCase):
     def test_backoff_then_recovery_without_restart(self):
         self.driver.fail = CommandFailed(("nft", "-f", "-"), "cannot be started (No such file or directory)")
