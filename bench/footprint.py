@@ -77,10 +77,14 @@ def _settled_rss_mb(pid, settle, timeout=30.0):
     return procstats.rss_mb(pid)
 
 
-def start_once(workdir, name, settle=2.0):
-    """Start inspectord in ``workdir`` (keeping its database), measure, stop."""
+def start_once(workdir, name, settle=2.0, source=None):
+    """Start inspectord in ``workdir`` (keeping its database), measure, stop.
+
+    :param source: another checkout's top directory to run inspectord from
+        (its ``inspectord`` package first on ``PYTHONPATH``), to compare.
+    """
     modules_file = pathlib.Path(workdir) / "{}.modules".format(name)
-    process = _Recorded(workdir, modules_file)
+    process = _Recorded(workdir, modules_file, env={"PYTHONPATH": str(source)} if source else None)
     process.start()
     try:
         rss = _settled_rss_mb(process.process.pid, settle)
@@ -98,9 +102,9 @@ def start_once(workdir, name, settle=2.0):
     }
 
 
-def measure(workdir, settle=2.0):
+def measure(workdir, settle=2.0, source=None):
     """Fresh database, then restart: ``[first, restart]`` records."""
-    return [start_once(workdir, "first", settle), start_once(workdir, "restart", settle)]
+    return [start_once(workdir, "first", settle, source), start_once(workdir, "restart", settle, source)]
 
 
 def markdown(runs, meta):
@@ -130,12 +134,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
+    parser.add_argument("--source", help="run inspectord from this checkout instead (e.g. an older commit's "
+                        "'git archive'), to compare; its results go to footprint-source.*")
     parser.add_argument("--shared", action="store_true", help="say the machine was shared with other work")
     args = parser.parse_args(argv)
     runs = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="inspectord-footprint-") as workdir:
-            runs.append(measure(workdir))
+            runs.append(measure(workdir, source=args.source))
         print("idle RSS: first start {:.1f} MB, restart {:.1f} MB".format(
             runs[-1][0]["idle_rss_mb"], runs[-1][1]["idle_rss_mb"]), flush=True)
     meta = {
@@ -147,8 +153,10 @@ def main(argv=None):
     }
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "footprint.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
-    (out / "footprint.md").write_text(markdown(runs, meta))
+    meta["source"] = args.source
+    stem = "footprint-source" if args.source else "footprint"
+    (out / (stem + ".json")).write_text(json.dumps({"meta": meta, "runs": runs}, indent=1) + "\n")
+    (out / (stem + ".md")).write_text(markdown(runs, meta))
     print(markdown(runs, meta))
 
 
