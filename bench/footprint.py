@@ -117,6 +117,7 @@ def markdown(runs, meta):
             len(runs), meta["machine"], meta["cpus"], ", shared with other work" if meta.get("shared") else ""
         ),
         "",
+        *(["inspectord run from ``{}``.".format(meta["source"]), ""] if meta.get("source") else []),
         "| start | idle RSS (MB), median | min | max | heavy libraries imported |",
         "|---|---|---|---|---|",
     ]
