@@ -37,6 +37,7 @@ from inspectord.pxe import decisions, dnsmasq, iptables, nftables  # noqa: E402
 from inspectord.pxe.process import Runner  # noqa: E402
 from inspectord.pxe.service import PXEFilterService  # noqa: E402
 from inspectord.store import SQLStore, make_engine  # noqa: E402
+from inspectord.threads import PoolRunner  # noqa: E402
 from inspectord.store.pool import SynchronousPool  # noqa: E402
 
 INTERFACE = "bench0"
@@ -169,7 +170,7 @@ class Bench:
         pool.start()
         try:
             hostsdir = os.path.join(workdir, "hosts")
-            driver = dnsmasq.DnsmasqDriver(self.runner, dnsmasq.thread_runner(self.reactor, pool), hostsdir)
+            driver = dnsmasq.DnsmasqDriver(self.runner, PoolRunner(self.reactor, pool).run, hostsdir)
             first = await timed(self.reactor, lambda: driver.apply(self.state))
             self.row("dnsmasq first full write, {:,} files".format(driver.last_written), first * 1000, "ms")
             full = await self.runs(lambda: driver.apply(self.state))

@@ -43,6 +43,7 @@ class FaultProxy:
         self._upstream = (parts.hostname, parts.port or 80)
         self._rules = []
         self._lock = threading.Lock()
+        self._down = False
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -68,6 +69,12 @@ class FaultProxy:
 
     def stop(self):
         self.release_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def go_down(self):
+        """Ironic becomes unreachable: new connections are refused, open ones closed at their next request."""
+        self._down = True
         self._server.shutdown()
         self._server.server_close()
 
@@ -106,6 +113,9 @@ class FaultProxy:
         rule.released.wait(rule.delay)
 
     def _handle(self, handler):
+        if self._down:
+            handler.close_connection = True
+            return
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
         rule = self._match(handler.command, handler.path)

@@ -189,7 +189,8 @@ _OPTS = {
             min=0,
             help="Seconds a graceful stop (SIGTERM) lets ramdisk callbacks and Ironic calls in flight "
             "finish; what remains is interrupted and its leases released, so another instance (or this "
-            "one, restarted) resumes it at once.",
+            "one, restarted) resumes it at once. Work waiting to retry an unreachable Ironic or BMC is "
+            "interrupted at once, not after this grace.",
         ),
     ],
     "database": [

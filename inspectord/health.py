@@ -14,7 +14,6 @@ uptime and version.
 """
 
 import dataclasses
-import datetime
 import ipaddress
 import os
 
@@ -22,6 +21,7 @@ from twisted.internet import defer
 
 from inspectord import __version__
 from inspectord import errors
+from inspectord.timeutil import iso
 
 BACKENDS = ("disable_by_file", "disable_by_files_ports", "enable_by_files")
 #: Seconds a dependency may take to answer the detailed view.
@@ -146,7 +146,7 @@ class HealthCheck:
             "detailed": True,
             "status": "disabled" if not verdict.healthy else ("ok" if all(c["ok"] for c in checks.values()) else "degraded"),
             "version": __version__,
-            "started_at": _iso(self.started),
+            "started_at": iso(self.started),
             "uptime_seconds": round(now - self.started, 3),
             "database": database,
             "ironic": ironic,
@@ -192,10 +192,10 @@ class HealthCheck:
         report["ok"] = report.get("state") == "ok"
         for key in ("last_success", "next_retry"):
             if isinstance(report.get(key), (int, float)):
-                report[key] = _iso(report[key])
+                report[key] = iso(report[key])
         ironic = report.get("ironic")
         if isinstance(ironic, dict) and isinstance(ironic.get("last_success"), (int, float)):
-            report["ironic"] = dict(ironic, last_success=_iso(ironic["last_success"]))
+            report["ironic"] = dict(ironic, last_success=iso(ironic["last_success"]))
         return report
 
     def _verifier(self):
@@ -203,7 +203,3 @@ class HealthCheck:
         if pool is None:
             return {"enabled": False}
         return {"enabled": True, "threads": pool.max, "busy": len(pool.working), "queued": pool.q.qsize()}
-
-
-def _iso(seconds):
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat()

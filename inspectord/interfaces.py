@@ -50,6 +50,9 @@ class IIronic(Interface):
     def list_ports(node_uuid, fields):
         """The node's ports, with ``fields``."""
 
+    def stop_retrying():
+        """inspectord is stopping: calls stuck retrying an unreachable Ironic end with ``CancelledError``."""
+
     def list_all_port_macs():
         """The address of every port."""
 
@@ -93,3 +96,6 @@ class ICredentialsVerifier(Interface):
 
     def verify(address, username, password, port=623):
         """A Deferred firing once a login succeeds; failing with ``IPMIRejected`` or ``IPMIUnreachable``."""
+
+    def stop():
+        """inspectord is stopping: verifications in progress end with ``CancelledError`` at once."""

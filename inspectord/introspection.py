@@ -15,7 +15,6 @@ import urllib.parse
 import uuid as uuidlib
 
 from twisted.internet import defer, task
-from twisted.internet.threads import deferToThreadPool
 
 from inspectord import errors
 from inspectord import secrets
@@ -28,7 +27,8 @@ from inspectord.processing import hooks as hooks_mod
 from inspectord.processing import ramdisk_logs
 from inspectord.processing import rules as rules_mod
 from inspectord.processing.update import apply as apply_update
-from inspectord.store.sql import utc
+from inspectord.background import Background
+from inspectord.timeutil import utc
 
 VALID_PROVISION_STATES = ("enroll", "manageable", "inspecting", "inspect wait", "inspect failed")
 ACTIVE_PROVISION_STATES = ("active", "rescue")
@@ -115,7 +115,7 @@ class Introspection:
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
     :param config: the frozen :class:`inspectord.config.Config`.
     :param clock: ``IReactorTime``.
-    :param io_pool: thread pool for blocking host work (resolving BMC
+    :param io_pool: ``run(f, *args) -> Deferred`` for blocking host work (resolving BMC
         host names, writing ramdisk logs).
     :param pxe_filter: told whenever the set of nodes under introspection
         changes (``notify()``).
@@ -154,8 +154,8 @@ class Introspection:
             self._discovery = discovery_mod.Discovery(store, ironic, config, clock, node_snapshot)
         # Earliest time this instance may power on the next node.
         self._next_power_on = 0.0
-        # Background work and requests (Deferreds) in flight, for orderly shutdown and tests.
-        self._pending = set()
+        # Background work and requests in flight, for orderly shutdown and tests.
+        self._work = Background(self.log)
         #: Who holds the leases this instance takes ([lifecycle]).
         self.owner = owner or instance_owner(config.default.host)
         lifecycle = config.lifecycle
@@ -193,43 +193,20 @@ class Introspection:
         if record.uuid not in self._log_fields:
             self._remember_log_fields(record.uuid, record.ports, bmc)
 
-    def _background(self, coro, what, node=None):
-        d = defer.Deferred.fromCoroutine(coro)
-        self._pending.add(d)
-
-        def done(result):
-            self._pending.discard(d)
-            return result
-
-        def failed(f):
-            fields = {"node": node} if node else {}
-            if f.check(defer.CancelledError):
-                self.log.info("Interrupted while {what}", what=what, **fields)
-            else:
-                self.log.failure("Unexpected failure while {what}", f, what=what, **fields)
-
-        d.addBoth(done)
-        d.addErrback(failed)
-        return d
+    def _background(self, coro, what, node):
+        return self._work.start(coro, what, node=node)
 
     def _track(self, coro):
         """Run a request's work, counted as in flight until it ends; its Deferred."""
-        d = defer.Deferred.fromCoroutine(coro)
-        self._pending.add(d)
-
-        def done(result):
-            self._pending.discard(d)
-            return result
-
-        return d.addBoth(done)
+        return self._work.track(coro)
 
     def _check_running(self):
         if self._stopping:
-            raise errors.Unavailable("inspectord is stopping; retry in a moment")
+            raise errors.Stopping("inspectord is stopping; retry in a moment")
 
     def wait_idle(self):
         """A Deferred that fires when no background work is in flight."""
-        return defer.DeferredList(list(self._pending), consumeErrors=True)
+        return self._work.idle()
 
     async def stop(self, grace=None):
         """Stop taking work, drain what is in flight, release the leases of the rest.
@@ -244,12 +221,18 @@ class Introspection:
         if grace is None:
             grace = self.config.lifecycle.stop_grace
         self._stopping = True
+        # Waiting for an unreachable Ironic or BMC cannot end within any
+        # grace: those waits end now, and their nodes resume elsewhere.
+        if self.ironic is not None:
+            self.ironic.stop_retrying()
+        if self.verifier is not None:
+            self.verifier.stop()
         queued = list(self._queued.values())
         if queued:
             self.log.info("Stopping: releasing {count} start(s) waiting for their turn", count=len(queued))
         for waiting in queued:
             waiting.cancel()
-        while self._pending:
+        while self._work:
             idle = self.wait_idle()
             idle.addTimeout(grace, self.clock)
             try:
@@ -259,6 +242,7 @@ class Introspection:
                     "Stopped with work in flight after {grace} s; its nodes are released to other instances",
                     grace=grace,
                 )
+                self._work.cancel_all()
                 break
         if self._renewal is not None:
             self._renewal.stop()
@@ -329,14 +313,14 @@ class Introspection:
         config = self.config
         setting_credentials = new_ipmi_username is not None or new_ipmi_password is not None
         if setting_credentials and not config.processing.enable_setting_ipmi_credentials:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Setting IPMI credentials is disabled; enable it with "
                 "[processing]enable_setting_ipmi_credentials"
             )
         if manage_boot is None:
             manage_boot = config.default.can_manage_boot
         elif manage_boot and not config.default.can_manage_boot:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Managed boot is requested, but this installation cannot manage boot "
                 "([DEFAULT]can_manage_boot is false)"
             )
@@ -357,7 +341,7 @@ class Introspection:
         if manage_boot:
             ok, reason = await self.ironic.validate_power(uuid)
             if not ok:
-                raise errors.BadRequest("Failed validation of power interface for node {}: {}".format(uuid, reason))
+                raise errors.InvalidInput("Failed validation of power interface for node {}: {}".format(uuid, reason))
         port_map = _port_map(await self.ironic.list_ports(uuid, fields=PORT_FIELDS))
         attributes = [("mac", mac) for mac in port_map]
         attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
@@ -385,22 +369,22 @@ class Introspection:
         from inspectord.ipmi import validate_new_credentials
 
         if node.get("provision_state") != "enroll":
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Node {} is in provision state {!r}: IPMI credentials can only be set on a node "
                 "in the enroll state".format(node["uuid"], node.get("provision_state"))
             )
         if username is None:
             username = (node.get("driver_info") or {}).get("ipmi_username")
         if not username:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "new_ipmi_username is required: node {} has no driver_info.ipmi_username".format(node["uuid"])
             )
         if not password:
-            raise errors.BadRequest("new_ipmi_password is required to set IPMI credentials")
+            raise errors.InvalidInput("new_ipmi_password is required to set IPMI credentials")
         try:
             validate_new_credentials(username, password)
         except ValueError as e:
-            raise errors.BadRequest(str(e)) from None
+            raise errors.InvalidInput(str(e)) from None
         return {"username": username, "password": password}
 
     def _check_provision_state(self, node):
@@ -409,7 +393,7 @@ class Introspection:
         if self.config.processing.permit_active_introspection:
             valid = valid + ACTIVE_PROVISION_STATES
         if state not in valid:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 'Invalid provision state for introspection: "{}", valid states are "{}"'.format(state, '", "'.join(valid))
             )
 
@@ -436,7 +420,7 @@ class Introspection:
         if self._io_pool is None:
             return []
         try:
-            infos = await deferToThreadPool(self._reactor, self._io_pool, socket.getaddrinfo, host, None)
+            infos = await self._io_pool.run(socket.getaddrinfo, host, None)
         except OSError as e:
             self.log.warn("Cannot resolve BMC address {host}: {error}", host=host, error=str(e))
             return []
@@ -538,7 +522,7 @@ class Introspection:
         try:
             return await self._track(self._process(raw, source))
         except defer.CancelledError:
-            raise errors.Unavailable(
+            raise errors.Stopping(
                 "inspectord stopped while processing; the data is stored and will be processed again"
             ) from None
 
@@ -550,6 +534,8 @@ class Introspection:
                 await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
                 failures.append("Preprocessing hook {}: {}".format(hook.name, e))
+            except defer.CancelledError:
+                raise
             except Exception:
                 # Logged with its traceback; the client is told which hook, not how it broke.
                 self.log.failure("Hook {hook} failed", hook=hook.name)
@@ -568,7 +554,7 @@ class Introspection:
             )
             if failures:
                 await self._store_logs(data, None)
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "The following failures happened during running pre-processing hooks:\n"
                     + "\n".join(failures + ["Look up error: " + lookup])
                 )
@@ -639,7 +625,7 @@ class Introspection:
                     owner=self.owner,
                 )
             except errors.StateChanged:
-                raise errors.Conflict("Node {} is already being processed".format(record.uuid)) from None
+                raise errors.NodeBusy("Node {} is already being processed".format(record.uuid)) from None
         finally:
             hold.stop()
         return record, None
@@ -649,10 +635,10 @@ class Introspection:
         """Raise why ramdisk data for ``record`` (not waiting) is refused."""
         uuid = record.uuid
         if record.state in (st.State.processing.value, st.State.reapplying.value, st.State.enrolling.value):
-            raise errors.Conflict("Node {} is already being processed".format(uuid))
+            raise errors.NodeBusy("Node {} is already being processed".format(uuid))
         if record.state == st.State.starting.value:
-            raise errors.Conflict("Node {} is still starting introspection; try again".format(uuid))
-        raise errors.Forbidden(
+            raise errors.NodeBusy("Node {} is still starting introspection; try again".format(uuid))
+        raise errors.NotUnderIntrospection(
             "Node {} is not under introspection (state {}{})".format(
                 uuid, record.state, ", error: " + record.error if record.error else ""
             )
@@ -779,9 +765,7 @@ class Introspection:
     async def _store_logs(self, data, uuid):
         if self._io_pool is None:
             return
-        await deferToThreadPool(
-            self._reactor, self._io_pool, ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now()
-        )
+        await self._io_pool.run(ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now())
 
     async def _verify_credentials(self, record, data):
         """Log in to the BMC with the credentials the ramdisk set; record them in Ironic."""
@@ -833,11 +817,11 @@ class Introspection:
         """Stop a waiting introspection: power the node off, end in error."""
         record = await self.store.get_node(uuid)
         if record.state in (st.State.finished.value, st.State.error.value):
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Introspection of node {} already ended ({}); nothing to abort".format(uuid, record.state)
             )
         if record.state != st.State.waiting.value:
-            raise errors.Conflict("Node {} is {}; try to abort again later".format(uuid, record.state))
+            raise errors.NodeBusy("Node {} is {}; try to abort again later".format(uuid, record.state))
         self._check_running()
         try:
             record = await self.store.transition(
@@ -845,7 +829,7 @@ class Introspection:
                 lease_until=self.lease_until(st.State.aborting), owner=self.owner,
             )
         except errors.StateChanged:
-            raise errors.Conflict("Node {} changed state while aborting; try again".format(uuid)) from None
+            raise errors.NodeBusy("Node {} changed state while aborting; try again".format(uuid)) from None
         hold = self._hold(uuid, st.State.aborting)
         self._background(self._end_abort(record, hold), "aborting node " + uuid, node=uuid)
 
@@ -873,12 +857,12 @@ class Introspection:
         self._check_running()
         record = await self.store.get_node(uuid)
         if record.state not in (st.State.finished.value, st.State.error.value):
-            raise errors.Conflict("Node {} is {}; reapply once it is finished".format(uuid, record.state))
+            raise errors.NodeBusy("Node {} is {}; reapply once it is finished".format(uuid, record.state))
         if raw is None:
             try:
                 raw = await self.get_data(uuid, False)
             except errors.NotFound:
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "No unprocessed data is stored for node {} (set [processing]store_data=database or swift, "
                     "or post the data to reapply)".format(uuid)
                 ) from None
@@ -902,7 +886,7 @@ class Introspection:
                 owner=self.owner,
             )
         except errors.StateChanged:
-            raise errors.Conflict("Node {} is locked, please, try again later".format(uuid)) from None
+            raise errors.NodeBusy("Node {} is locked, please, try again later".format(uuid)) from None
         self.metrics.introspection_started()
         hold = self._hold(uuid, st.State.reapplying)
         self._background(self._reapply(record, data, hold), "reapplying node " + uuid, node=uuid)
@@ -1074,15 +1058,23 @@ class Introspection:
 
     async def lease_scan(self):
         """The periodic lease scan ([lifecycle]lease_check_period); never raises."""
+        if self._stopping:
+            return
         try:
-            await self.resume_abandoned()
+            await self._track(self.resume_abandoned())
+        except defer.CancelledError:
+            self.log.info("Lease scan interrupted by the stop")
         except Exception:
             self.log.failure("Lease scan failed")
 
     async def periodic(self):
         """One pass of the periodic work; never raises."""
+        if self._stopping:
+            return
         try:
-            await self.check_timeouts()
+            await self._track(self.check_timeouts())
+        except defer.CancelledError:
+            self.log.info("Periodic introspection check interrupted by the stop")
         except Exception:
             self.log.failure("Periodic introspection check failed")
 

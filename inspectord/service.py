@@ -7,7 +7,6 @@ import os
 from twisted.application import internet, service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.python import threadpool
 from twisted.web.client import Agent, HTTPConnectionPool
 from treq.client import HTTPClient
 
@@ -25,6 +24,7 @@ from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
 from inspectord.store.swift import make_data_store
 from inspectord.store.sql import DatabaseUnreachable
+from inspectord.threads import ThreadPoolService
 
 MAX_BODY_SIZE = 16 * 1024 * 1024
 
@@ -47,22 +47,6 @@ def settle_memory():
         return False
     trim(0)
     return True
-
-
-class ThreadPoolService(service.Service):
-    """A named thread pool started and stopped with the service tree."""
-
-    def __init__(self, name, size):
-        self.name = name
-        self.pool = threadpool.ThreadPool(minthreads=0, maxthreads=size, name=name)
-
-    def startService(self):
-        super().startService()
-        self.pool.start()
-
-    def stopService(self):
-        super().stopService()
-        self.pool.stop()
 
 
 class OrderedMultiService(service.MultiService):
@@ -194,11 +178,17 @@ class InspectordService(service.MultiService):
         await self.introspection.stop()
 
     def stopService(self):
+        """Stop the children (listening, timers, PXE filter) while the introspection work drains.
+
+        Both at once: a timer's call in progress is introspection work the
+        drain interrupts after its grace, so waiting for the timers first
+        would wait for work nothing interrupts.
+        """
         if self.notifier is not None:
             self.notifier.stopping()
-        d = defer.maybeDeferred(service.MultiService.stopService, self)
-        d.addCallback(lambda _: defer.Deferred.fromCoroutine(self._stop()))
-        return d
+        draining = defer.Deferred.fromCoroutine(self._stop())
+        children = defer.maybeDeferred(service.MultiService.stopService, self)
+        return defer.gatherResults([children, draining], consumeErrors=True).addCallback(lambda _: None)
 
 
 def _https_policy(section, auth_options):
@@ -224,7 +214,7 @@ def make_service(config, reactor, environ=None):
     db_pool = DatabasePool(reactor, size=1 if engine.dialect.name == "sqlite" else 8)
     db_pool.setServiceParent(top)
     metrics.watch_store(engine, db_pool)
-    io_pool = ThreadPoolService("inspectord-io", 4)
+    io_pool = ThreadPoolService(reactor, "inspectord-io", 4)
     io_pool.setServiceParent(top)
     store = SQLStore(
         engine,
@@ -239,7 +229,7 @@ def make_service(config, reactor, environ=None):
     http = HTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
     ironic = IronicClient(
         http,
-        ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool.pool),
+        ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool),
         reactor,
         api_version=config.ironic_client.api_version,
         timeout=config.ironic_client.request_timeout,
@@ -248,14 +238,14 @@ def make_service(config, reactor, environ=None):
         max_in_flight=config.ironic_client.max_in_flight,
         metrics=metrics,
     )
-    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool.pool, metrics=metrics)
+    pxe_filter = pxe.make_filter(config, store, ironic, reactor, io_pool=io_pool, metrics=metrics)
     metrics.watch_pxe_filter(pxe_filter)
     verifier = ipmi_pool = None
     if config.processing.enable_setting_ipmi_credentials:
         from inspectord.ipmi import CredentialsVerifier
 
         options = config.ipmi_verification
-        ipmi_pool = ThreadPoolService("inspectord-ipmi", options.threads)
+        ipmi_pool = ThreadPoolService(reactor, "inspectord-ipmi", options.threads)
         ipmi_pool.setServiceParent(top)
         verifier = CredentialsVerifier(
             reactor, reactor, ipmi_pool.pool, window=options.window, attempt_timeout=options.attempt_timeout
@@ -265,7 +255,7 @@ def make_service(config, reactor, environ=None):
         ironic,
         config,
         reactor,
-        io_pool=io_pool.pool,
+        io_pool=io_pool,
         pxe_filter=pxe_filter,
         reactor=reactor,
         verifier=verifier,
@@ -274,7 +264,7 @@ def make_service(config, reactor, environ=None):
             None if config.swift_auth is None else HTTPClient(
                 Agent(reactor, contextFactory=_https_policy("swift", config.swift_auth), pool=http_pool)
             ),
-            reactor, io_pool.pool,
+            reactor, io_pool,
         ),
         metrics=metrics,
     )
@@ -282,7 +272,7 @@ def make_service(config, reactor, environ=None):
     if config.default.auth_strategy != "noauth":
         # bcrypt checks and policy/htpasswd file reads; small, so a flood of
         # logins cannot take the I/O threads.
-        auth_pool = ThreadPoolService("inspectord-auth", 2)
+        auth_pool = ThreadPoolService(reactor, "inspectord-auth", 2)
         auth_pool.setServiceParent(top)
         auth_threads = auth_pool.pool
     health = HealthCheck(

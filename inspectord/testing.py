@@ -26,7 +26,7 @@ def _apply_patch(target, patch):
     try:
         apply_json_patch(target, patch)
     except ValueError as e:
-        raise errors.BadRequest(str(e)) from None
+        raise errors.InvalidInput(str(e)) from None
 
 
 def _recorded(route):
@@ -194,7 +194,7 @@ class FakeIronic:
         self.patches.append((node["uuid"], patch))
         try:
             _apply_patch(node, patch)
-        except errors.BadRequest as e:
+        except errors.InvalidInput as e:
             return self._error(request, 400, str(e))
         return self._json(request, node)
 
@@ -287,7 +287,7 @@ class FakeIronic:
         keys = (port["address"], port["node_uuid"])
         try:
             _apply_patch(port, json.loads(request.content.read()))
-        except errors.BadRequest as e:
+        except errors.InvalidInput as e:
             return self._error(request, 400, str(e))
         finally:
             if (port["address"], port["node_uuid"]) != keys:
@@ -450,3 +450,6 @@ class FakeVerifier:
             return defer.fail(CredentialsRejected(address, port, username=username, reason="unauthorized",
                                                   attempts=1, elapsed=self.window))
         return defer.succeed(None)
+
+    def stop(self):
+        self.stopped = True

@@ -20,6 +20,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 from inspectord import errors
 from inspectord import state as st
 from inspectord.api import bodies, limits, openapi, ops, ui, versions
+from inspectord.api.status import BodyTooLarge, status_for
 from inspectord.processing import rules as rules_mod
 
 JSON = "application/json"
@@ -50,7 +51,7 @@ def _bool_arg(request, name, default=None):
         return True
     if text in ("false", "0", "no", "off", "n", "f"):
         return False
-    raise errors.BadRequest("Invalid boolean value for {}: {!r}".format(name, text))
+    raise errors.InvalidInput("Invalid boolean value for {}: {!r}".format(name, text))
 
 
 def _str_arg(request, name):
@@ -248,8 +249,8 @@ class API:
             request.api_version = versions.negotiate(header, standard)
             self._headers(request)
             if getattr(request, "too_large", False):
-                raise errors.InspectordError(
-                    "Request body is larger than the limit of {} bytes".format(request.max_body_size), code=413
+                raise BodyTooLarge(
+                    "Request body is larger than the limit of {} bytes".format(request.max_body_size)
                 )
             await self.auth.check(request, rule)
             result = await f(self, request, *args, **kwargs)
@@ -257,9 +258,10 @@ class API:
             self._headers(request)
             for name, value in getattr(e, "headers", {}).items():  # e.g. WWW-Authenticate on a 401
                 request.setHeader(name, value)
-            if e.code >= 500:
+            code = status_for(e)
+            if code >= 500:
                 self.log.error("{method} {path}: {error}", method=request.method.decode(), path=request.path.decode("utf-8", "replace"), error=e.message)
-            return self._error(request, e.code, e.message)
+            return self._error(request, code, e.message)
         except Exception:
             self.log.failure("Unexpected error in {method} {path}", method=request.method.decode(), path=request.path.decode("utf-8", "replace"))
             self._headers(request)
@@ -355,7 +357,7 @@ class API:
             code = 200
             return result
         except errors.InspectordError as e:
-            code = e.code or 500
+            code = status_for(e)
             raise
         finally:
             if self.metrics is not None:
@@ -389,13 +391,13 @@ class API:
         limit = self._limit(request)
         marker = _str_arg(request, "marker")
         if marker is not None and not _is_uuid(marker):
-            raise errors.BadRequest("Invalid marker {!r}: expected a node UUID".format(marker))
+            raise errors.InvalidInput("Invalid marker {!r}: expected a node UUID".format(marker))
         states = []
         for raw in request.args.get(b"state", []):
             states.extend(s.strip() for s in raw.decode("utf-8", "replace").split(",") if s.strip())
         unknown = [s for s in states if s not in {x.value for x in st.State}]
         if unknown:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Invalid state(s) {}; valid states are {}".format(
                     ", ".join(unknown), ", ".join(x.value for x in st.State)
                 )
@@ -404,7 +406,7 @@ class API:
             try:
                 await self.store.get_node(marker.lower())
             except errors.NotFound:
-                raise errors.BadRequest("Marker {} does not match any introspection".format(marker)) from None
+                raise errors.InvalidInput("Marker {} does not match any introspection".format(marker)) from None
         records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None, brief=True)
         return {"introspection": [self._status(request, r) for r in records]}
 
@@ -416,11 +418,11 @@ class API:
         try:
             limit = int(raw)
         except ValueError:
-            raise errors.BadRequest("Invalid limit {!r}: expected a positive integer".format(raw)) from None
+            raise errors.InvalidInput("Invalid limit {!r}: expected a positive integer".format(raw)) from None
         if limit < 0:
-            raise errors.BadRequest("Invalid limit {}: expected a positive integer".format(limit))
+            raise errors.InvalidInput("Invalid limit {}: expected a positive integer".format(limit))
         if limit > maximum:
-            raise errors.BadRequest("Limit {} is larger than the maximum of {}".format(limit, maximum))
+            raise errors.InvalidInput("Limit {} is larger than the maximum of {}".format(limit, maximum))
         return limit or maximum
 
     @app.route("/v1/introspection/<node_id>/abort", methods=["POST"])
@@ -461,7 +463,7 @@ class API:
         if raw.strip():
             data = bodies.parse_json(raw)
             if not isinstance(data, dict):
-                raise errors.BadRequest("Invalid data: expected a JSON object, got {}".format(type(data).__name__))
+                raise errors.InvalidInput("Invalid data: expected a JSON object, got {}".format(type(data).__name__))
         uuid = await self._node_uuid(node_id)
         try:
             await self.introspection.reapply(uuid, data)

@@ -42,15 +42,17 @@ import bcrypt
 from hyperlink import DecodedURL
 from treq.client import HTTPClient
 from twisted.internet import defer, ssl
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from inspectord import errors
 from inspectord.api import authz
+from inspectord.outbound import cancellation
+from inspectord.singleflight import SingleFlight
+from inspectord.threads import PoolRunner
+from inspectord.watchedfile import WatchedFile
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
@@ -81,9 +83,7 @@ BASIC_MAX_QUEUED_PER_SOURCE = 16
 
 
 class Unauthorized(errors.InspectordError):
-    """401, with the ``WWW-Authenticate`` challenge the API adds to the response."""
-
-    code = 401
+    """No credentials, or unknown ones; ``headers`` has the ``WWW-Authenticate`` challenge for the answer."""
 
     def __init__(self, message, challenge):
         super().__init__(message)
@@ -91,41 +91,15 @@ class Unauthorized(errors.InspectordError):
 
 
 class AuthUnavailable(errors.InspectordError):
-    """503: the identity service cannot be used right now."""
+    """The identity service cannot be used right now."""
 
-    code = 503
+
+class TooManyLogins(errors.InspectordError):
+    """One client address has too many login checks waiting."""
 
 
 def _fingerprint(secret):
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-class _SharedCalls:
-    """Concurrent calls under one key make one underlying call; every caller gets its own Deferred."""
-
-    def __init__(self):
-        self._waiters = {}
-
-    def __len__(self):
-        return len(self._waiters)
-
-    def call(self, key, async_function, *args):
-        mine = defer.Deferred()
-        if key in self._waiters:
-            self._waiters[key].append(mine)
-            return mine
-        self._waiters[key] = [mine]
-        defer.Deferred.fromCoroutine(async_function(*args)).addBoth(self._done, key)
-        return mine
-
-    def _done(self, result, key):
-        for waiter in self._waiters.pop(key):
-            if waiter.called:  # cancelled: its client went away
-                continue
-            if isinstance(result, Failure):
-                waiter.errback(result)
-            else:
-                waiter.callback(result)
 
 
 class _ExpiringCache:
@@ -159,17 +133,6 @@ class _ExpiringCache:
 
     def clear(self):
         self._entries.clear()
-
-
-class _ThreadPoolRunner:
-    """``run(f, *args) -> Deferred``: ``f`` in a thread pool (the shape of store.pool's runners)."""
-
-    def __init__(self, reactor, threadpool):
-        self._reactor = reactor
-        self._threadpool = threadpool
-
-    def run(self, f, *args):
-        return deferToThreadPool(self._reactor, self._threadpool, f, *args)
 
 
 # -- noauth --------------------------------------------------------------------
@@ -324,6 +287,9 @@ async def _keystone_request(http, clock, timeout, method, url, what, **kwargs):
     except AuthUnavailable:
         raise
     except Exception as e:
+        if cancellation(e):
+            # The request's client went away, or inspectord is stopping: not Keystone's fault.
+            raise defer.CancelledError() from None
         raise AuthUnavailable(
             "Keystone at {} is unreachable ({}): {}; try again later".format(
                 url.split("?")[0], what, e.__class__.__name__
@@ -356,7 +322,7 @@ class ServiceToken:
         self._margin = margin
         self._token = None
         self._renew_at = 0.0
-        self._fetches = _SharedCalls()
+        self._fetches = SingleFlight()
         self.fetched = 0
 
     async def get(self):
@@ -420,7 +386,7 @@ class TokenValidator:
         self._cache_time = cache_time
         self._timeout = timeout
         self._cache = _ExpiringCache(clock, max_cached)
-        self._validations = _SharedCalls()
+        self._validations = SingleFlight()
         self.keystone_calls = 0
 
     async def validate(self, token):
@@ -587,7 +553,7 @@ def _thd_checkpw(password, hashed):
 class BasicAuth:
     """``auth_strategy=http_basic``: htpasswd users with bcrypt hashes, then the policy.
 
-    :param users: a :class:`authz.WatchedFile` of :class:`Htpasswd`.
+    :param users: a :class:`inspectord.watchedfile.WatchedFile` of :class:`Htpasswd`.
     :param pool: runs the bcrypt checks, ``run(f, *args) -> Deferred``.
     """
 
@@ -639,7 +605,7 @@ class BasicAuth:
             gate = self._sources[source] = _SourceGate()
         if gate.running >= BASIC_MAX_CHECKS_PER_SOURCE:
             if len(gate.waiting) >= BASIC_MAX_QUEUED_PER_SOURCE:
-                raise errors.InspectordError("Too many login attempts at once from this address; try again", code=429)
+                raise TooManyLogins("Too many login attempts at once from this address; try again")
             turn = defer.Deferred()
             gate.waiting.append(turn)
             await turn
@@ -730,7 +696,7 @@ def make_auth(config, reactor=None, threadpool=None, http_client=None, pool=None
     if strategy == "noauth":
         return NoAuth(config.default.listen_address)
     if pool is None:
-        pool = _ThreadPoolRunner(reactor, threadpool)
+        pool = PoolRunner(reactor, threadpool)
     enforcer = make_enforcer(config, pool, reactor)
     if strategy == "keystone":
         options = config.keystone_authtoken
@@ -746,7 +712,7 @@ def make_auth(config, reactor=None, threadpool=None, http_client=None, pool=None
         return KeystoneAuth(validator, enforcer, options.www_authenticate_uri or options.auth_url)
     if strategy == "http_basic":
         path = config.default.http_basic_auth_user_file
-        users = authz.WatchedFile(path, load_htpasswd, pool, reactor, what="htpasswd file", on_load=_report_htpasswd)
+        users = WatchedFile(path, load_htpasswd, pool, reactor, what="htpasswd file", on_load=_report_htpasswd)
         try:
             loaded = users.load_now()
         except (OSError, ValueError) as e:

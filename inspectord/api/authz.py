@@ -25,7 +25,7 @@ object to read and register options on, re-reads the policy file (a
 blocking ``stat`` and read) from inside ``enforce()`` on the reactor thread,
 and can make blocking HTTP calls for ``http:`` rules.  The evaluation
 itself is ~150 lines; here it is pure functions over plain data, and the
-file is watched from a thread pool (:class:`WatchedFile`).
+file is watched from a thread pool (:class:`inspectord.watchedfile.WatchedFile`).
 
 Credentials (``creds``) are a plain dict shaped like oslo.context's
 ``to_policy_values()``: ``roles`` (list of names), ``user_id``,
@@ -35,13 +35,12 @@ Credentials (``creds``) are a plain dict shaped like oslo.context's
 import ast
 import dataclasses
 import json
-import os
 import re
 
-from twisted.internet import defer
 from twisted.logger import Logger
 
 from inspectord import errors
+from inspectord.watchedfile import WatchedFile
 
 # ironic-inspector 12.5.0, ironic_inspector/policy.py
 SYSTEM_ADMIN = "role:admin and system_scope:all"
@@ -416,89 +415,6 @@ def file_warnings(overrides):
     return warnings
 
 
-class WatchedFile:
-    """A small file parsed again when it changes, checked at most every ``interval`` seconds.
-
-    :param parse: ``parse(text) -> value``; raises ValueError for bad
-        content.  Runs in the thread pool, like the ``stat`` and the read.
-    :param pool: has ``run(f, *args) -> Deferred``, e.g. a thread pool runner.
-    :param missing: value while the file does not exist; None makes a
-        missing file an error like bad content.
-    :param on_load: called with each new value, in the caller's (reactor) thread.
-    The first load (:meth:`load_now`) is synchronous, for start-up.  After
-    that, a change whose content does not parse keeps the previous value and
-    is logged.
-    """
-
-    log = Logger()
-
-    def __init__(self, path, parse, pool, clock, interval=1.0, missing=None, what="file", on_load=None):
-        self.path = path
-        self._on_load = on_load or (lambda value: None)
-        self._parse = parse
-        self._pool = pool
-        self._clock = clock
-        self._interval = interval
-        self._missing = missing
-        self._what = what
-        self._signature = None
-        self._value = None
-        self._checked_at = None
-        self._pending = None
-
-    def _thd_read(self, known_signature):
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            if self._missing is None:
-                raise ValueError("{} does not exist".format(self.path)) from None
-            return "missing", self._missing
-        signature = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if signature == known_signature:
-            return signature, None
-        with open(self.path, encoding="utf-8") as f:
-            return signature, self._parse(f.read())
-
-    def load_now(self):
-        """Read and parse now, in this thread; raise ValueError or OSError."""
-        self._signature, self._value = self._thd_read(None)
-        self._checked_at = self._clock.seconds()
-        self._on_load(self._value)
-        return self._value
-
-    async def get(self):
-        """The current value, re-read first if the file changed."""
-        if self._checked_at is not None and self._clock.seconds() - self._checked_at < self._interval:
-            return self._value
-        if self._pending is None:
-            self._pending = []
-            try:
-                await self._refresh()
-            finally:
-                waiters, self._pending = self._pending, None
-                for waiter in waiters:
-                    if not waiter.called:  # cancelled: its client went away
-                        waiter.callback(None)
-        else:
-            waiter = defer.Deferred()
-            self._pending.append(waiter)
-            await waiter
-        return self._value
-
-    async def _refresh(self):
-        try:
-            signature, value = await self._pool.run(self._thd_read, self._signature)
-        except (OSError, ValueError) as e:
-            self.log.error("Keeping the previous {what}: cannot use {path}: {error}", what=self._what,
-                           path=self.path, error=str(e))
-        else:
-            if signature != self._signature:
-                self.log.info("Loaded {what} {path}", what=self._what, path=self.path)
-                self._signature, self._value = signature, value
-                self._on_load(value)
-        self._checked_at = self._clock.seconds()
-
-
 class Enforcer:
     """Authorizes credentials against the rules of a watched policy file (or the defaults).
 
@@ -537,10 +453,10 @@ class Enforcer:
         return await self._file.get()
 
     async def enforce(self, rule, creds, target=None):
-        """Return if ``creds`` pass ``rule``; raise :class:`errors.Forbidden` naming it if not."""
+        """Return if ``creds`` pass ``rule``; raise :class:`errors.AccessDenied` naming it if not."""
         rules = await self.rules()
         if not rules.authorize(rule, creds, target):
-            raise errors.Forbidden("Access denied by policy: rule {} does not allow this request".format(rule))
+            raise errors.AccessDenied("Access denied by policy: rule {} does not allow this request".format(rule))
 
 
 def sample():

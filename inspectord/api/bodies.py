@@ -4,7 +4,7 @@ Request bodies are parsed as RFC 8259 JSON only: ``NaN``, ``Infinity`` and
 numbers too large for a float (``1e400``) are refused, as are lone UTF-16
 surrogates (``"\\ud800"``), which no database or JSON encoder downstream
 accepts, and nesting deeper than :data:`MAX_JSON_DEPTH`.  Every refusal is
-an :class:`inspectord.errors.BadRequest` saying why.
+an :class:`inspectord.errors.InvalidInput` saying why.
 
 Responses never contain non-standard JSON: a non-finite float that reached
 storage in an earlier version is rendered as ``null``.
@@ -37,7 +37,7 @@ def _finite_float(text):
 
 
 def _check_shape(value, limit):
-    """Raise BadRequest for nesting deeper than ``limit`` or a lone surrogate (iterative)."""
+    """Raise InvalidInput for nesting deeper than ``limit`` or a lone surrogate (iterative)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -47,7 +47,7 @@ def _check_shape(value, limit):
         if not isinstance(item, (dict, list)):
             continue
         if depth > limit:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Invalid JSON in the request body: nested deeper than the limit of {} levels".format(limit)
             )
         if isinstance(item, dict):
@@ -62,7 +62,7 @@ def _check_text(text):
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Invalid JSON in the request body: a string holds a lone UTF-16 surrogate"
         ) from None
 
@@ -70,17 +70,17 @@ def _check_text(text):
 def parse_json(raw, limit=MAX_JSON_DEPTH):
     """The value of a JSON request body.
 
-    :raises errors.BadRequest: not strict JSON, too deeply nested, or
+    :raises errors.InvalidInput: not strict JSON, too deeply nested, or
         holding a lone surrogate.
     """
     try:
         value = json.loads(raw, parse_constant=_constant, parse_float=_finite_float)
     except RecursionError:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Invalid JSON in the request body: nested deeper than the limit of {} levels".format(limit)
         ) from None
     except ValueError as e:  # also UnicodeDecodeError and Python's integer digit limit
-        raise errors.BadRequest("Invalid JSON in the request body: {}".format(e)) from None
+        raise errors.InvalidInput("Invalid JSON in the request body: {}".format(e)) from None
     _check_shape(value, limit)
     return value
 

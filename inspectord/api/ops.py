@@ -10,6 +10,7 @@ from klein import Klein
 from twisted.logger import Logger
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 #: The policy rule the detailed health view and an authenticated /metrics need.
@@ -44,7 +45,7 @@ def _render_error(api, request, e):
     api._headers(request)
     for name, value in getattr(e, "headers", {}).items():
         request.setHeader(name, value)
-    return api._error(request, e.code, e.message)
+    return api._error(request, status_for(e), e.message)
 
 
 async def healthcheck(api, request):
@@ -68,7 +69,7 @@ async def healthcheck(api, request):
                 report = await health.detail(port)
             except Exception:
                 log.failure("The detailed health view failed")
-                return _render_error(api, request, errors.InspectordError("Internal error; see the inspectord log", 500))
+                return _render_error(api, request, errors.InternalError("Internal error; see the inspectord log"))
             request.setResponseCode(code)
             request.setHeader("Content-Type", "application/json")
             return json.dumps(report, indent=2, sort_keys=True).encode()

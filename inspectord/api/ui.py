@@ -17,6 +17,7 @@ import os
 from twisted.logger import Logger
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.hooks import lldp_tlvs
 from inspectord.introspection import describe_dhcp
 
@@ -272,7 +273,7 @@ async def _guard(api, request, rule):
     except errors.InspectordError as e:
         for name, value in getattr(e, "headers", {}).items():  # WWW-Authenticate: browsers ask for a login
             request.setHeader(name, value)
-        return _error_page(request, e.code, e.message)
+        return _error_page(request, status_for(e), e.message)
     return None
 
 
@@ -328,7 +329,7 @@ async def node_page(api, request, node_id):
     except errors.NotFound as e:
         return _error_page(request, 404, str(e))
     except errors.InspectordError as e:
-        return _error_page(request, e.code or 500, str(e))
+        return _error_page(request, status_for(e), str(e))
     now = api.introspection.now()
     dhcp_html, dhcp_text = dhcp_cell(api.introspection.dhcp_status(record)) if record.active else ("", "")
     facts = [

@@ -21,6 +21,10 @@ _VERSION = re.compile(r"[ \t]*([0-9]{1,6})\.([0-9]{1,6})[ \t]*", re.ASCII)
 MAX_VERSION_HEADER_LENGTH = 256
 
 
+class UnsupportedVersion(errors.InspectordError):
+    """The API version asked for is outside the supported range."""
+
+
 def fmt(version):
     return "{}.{}".format(*version)
 
@@ -28,7 +32,7 @@ def fmt(version):
 def parse(text):
     """``(major, minor)`` from ``X.Y`` or ``latest``.
 
-    :raises errors.BadRequest: malformed.
+    :raises errors.InvalidInput: malformed.
     """
     if isinstance(text, bytes):
         text = text.decode("latin-1")
@@ -36,7 +40,7 @@ def parse(text):
         return CURRENT
     m = _VERSION.fullmatch(text)
     if not m:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Malformed API version {!r}: expected string in form of X.Y or latest".format(text[:40])
         )
     return int(m.group(1)), int(m.group(2))
@@ -54,12 +58,12 @@ def _from_standard(value):
 def negotiate(inspector_header, standard_header):
     """The version a request asks for (either header), checked.
 
-    :raises errors.BadRequest: malformed (400).
-    :raises errors.InspectordError: unsupported (406).
+    :raises errors.InvalidInput: malformed (400).
+    :raises UnsupportedVersion: unsupported.
     """
     for value in (inspector_header, standard_header):
         if value is not None and len(value) > MAX_VERSION_HEADER_LENGTH:
-            raise errors.BadRequest("Malformed API version: the header is longer than {} characters".format(MAX_VERSION_HEADER_LENGTH))
+            raise errors.InvalidInput("Malformed API version: the header is longer than {} characters".format(MAX_VERSION_HEADER_LENGTH))
     if isinstance(standard_header, bytes):
         standard_header = standard_header.decode("latin-1")
     text = inspector_header
@@ -69,8 +73,7 @@ def negotiate(inspector_header, standard_header):
         return DEFAULT
     version = parse(text)
     if version < MINIMUM or version > CURRENT:
-        raise errors.InspectordError(
-            "Unsupported API version {}, supported range is {} to {}".format(fmt(version), fmt(MINIMUM), fmt(CURRENT)),
-            code=406,
+        raise UnsupportedVersion(
+            "Unsupported API version {}, supported range is {} to {}".format(fmt(version), fmt(MINIMUM), fmt(CURRENT))
         )
     return version

@@ -14,7 +14,7 @@ from twisted.application import internet, service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from inspectord.store.sql import utc
+from inspectord.timeutil import utc
 
 #: Seconds between two writes of what was seen here (and reads of the others').
 INTERVAL = 1.0

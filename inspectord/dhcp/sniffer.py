@@ -12,9 +12,9 @@ receive; what it sees is handed to the reactor thread, and at most
 import collections
 
 from twisted.application import service
-from twisted.internet import threads
 from twisted.logger import Logger
 
+from inspectord import threads
 from inspectord.dhcp import packets
 
 MAX_MACS = 100_000
@@ -144,7 +144,11 @@ class DHCPSniffer(service.Service):
         sniffer, self._sniffer = self._sniffer, None
         if sniffer is None:
             return None
-        # stop() joins the sniffer thread: not in the reactor thread.
-        d = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), sniffer.stop)
+        # stop() joins the sniffer thread: not in the reactor thread, and not for longer than the grace.
+        d = threads.call_in_own_thread(self._reactor, sniffer.stop, name="dhcp-sniffer-join")
         d.addErrback(lambda f: self.log.failure("Stopping the DHCP sniffer failed", f))
-        return d
+        return threads.bounded(d, threads.STOP_GRACE, self._reactor, on_timeout=self._late)
+
+    def _late(self):
+        self.log.warn("The DHCP sniffer on {interface} did not stop within {grace} s; not waiting for it",
+                      interface=self.interface, grace=threads.STOP_GRACE)

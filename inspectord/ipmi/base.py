@@ -58,21 +58,18 @@ class BMCVerificationError(errors.InspectordError):
 class CredentialsRejected(BMCVerificationError):
     """The BMC answered and refused the user name, password or privilege."""
 
-    code = 400
     prefix = "credentials rejected by the BMC at {address} for user {username!r}"
 
 
 class BMCUnreachable(BMCVerificationError):
     """No answer from the BMC (wrong address, port, network, or BMC down)."""
 
-    code = 503
     prefix = "BMC unreachable at {address}"
 
 
 class BMCSessionError(BMCVerificationError):
     """The BMC answered but could not open a session for another reason (resources, cipher suites)."""
 
-    code = 503
     prefix = "BMC at {address} refused the IPMI session"
 
 

@@ -66,6 +66,29 @@ class CredentialsVerifier:
         self._open_session = open_session
         # (address, port) -> Deferred of the thread still working on that BMC
         self._in_flight = {}
+        # What verifications wait for (an attempt, the next one): cancelled by stop().
+        self._waits = set()
+        self._stopping = False
+
+    def stop(self):
+        """inspectord is stopping: every verification in progress ends with ``CancelledError`` now.
+
+        A login attempt already in a pool thread goes on there (pyghmi
+        cannot be interrupted); nobody waits for it, and the pool's stop
+        waits for its thread only a bounded grace.
+        """
+        self._stopping = True
+        for wait in list(self._waits):
+            wait.cancel()
+
+    async def _wait(self, d):
+        if self._stopping:
+            d.cancel()
+        self._waits.add(d)
+        try:
+            return await d
+        finally:
+            self._waits.discard(d)
 
     async def verify(self, address, username, password, port=623):
         """Return once the BMC at ``address:port`` accepts ``username``/``password``.
@@ -103,14 +126,16 @@ class CredentialsVerifier:
                 "retrying in {delay:.1f} s",
                 bmc=where, user=username, attempt=attempts, outcome=result.outcome, reason=result.reason, delay=wait,
             )
-            await task.deferLater(self._clock, wait)
+            await self._wait(task.deferLater(self._clock, wait))
             delay = min(delay * 2, self.max_interval)
 
     async def _attempt(self, address, port, username, password):
+        if self._stopping:
+            raise defer.CancelledError("inspectord is stopping")
         key = (address, port)
         while key in self._in_flight:
             # An attempt on this BMC (maybe an abandoned one) is still running.
-            await _follow(self._in_flight[key])
+            await self._wait(_follow(self._in_flight[key]))
         running = deferToThreadPool(
             self._reactor, self._threadpool, _thd_attempt, self._open_session,
             address, port, username, password, self.privilege, self.attempt_timeout,
@@ -126,7 +151,7 @@ class CredentialsVerifier:
         attempt = _follow(running)
         attempt.addTimeout(self.attempt_timeout, self._clock)
         try:
-            return await attempt
+            return await self._wait(attempt)
         except defer.TimeoutError:
             return AttemptResult(UNREACHABLE, "no answer within {:g} s".format(self.attempt_timeout))
 

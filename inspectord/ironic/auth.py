@@ -9,7 +9,6 @@ resolved in a thread pool and cached until the token is close to expiry.
 import time
 
 from hyperlink import DecodedURL
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from inspectord import errors
@@ -19,29 +18,32 @@ from inspectord.ironic.client import static_endpoint
 _REFRESH_MARGIN = 120
 
 
-def endpoint_for(auth_options, reactor, threadpool, service="Ironic", error=errors.IronicError):
+def endpoint_for(auth_options, clock, pool, service="Ironic", error=errors.IronicError):
     """An ``async`` callable returning ``(base URL, headers)`` for Ironic (or ``service``).
+
+    :param pool: has ``run(f, *args) -> Deferred`` (keystoneauth blocks:
+        an :class:`inspectord.threads.ThreadPoolService`).
 
     :param error: the :class:`inspectord.errors.InspectordError` raised
         when Keystone cannot give a token or an endpoint.
     """
     if auth_options.auth is None:
         return static_endpoint(auth_options.endpoint_override)
-    return KeystoneEndpoint(auth_options, reactor, threadpool, service=service, error=error)
+    return KeystoneEndpoint(auth_options, clock, pool, service=service, error=error)
 
 
 class KeystoneEndpoint:
     log = Logger()
 
-    def __init__(self, auth_options, reactor, threadpool, service="Ironic", error=errors.IronicError):
+    def __init__(self, auth_options, clock, pool, service="Ironic", error=errors.IronicError):
         from keystoneauth1 import exceptions  # only with Keystone authentication
 
         self._keystone_errors = exceptions.ClientException
         self._service = service
         self._error = error
         self._options = auth_options
-        self._reactor = reactor
-        self._threadpool = threadpool
+        self._clock = clock
+        self._pool = pool
         self._cached = None
         self._expires = 0.0
 
@@ -66,9 +68,9 @@ class KeystoneEndpoint:
         self._options.auth.invalidate()
 
     async def __call__(self):
-        if self._cached is None or self._reactor.seconds() > self._expires - _REFRESH_MARGIN:
+        if self._cached is None or self._clock.seconds() > self._expires - _REFRESH_MARGIN:
             try:
-                url, headers, expires = await deferToThreadPool(self._reactor, self._threadpool, self._thd_resolve)
+                url, headers, expires = await self._pool.run(self._thd_resolve)
             except self._keystone_errors as e:
                 # Refused credentials, an unreachable Keystone, no such endpoint
                 # in the catalog: the service cannot be reached (503), said plainly.

@@ -10,30 +10,26 @@ fails.  Other errors are final and raised at once.
 import json
 
 from hyperlink import DecodedURL
-from twisted.internet import defer, error as net_error, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import client as web_client
 from zope.interface import implementer
 
 from inspectord import errors, interfaces
+from inspectord.outbound import CONNECTION_ERRORS, raise_if_cancelled, with_timeout
 from inspectord.metrics import NO_METRICS
 
 API_VERSION_HEADER = "X-OpenStack-Ironic-API-Version"
 _MAX_BACKOFF = 30.0
 _PAGE = 1000
 
-# Failures of the connection itself: worth retrying (also used by the Swift client).
-CONNECTION_ERRORS = (
-    net_error.ConnectError,
-    net_error.ConnectionLost,
-    net_error.ConnectionClosed,
-    net_error.TimeoutError,
-    net_error.DNSLookupError,
-    defer.TimeoutError,
-    web_client.ResponseNeverReceived,
-    web_client.ResponseFailed,
-)
+
+def _passing(f, *args):
+    def call(result):
+        f(*args)
+        return result
+
+    return call
 
 
 def tls_failure(error):
@@ -99,6 +95,9 @@ class IronicClient:
         self._max_retries = max_retries
         self._retry_interval = retry_interval
         self._semaphore = defer.DeferredSemaphore(max_in_flight)
+        # Backoff waits after a connection error; cancelled by stop_retrying().
+        self._unreachable_waits = set()
+        self._stopping = False
         #: Requests made, by method: for benchmarks and the health view.
         self.calls = {}
 
@@ -123,7 +122,7 @@ class IronicClient:
     def _timed(self, method, path, body, params):
         # The timeout covers the whole exchange, the body included.
         d = defer.Deferred.fromCoroutine(self._once(method, path, body, params))
-        return d.addTimeout(self._timeout, self._clock)
+        return with_timeout(d, self._timeout, self._clock)
 
     async def request(self, method, path, body=None, params=None, ok=(200,)):
         """Make one request, retrying what can be retried.
@@ -139,13 +138,16 @@ class IronicClient:
             try:
                 code, parsed = await self._semaphore.run(self._timed, method, path, body, params)
             except CONNECTION_ERRORS as e:
+                raise_if_cancelled(e)  # a cancelled call stops here, never back into backoff
                 self._metrics.ironic_request(method, path, "connection_error", self._clock.seconds() - started)
                 tls = tls_failure(e)
                 if tls is not None:
                     # A certificate Ironic or inspectord refuses does not heal by itself.
-                    raise errors.IronicError("TLS with Ironic failed ({} {}): {}".format(method, path, tls)) from None
+                    raise errors.IronicUnavailable("TLS with Ironic failed ({} {}): {}".format(method, path, tls)) from None
                 problem = "cannot reach Ironic: {}".format(e.__class__.__name__)
                 code = None
+                if self._stopping:
+                    raise defer.CancelledError("inspectord is stopping: " + problem)
             else:
                 self._metrics.ironic_request(method, path, code, self._clock.seconds() - started)
                 if code in ok:
@@ -156,7 +158,10 @@ class IronicClient:
                 if not (code == 503 or (code == 409 and "locked" in problem.lower())):
                     raise errors.IronicError(problem, status=code)
             if attempt > self._max_retries:
-                raise errors.IronicError(problem + " (gave up after {} attempts)".format(attempt), status=code)
+                problem += " (gave up after {} attempts)".format(attempt)
+                if code is None:
+                    raise errors.IronicUnavailable(problem)
+                raise errors.IronicError(problem, status=code)
             delay = min(self._retry_interval * 2 ** (attempt - 1), _MAX_BACKOFF)
             self._metrics.ironic_retry(method, path)
             self.log.warn(
@@ -168,12 +173,28 @@ class IronicClient:
                 retries=self._max_retries,
                 delay=delay,
             )
-            await task.deferLater(self._clock, delay, lambda: None)
+            wait = task.deferLater(self._clock, delay, lambda: None)
+            if code is None:
+                self._unreachable_waits.add(wait)
+                wait.addBoth(_passing(self._unreachable_waits.discard, wait))
+            await wait
+
+    def stop_retrying(self):
+        """inspectord is stopping: an unreachable Ironic is not waited for.
+
+        Calls waiting to retry after a connection error, and calls whose
+        next attempt cannot connect, fail with ``CancelledError`` at once.
+        Retries of answers (503, a locked node) go on: they usually end
+        within the stop's grace.
+        """
+        self._stopping = True
+        for wait in list(self._unreachable_waits):
+            wait.cancel()
 
     async def api_versions(self, timeout=5.0):
         """``(minimum, maximum)`` API versions Ironic's root announces: one attempt, no retry (health view)."""
         d = defer.Deferred.fromCoroutine(self._once("GET", "/", None, None))
-        code, parsed = await d.addTimeout(timeout, self._clock)
+        code, parsed = await with_timeout(d, timeout, self._clock)
         if code != 200:
             raise errors.IronicError("Ironic answered {} to GET /: {}".format(code, _fault(parsed)), status=code)
         default = (parsed or {}).get("default_version") or {}

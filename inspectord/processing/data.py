@@ -62,11 +62,11 @@ def canonical_address(value):
 def _legacy_inventory(data):
     interfaces = data.get("interfaces")
     if not isinstance(interfaces, dict):
-        raise errors.BadRequest("Invalid data: 'interfaces' must be an object mapping names to {mac, ip}")
+        raise errors.InvalidInput("Invalid data: 'interfaces' must be an object mapping names to {mac, ip}")
     ifaces = []
     for name, info in sorted(interfaces.items()):
         if not isinstance(info, dict):
-            raise errors.BadRequest("Invalid data: interface {!r} must be an object".format(name))
+            raise errors.InvalidInput("Invalid data: interface {!r} must be an object".format(name))
         ip = info.get("ip")
         version = _ip_version(ip)
         ifaces.append(
@@ -106,10 +106,10 @@ def _ip_version(ip):
 def normalize(data):
     """Validate ramdisk data and give it an ``inventory``.
 
-    :raises errors.BadRequest: the data is not something a ramdisk sends.
+    :raises errors.InvalidInput: the data is not something a ramdisk sends.
     """
     if not isinstance(data, dict):
-        raise errors.BadRequest("Invalid data: expected a JSON object, got {}".format(type(data).__name__))
+        raise errors.InvalidInput("Invalid data: expected a JSON object, got {}".format(type(data).__name__))
     data = dict(data)
     inventory = data.get("inventory")
     if inventory is None and isinstance(data.get("interfaces"), dict):
@@ -119,22 +119,22 @@ def normalize(data):
     if inventory is None:
         if data.get("error"):
             return data  # only an error: the ramdisk_error hook reports it
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Invalid data: neither an 'inventory' (ironic-python-agent) nor 'interfaces' (original format) is present"
         )
     if not isinstance(inventory, dict):
-        raise errors.BadRequest("Invalid data: 'inventory' must be an object")
+        raise errors.InvalidInput("Invalid data: 'inventory' must be an object")
     for key, kind in (("interfaces", list), ("disks", list), ("cpu", dict), ("memory", dict)):
         if inventory.get(key) is not None and not isinstance(inventory[key], kind):
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Invalid data: inventory '{}' must be {}".format(key, "a list" if kind is list else "an object")
             )
     for iface in inventory.get("interfaces") or []:
         if not isinstance(iface, dict):
-            raise errors.BadRequest("Invalid data: every inventory interface must be an object")
+            raise errors.InvalidInput("Invalid data: every inventory interface must be an object")
     for disk in inventory.get("disks") or []:
         if not isinstance(disk, dict):
-            raise errors.BadRequest("Invalid data: every inventory disk must be an object")
+            raise errors.InvalidInput("Invalid data: every inventory disk must be an object")
     return data
 
 

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from inspectord import errors
 from inspectord.processing import data as ramdisk_data
 from inspectord.store.enrollment import Limits
-from inspectord.store.sql import utc
+from inspectord.timeutil import utc
 
 SUPPORTED_HOOKS = ("enroll",)
 # Node fields inspectord sets itself; enroll_node_fields may not name them.
@@ -162,14 +162,14 @@ class Discovery:
             ``lease_until``; interrupted (cancelled), the record is kept for
             whoever takes the lease over to complete or undo.
         :raises DiscoveryLimited: (503) past a rate limit; the ramdisk retries.
-        :raises errors.Conflict: the machine is being enrolled already.
-        :raises errors.BadRequest: Ironic already knows the machine.
+        :raises errors.NodeBusy: the machine is being enrolled already.
+        :raises errors.InvalidInput: Ironic already knows the machine.
         """
         source = source or "unknown"
         macs = machine_macs(data)
         bmcs = ramdisk_data.bmc_addresses(data)
         if not macs and not bmcs:
-            raise errors.BadRequest("Cannot enroll the machine: the data has neither a MAC nor a BMC address")
+            raise errors.InvalidInput("Cannot enroll the machine: the data has neither a MAC nor a BMC address")
         uuid = uuid or str(uuidlib.uuid4())
         body = self.node_body(uuid, data)
         attributes = [("mac", m) for m in macs] + [("bmc_address", b) for b in bmcs]
@@ -230,7 +230,7 @@ class Discovery:
             e.subFailure.raiseException()
         for mac, port in zip(macs, ports):
             if port is not None:
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "Cannot enroll the machine: port {} with MAC {} already exists in Ironic (node {}); "
                     "introspect that node instead".format(port.get("uuid"), mac, port.get("node_uuid"))
                 )
@@ -241,7 +241,7 @@ class Discovery:
         for node in await self.ironic.list_nodes("uuid,driver,driver_info"):
             shared = sorted(node_bmc_addresses(node, fields) & wanted)
             if shared:
-                raise errors.BadRequest(
+                raise errors.InvalidInput(
                     "Cannot enroll the machine: Ironic node {} already has BMC address {}; "
                     "introspect that node instead".format(node.get("uuid"), shared[0])
                 )

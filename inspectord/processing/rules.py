@@ -370,70 +370,70 @@ def _validate_uuid(value):
             return str(uuid_mod.UUID(value))
         except ValueError:
             pass
-    raise errors.BadRequest("Invalid UUID value {!r} for uuid".format(value))
+    raise errors.InvalidInput("Invalid UUID value {!r} for uuid".format(value))
 
 
 def _validate_condition(index, cond):
     where = "conditions[{}]".format(index)
     if not isinstance(cond, dict):
-        raise errors.BadRequest("Validation failed for conditions: {} must be an object".format(where))
+        raise errors.InvalidInput("Validation failed for conditions: {} must be an object".format(where))
     for key in ("op", "field"):
         if key not in cond:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Validation failed for conditions: {}.{} is a required property".format(where, key)
             )
     op = cond["op"]
     if not isinstance(op, str) or op not in CONDITIONS:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Validation failed for conditions: {}.op: unknown operator {!r}, expected one of {}".format(
                 where, op, _known(CONDITIONS)
             )
         )
     field = cond["field"]
     if not isinstance(field, str):
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Validation failed for conditions: {}.field: {!r} is not a string".format(where, field)
         )
     multiple = cond.get("multiple", "any")
     if not isinstance(multiple, str) or multiple not in MULTIPLE:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Validation failed for conditions: {}.multiple: {!r} is not one of {}".format(
                 where, multiple, ", ".join(MULTIPLE)
             )
         )
     invert = cond.get("invert", False)
     if not isinstance(invert, bool):
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Validation failed for conditions: {}.invert: {!r} is not a boolean".format(where, invert)
         )
     scheme, path = split_field(field)
     if scheme not in SCHEMES:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "{}.field: unsupported scheme {!r}, valid values are node:// or data://".format(where, scheme)
         )
     try:
         _json_path(path)
     except Exception as e:  # jsonpath-ng raises several unrelated types
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "{}.field: unable to parse field JSON path {!r}: {}".format(where, field, e)
         ) from None
     params = {k: v for k, v in cond.items() if k not in _CONDITION_KEYS}
     try:
         CONDITIONS[op].validate(params)
     except ValueError as e:
-        raise errors.BadRequest("Invalid parameters for operator {} in {}: {}".format(op, where, e)) from None
+        raise errors.InvalidInput("Invalid parameters for operator {} in {}: {}".format(op, where, e)) from None
     return {"op": op, "field": field, "multiple": multiple, "invert": invert, **params}
 
 
 def _validate_action(index, act):
     where = "actions[{}]".format(index)
     if not isinstance(act, dict):
-        raise errors.BadRequest("Validation failed for actions: {} must be an object".format(where))
+        raise errors.InvalidInput("Validation failed for actions: {} must be an object".format(where))
     if "action" not in act:
-        raise errors.BadRequest("Validation failed for actions: {}.action is a required property".format(where))
+        raise errors.InvalidInput("Validation failed for actions: {}.action is a required property".format(where))
     name = act["action"]
     if not isinstance(name, str) or name not in ACTIONS:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Validation failed for actions: {}.action: unknown action {!r}, expected one of {}".format(
                 where, name, _known(ACTIONS)
             )
@@ -442,34 +442,34 @@ def _validate_action(index, act):
     try:
         ACTIONS[name].validate(params)
     except ValueError as e:
-        raise errors.BadRequest("Invalid parameters for action {} in {}: {}".format(name, where, e)) from None
+        raise errors.InvalidInput("Invalid parameters for action {} in {}: {}".format(name, where, e)) from None
     return {"action": name, **params}
 
 
 def validate(body):
-    """The normalized rule for a ``POST /v1/rules`` body; BadRequest if invalid."""
+    """The normalized rule for a ``POST /v1/rules`` body; InvalidInput if invalid."""
     if not isinstance(body, dict):
-        raise errors.BadRequest("The rule must be a JSON object")
+        raise errors.InvalidInput("The rule must be a JSON object")
     rule_uuid = _validate_uuid(body.get("uuid"))
     description = body.get("description")
     if description is not None and not isinstance(description, str):
-        raise errors.BadRequest("Invalid description {!r}: it must be a string".format(description))
+        raise errors.InvalidInput("Invalid description {!r}: it must be a string".format(description))
     scope = body.get("scope")
     if scope is not None and not isinstance(scope, str):
-        raise errors.BadRequest("Invalid scope {!r}: it must be a string".format(scope))
+        raise errors.InvalidInput("Invalid scope {!r}: it must be a string".format(scope))
     if scope and len(scope) > MAX_SCOPE_LENGTH:
-        raise errors.BadRequest(
+        raise errors.InvalidInput(
             "Invalid scope: the length of the scope should be within {} characters".format(MAX_SCOPE_LENGTH)
         )
     conditions = body.get("conditions", [])
     if not isinstance(conditions, list):
-        raise errors.BadRequest("Validation failed for conditions: conditions must be a list")
+        raise errors.InvalidInput("Validation failed for conditions: conditions must be a list")
     conditions = [_validate_condition(i, c) for i, c in enumerate(conditions)]
     actions = body.get("actions", [])
     if not isinstance(actions, list):
-        raise errors.BadRequest("Validation failed for actions: actions must be a list")
+        raise errors.InvalidInput("Validation failed for actions: actions must be a list")
     if not actions:
-        raise errors.BadRequest("Validation failed for actions: actions must contain at least one action")
+        raise errors.InvalidInput("Validation failed for actions: actions must contain at least one action")
     actions = [_validate_action(i, a) for i, a in enumerate(actions)]
     return {
         "uuid": rule_uuid,

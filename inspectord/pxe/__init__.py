@@ -23,7 +23,7 @@ from inspectord.dhcp.server import ServerOptions
 from inspectord.dhcp.shared import SharedDHCPSeen
 from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
 from inspectord.pxe.builtin import BuiltinDriver
-from inspectord.pxe.dnsmasq import DnsmasqDriver, thread_runner
+from inspectord.pxe.dnsmasq import DnsmasqDriver
 from inspectord.pxe.iptables import IptablesDriver
 from inspectord.pxe.nftables import NftablesDriver
 from inspectord.pxe.process import Runner
@@ -82,7 +82,7 @@ def make_driver(config, reactor, io_pool=None, runner=None, store=None, seen=Non
         opts = config.dnsmasq_pxe_filter
         return DnsmasqDriver(
             runner,
-            thread_runner(reactor, io_pool),
+            io_pool.run,
             opts.dhcp_hostsdir,
             purge=opts.purge_dhcp_hostsdir,
             start_command=opts.dnsmasq_start_command,
@@ -130,7 +130,7 @@ def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, run
     :param store: :class:`inspectord.store.SQLStore` (``filter_macs()``).
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
     :param reactor: ``IReactorTime`` + ``IReactorProcess``.
-    :param io_pool: thread pool for the dnsmasq driver's file work.
+    :param io_pool: ``run(f, *args) -> Deferred`` for the dnsmasq driver's file work.
     :param metrics: :class:`inspectord.metrics.Metrics` (syncs, DHCP requests).
     """
     if config.pxe_filter.driver == "noop":

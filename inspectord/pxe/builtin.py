@@ -8,7 +8,6 @@ permission denied) the sync fails and the filter service retries it with
 backoff like any other driver failure.
 """
 
-import datetime
 import socket
 
 from twisted.internet import defer
@@ -17,13 +16,7 @@ from twisted.logger import Logger
 from inspectord.dhcp import packets, server
 from inspectord.dhcp.sniffer import DHCPSeen
 from inspectord.pxe import decisions
-from inspectord.store.sql import utc
-
-_EPOCH = datetime.datetime(1970, 1, 1)
-
-
-def posix(naive_utc):
-    return (naive_utc - _EPOCH).total_seconds()
+from inspectord.timeutil import posix, utc
 
 
 class BuiltinDriver:

@@ -20,7 +20,6 @@ dnsmasq never reads half a file.  File work runs in a thread pool.
 
 import os
 
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from inspectord.pxe import decisions
@@ -122,7 +121,7 @@ class DnsmasqDriver:
     """Keeps ``dhcp_hostsdir`` in line with the filter state; starts and stops dnsmasq.
 
     :param run_in_thread: ``f(*args) -> Deferred`` running blocking file
-        work off the reactor (see :func:`thread_runner`).
+        work off the reactor (a thread pool's ``run``).
     """
 
     name = "dnsmasq"
@@ -185,12 +184,3 @@ class DnsmasqDriver:
             self.log.info("Stopping dnsmasq: {command}", command=self._stop_command)
             await self._runner.shell(self._stop_command)
         self._dnsmasq_started = False
-
-
-def thread_runner(reactor, pool):
-    """A ``run_in_thread`` for :class:`DnsmasqDriver` on a thread pool."""
-
-    def run(f, *args):
-        return deferToThreadPool(reactor, pool, f, *args)
-
-    return run

@@ -30,6 +30,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from inspectord import interfaces
+from inspectord.background import Background
+from inspectord.threads import STOP_GRACE, bounded
 from inspectord.metrics import NO_METRICS
 from inspectord.pxe import decisions
 from inspectord.pxe.process import CommandFailed
@@ -73,6 +75,7 @@ class PXEFilterService(service.MultiService):
         max_backoff=MAX_BACKOFF,
         seen=None,
         metrics=None,
+        stop_grace=STOP_GRACE,
         poll_interval=POLL_INTERVAL,
     ):
         super().__init__()
@@ -117,6 +120,8 @@ class PXEFilterService(service.MultiService):
             "allow_unknown": False,
             "ironic": {"state": "not read yet", "ports": None, "last_success": None, "last_error": None},
         }
+        self._work = Background(self.log)
+        self._stop_grace = stop_grace
         # The change counter read last (None: not read yet).
         self.generation = None
         self._polling = False
@@ -226,7 +231,7 @@ class PXEFilterService(service.MultiService):
         # Apply what the store says at once, before Ironic's ports are read.
         self._request(0, full=True)
         if self._timer is None:
-            self._background(self.refresh(), "refreshing the PXE filter")
+            self._work.start(self.refresh(), "refreshing the PXE filter")
 
     def stopService(self):
         self._health["state"] = "stopped"
@@ -238,18 +243,38 @@ class PXEFilterService(service.MultiService):
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             d.callback(False)
+        # The periodic refresh in progress waits for the sync: end the sync first.
+        ending = self._end_running()
         d = defer.maybeDeferred(service.MultiService.stopService, self)
-        d.addCallback(lambda _: self._running)  # an apply in progress ends (commands have timeouts)
+        d.addCallback(lambda _: ending)
         d.addCallback(lambda _: defer.Deferred.fromCoroutine(self.driver.stop()))
         d.addErrback(lambda f: self.log.failure("Stopping the PXE filter failed", f))
         return d
 
     # -- internals --------------------------------------------------------
 
-    def _background(self, coro, what):
-        d = defer.ensureDeferred(coro)
-        d.addErrback(lambda f: self.log.failure("Unexpected failure while {what}", f, what=what))
-        return d
+    def _end_running(self):
+        """A sync in progress gets ``stop_grace`` seconds to end, then is interrupted."""
+        running = self._running
+        if running is None:
+            return None
+        ended = defer.Deferred()
+
+        def signal(result):
+            if not ended.called:
+                ended.callback(None)
+            return result
+
+        running.addBoth(signal)
+
+        def late():
+            self.log.warn(
+                "PXE filter ({driver}): the sync in progress did not end within {grace} s; interrupting it",
+                driver=self.driver.name, grace=self._stop_grace,
+            )
+            running.cancel()
+
+        return bounded(ended, self._stop_grace, self._clock, on_timeout=late)
 
     async def _refresh_known(self):
         ironic = self._health["ironic"]
@@ -332,6 +357,12 @@ class PXEFilterService(service.MultiService):
         self._running = None
         now = self._clock.seconds()
         ok = not isinstance(result, Failure)
+        if not ok and not self.running and result.check(defer.CancelledError):
+            self.log.info("PXE filter ({driver}): sync interrupted by the stop", driver=self.driver.name)
+            self._health.update(state="stopped")
+            for d in waiters:
+                d.callback(False)
+            return None
         self._metrics.pxe_sync(self.driver.name, ok, now - started)
         if ok:
             if self._failures:

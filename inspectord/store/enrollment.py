@@ -32,9 +32,7 @@ ENROLLED = "enrolled"
 
 
 class DiscoveryLimited(errors.InspectordError):
-    """Too many discovery attempts: 503, which a ramdisk retries later."""
-
-    code = 503
+    """Too many discovery attempts from one place; a ramdisk retries later."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +65,7 @@ def thd_enroll(engine, uuid, now, manage_boot, node, attributes, source, limits,
         ``lease_until``: past that, another instance completes or undoes
         the enrollment.
     :raises DiscoveryLimited: a limit of ``limits`` is reached.
-    :raises errors.Conflict: a node under introspection has one of the MACs.
+    :raises errors.NodeBusy: a node under introspection has one of the MACs.
     """
     d, n, a = schema.discoveries, schema.nodes, schema.attributes
     since = now - datetime.timedelta(seconds=limits.period)
@@ -100,7 +98,7 @@ def thd_enroll(engine, uuid, now, manage_boot, node, attributes, source, limits,
                 .where(n.c.state.in_(_ACTIVE), a.c.name == "mac", a.c.value.in_(macs))
             ).all()
             if rows:
-                raise errors.Conflict(
+                raise errors.NodeBusy(
                     "Cannot enroll the machine: {} already being introspected or enrolled".format(
                         ", ".join("MAC {} of node {}".format(r.value, r.node_uuid) for r in rows)
                     )

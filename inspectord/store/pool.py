@@ -1,48 +1,21 @@
 """The database thread pool, as a Service."""
 
-from twisted.application import service
-from twisted.internet import defer
-from twisted.internet.threads import deferToThreadPool
-from twisted.python import threadpool
+from inspectord.threads import SynchronousRunner, ThreadPoolService
 
 
-class DatabasePool(service.Service):
+class DatabasePool(ThreadPoolService):
     """A named, sized thread pool that runs every blocking database call.
 
     SQLite allows one writer at a time, so its pool has one thread; a
-    server database gets ``size`` threads.
+    server database gets ``size`` threads.  It stops last, and like every
+    pool waits for a blocked thread (a database that stopped answering)
+    only ``grace`` seconds.
     """
 
-    name = "database-pool"
-
-    def __init__(self, reactor, size=1):
-        self._reactor = reactor
-        self._pool = threadpool.ThreadPool(minthreads=1, maxthreads=size, name="inspectord-db")
-
-    def startService(self):
-        super().startService()
-        self._pool.start()
-
-    def stopService(self):
-        super().stopService()
-        return deferToThreadPool(self._reactor, _idle_pool(self._reactor), self._pool.stop)
-
-    def run(self, f, *args, **kwargs):
-        """Run ``f`` in the pool; a Deferred with its result."""
-        return deferToThreadPool(self._reactor, self._pool, f, *args, **kwargs)
-
-    def statistics(self):
-        """``{"queued": calls waiting for a thread, "busy": threads working, "max": pool size}``."""
-        return {"queued": self._pool.q.qsize(), "busy": len(self._pool.working), "max": self._pool.max}
+    def __init__(self, reactor, size=1, **kwargs):
+        super().__init__(reactor, "inspectord-db", size, minthreads=1, **kwargs)
+        self.name = "database-pool"
 
 
-def _idle_pool(reactor):
-    # Joining the pool's threads blocks: do it from the reactor's own pool.
-    return reactor.getThreadPool()
-
-
-class SynchronousPool:
-    """Runs the call at once in the calling thread (unit tests)."""
-
-    def run(self, f, *args, **kwargs):
-        return defer.execute(f, *args, **kwargs)
+#: Runs the call at once in the calling thread (unit tests).
+SynchronousPool = SynchronousRunner

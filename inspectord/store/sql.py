@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from inspectord import errors
 from inspectord import state as st
+from inspectord.timeutil import utc
 from inspectord.store import adopt, enrollment, schema
 from inspectord.store.records import Match, NodeRecord
 
@@ -592,7 +593,7 @@ class SQLStore:
             )
         ).all()
         if rows:
-            raise errors.BadRequest(
+            raise errors.InvalidInput(
                 "Node {} cannot be introspected: {} already under introspection".format(
                     uuid,
                     ", ".join("{} {} of node {}".format(r.name, r.value, r.node_uuid) for r in rows),
@@ -975,7 +976,7 @@ class SQLStore:
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(r.c.uuid).where(r.c.uuid == rule["uuid"])).first()
             if exists is not None:
-                raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"]))
+                raise errors.NodeBusy("Rule with UUID {} already exists".format(rule["uuid"]))
             try:
                 conn.execute(
                     r.insert().values(
@@ -989,7 +990,7 @@ class SQLStore:
                 )
             except sa.exc.IntegrityError:
                 # Created by another request since the SELECT.
-                raise errors.Conflict("Rule with UUID {} already exists".format(rule["uuid"])) from None
+                raise errors.NodeBusy("Rule with UUID {} already exists".format(rule["uuid"])) from None
         return rule
 
     @staticmethod
@@ -1209,8 +1210,3 @@ def _states(expected):
     if isinstance(expected, (str, st.State)):
         expected = [expected]
     return [st.State(s).value for s in expected]
-
-
-def utc(seconds):
-    """A naive UTC datetime (as stored) from POSIX seconds."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)

@@ -22,7 +22,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from inspectord import errors
-from inspectord.ironic.client import CONNECTION_ERRORS
+from inspectord.outbound import CONNECTION_ERRORS, raise_if_cancelled, with_timeout
 
 OBJECT_PREFIX = "inspector_data"
 UNPROCESSED_SUFFIX = "UNPROCESSED"
@@ -74,7 +74,7 @@ class SwiftClient:
 
     def _timed(self, method, name, body, headers):
         d = defer.Deferred.fromCoroutine(self._once(method, name, body, headers))
-        return d.addTimeout(self._timeout, self._clock)
+        return with_timeout(d, self._timeout, self._clock)
 
     async def _request(self, method, name=None, body=None, headers=None):
         """``(status, body)`` of one request, after retrying 5xx and connection errors.
@@ -89,6 +89,7 @@ class SwiftClient:
             try:
                 code, content = await self._timed(method, name, body, headers or {})
             except CONNECTION_ERRORS as e:
+                raise_if_cancelled(e)
                 problem = "cannot reach Swift: {}".format(e.__class__.__name__)
             else:
                 if code == 401 and not reauthenticated and hasattr(self._endpoint, "invalidate"):
@@ -200,7 +201,7 @@ class SwiftDataStore:
             raise errors.SwiftError("Swift object {}/{} is not JSON".format(self.client.container, name)) from None
 
 
-def make_data_store(config, http, clock, threadpool):
+def make_data_store(config, http, clock, pool):
     """The :class:`SwiftDataStore` of ``config`` (``[swift]`` options), or None without store_data=swift."""
     if config.processing.store_data != "swift":
         return None
@@ -209,7 +210,7 @@ def make_data_store(config, http, clock, threadpool):
     options = config.swift
     client = SwiftClient(
         http,
-        ks_auth.endpoint_for(config.swift_auth, clock, threadpool, service="Swift", error=errors.SwiftError),
+        ks_auth.endpoint_for(config.swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
         clock,
         container=options.container,
         delete_after=options.delete_after,

@@ -222,7 +222,7 @@ class EngineDifferences:
             outcomes = _together(2, self.store.thd_start, uuid, T0, True, {}, {}, [])
             failures = [o for o in outcomes if isinstance(o, Exception)]
             self.assertEqual(len(failures), 1, outcomes)
-            self.assertIsInstance(failures[0], errors.Conflict)
+            self.assertIsInstance(failures[0], errors.NodeBusy)
             self.assertEqual(failures[0].code, 409)
 
     def test_concurrent_data_writes_both_succeed(self):
@@ -237,7 +237,7 @@ class EngineDifferences:
             outcomes = _together(2, self.store.thd_create_rule, rule, T0)
             failures = [o for o in outcomes if isinstance(o, Exception)]
             self.assertEqual(len(failures), 1, outcomes)
-            self.assertIsInstance(failures[0], errors.Conflict)
+            self.assertIsInstance(failures[0], errors.NodeBusy)
 
     def test_concurrent_dhcp_leases(self):
         until = T0 + datetime.timedelta(hours=1)

@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.api import authz, ops
+from inspectord.api.status import status_for
 from inspectord.store.pool import SynchronousPool
 from tests.unit.helpers import Harness
 
@@ -168,16 +169,16 @@ class PolicyFileTests(SynchronousTestCase):
         self.write('"introspection:status": "role:member"\n"introspection:start": "rule:is_admin"\n')
         enforcer = self.enforcer()
         self.successResultOf(self.enforce(enforcer, "introspection:status", "member"))
-        self.failureResultOf(self.enforce(enforcer, "introspection:status", "system_reader"), errors.Forbidden)
+        self.failureResultOf(self.enforce(enforcer, "introspection:status", "system_reader"), errors.AccessDenied)
         self.successResultOf(self.enforce(enforcer, "introspection:start", "baremetal_admin"))
-        self.failureResultOf(self.enforce(enforcer, "introspection:start", "service"), errors.Forbidden)
+        self.failureResultOf(self.enforce(enforcer, "introspection:start", "service"), errors.AccessDenied)
         # not overridden: the default
         self.successResultOf(self.enforce(enforcer, "introspection:abort", "service"))
 
     def test_forbidden_names_rule(self):
         self.write("")
-        failure = self.failureResultOf(self.enforce(self.enforcer(), "introspection:abort", "member"), errors.Forbidden)
-        self.assertEqual(failure.value.code, 403)
+        failure = self.failureResultOf(self.enforce(self.enforcer(), "introspection:abort", "member"), errors.AccessDenied)
+        self.assertEqual(status_for(failure.value), 403)
         self.assertIn("introspection:abort", failure.value.message)
 
     def test_json_file(self):
@@ -199,7 +200,7 @@ class PolicyFileTests(SynchronousTestCase):
         # created later: picked up
         self.write('"introspection:start": "!"\n')
         self.clock.advance(1)
-        self.failureResultOf(self.enforce(enforcer, "introspection:start", "service"), errors.Forbidden)
+        self.failureResultOf(self.enforce(enforcer, "introspection:start", "service"), errors.AccessDenied)
 
     def test_reloaded_when_changed(self):
         self.write('"introspection:status": "role:member"\n')
@@ -209,7 +210,7 @@ class PolicyFileTests(SynchronousTestCase):
         # checked at most once a second
         self.successResultOf(self.enforce(enforcer, "introspection:status", "member"))
         self.clock.advance(1)
-        self.failureResultOf(self.enforce(enforcer, "introspection:status", "member"), errors.Forbidden)
+        self.failureResultOf(self.enforce(enforcer, "introspection:status", "member"), errors.AccessDenied)
 
     def test_bad_reload_keeps_previous_rules(self):
         self.write('"introspection:status": "role:member"\n')
@@ -277,7 +278,7 @@ class RecordingAuth:
     async def check(self, request, rule):
         self.rules.append(rule)
         if rule is not None:
-            raise errors.Forbidden("recorded")
+            raise errors.AccessDenied("recorded")
 
 
 class RouteRulesTests(SynchronousTestCase):

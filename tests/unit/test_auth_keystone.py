@@ -18,6 +18,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord.api import auth, authz
+from inspectord.api.status import status_for
 from tests.unit.helpers import Harness
 
 START = 1_800_000_000
@@ -288,7 +289,7 @@ class TokenValidatorTests(KeystoneCase):
     def test_keystone_error_is_unavailable_and_not_cached(self):
         self.keystone.status = 503
         failure = self.failureResultOf(self.validate("x"), auth.AuthUnavailable)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.keystone.status = None
         token = self.keystone.issue("alice")
         self.assertIsNotNone(self.identity(token))
@@ -299,7 +300,7 @@ class TokenValidatorTests(KeystoneCase):
         validator = auth.TokenValidator(http, self.clock, AUTH_URL, service)
         d = defer.Deferred.fromCoroutine(validator.validate("anything"))
         failure = self.failureResultOf(d, auth.AuthUnavailable)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertIn("http://keystone.test:5000/v3/auth/tokens is unreachable", failure.value.message)
         self.assertIn("ConnectionRefusedError", failure.value.message)
 

@@ -10,13 +10,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord import introspection as introspection_mod
+from inspectord.api.status import status_for
 from inspectord.introspection import Introspection
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import discovery as discovery_mod
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.enrollment import Limits
 from inspectord.store.pool import SynchronousPool
-from inspectord.store.sql import thd_upgrade, utc
+from inspectord.store.sql import thd_upgrade
+from inspectord.timeutil import utc
 from tests.unit.helpers import Harness, make_config
 from tests.unit.test_hooks import all_collectors
 
@@ -166,7 +168,7 @@ class DiscoveryTests(SynchronousTestCase):
         gate.callback(None)
         self.h.flush()
         self.assertIn("uuid", self.successResultOf(d1))
-        failure = self.failureResultOf(d2, errors.Conflict)
+        failure = self.failureResultOf(d2, errors.NodeBusy)
         self.assertIn("already being processed", failure.getErrorMessage())
         self.assertEqual(len(self.discovered()), 1)
 
@@ -255,7 +257,7 @@ class RateLimitTests(SynchronousTestCase):
         for n in (1, 2):
             self.assertIn("uuid", self.successResultOf(self.process(h, machine(n), "10.0.0.1")))
         failure = self.failureResultOf(self.process(h, machine(3), "10.0.0.1"), errors.InspectordError)
-        self.assertEqual(failure.value.code, 503)  # the ramdisk retries 5xx answers
+        self.assertEqual(status_for(failure.value), 503)  # the ramdisk retries 5xx answers
         self.assertIn("from 10.0.0.1", failure.getErrorMessage())
         self.assertIn("[discovery_limits]per_source=2", failure.getErrorMessage())
         self.assertIn("uuid", self.successResultOf(self.process(h, machine(4), "10.0.0.2")))
@@ -273,7 +275,7 @@ class RateLimitTests(SynchronousTestCase):
     def test_refused_attempts_count_limited_ones_do_not(self):
         h = Harness(discovery_limits__per_source=2, **ENROLL)
         h.fake.add_node(macs=["52:54:00:d1:00:01"])
-        self.failureResultOf(self.process(h, machine(1), "10.0.0.1"), errors.BadRequest)  # asked Ironic: counts
+        self.failureResultOf(self.process(h, machine(1), "10.0.0.1"), errors.InvalidInput)  # asked Ironic: counts
         self.successResultOf(self.process(h, machine(2), "10.0.0.1"))
         for _ in range(3):
             self.failureResultOf(self.process(h, machine(3), "10.0.0.1"), errors.InspectordError)
@@ -302,7 +304,7 @@ class RateLimitTests(SynchronousTestCase):
         self.successResultOf(self.process(h, machine(1), "10.0.0.1"))
         self.successResultOf(self.process(second, machine(2), "10.0.0.2"))
         failure = self.failureResultOf(self.process(h, machine(3), "10.0.0.3"), errors.InspectordError)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
 
     def test_old_attempts_pruned(self):
         h = Harness(discovery_limits__period=10, **ENROLL)
@@ -350,7 +352,7 @@ class EnrollDirectTests(SynchronousTestCase):
         h = Harness(**ENROLL)
         discovery = discovery_mod.Discovery(h.store, h.ironic, h.config, task.Clock(), dict)
         data = {"inventory": {"interfaces": [{"name": "lo", "mac_address": "00:00:00:00:00:00"}]}}
-        failure = self.failureResultOf(defer.Deferred.fromCoroutine(discovery.enroll(data)), errors.BadRequest)
+        failure = self.failureResultOf(defer.Deferred.fromCoroutine(discovery.enroll(data)), errors.InvalidInput)
         self.assertIn("neither a MAC nor a BMC address", failure.getErrorMessage())
         self.assertEqual(h.fake.requests, [])
 
@@ -369,7 +371,7 @@ class EnrollmentStoreTests(SynchronousTestCase):
 
     def test_second_enrollment_of_a_mac_refused(self):
         self.successResultOf(self.enroll("u1", [("mac", "52:54:00:d1:00:01"), ("bmc_address", "192.0.2.9")]))
-        failure = self.failureResultOf(self.enroll("u2", [("mac", "52:54:00:d1:00:01")]), errors.Conflict)
+        failure = self.failureResultOf(self.enroll("u2", [("mac", "52:54:00:d1:00:01")]), errors.NodeBusy)
         self.assertIn("MAC 52:54:00:d1:00:01 of node u1", failure.getErrorMessage())
         # A BMC address may be shared (virtual BMCs): not a conflict.
         self.assertEqual(self.successResultOf(self.enroll("u3", [("mac", "52:54:00:d1:00:03"),

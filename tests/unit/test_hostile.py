@@ -234,7 +234,7 @@ class LoginCostTests(SynchronousTestCase):
         self.assertGreaterEqual(len(refused), 60 - auth.BASIC_MAX_CHECKS_PER_SOURCE - auth.BASIC_MAX_QUEUED_PER_SOURCE)
         for d in refused:
             failure = self.failureResultOf(d, errors_mod.InspectordError)
-            self.assertEqual(failure.value.code, 429)
+            self.assertEqual(status_for(failure.value), 429)
         # Another address is not queued behind the flood.
         real = self.check("alice", "alice-pw", host="192.0.2.7")
         self.assertEqual(len(self.pool.jobs), in_flight + 1)
@@ -243,10 +243,11 @@ class LoginCostTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(real).user_name, "alice")
         for d in flood:
             if d not in refused:
-                self.assertEqual(self.failureResultOf(d, errors_mod.InspectordError).value.code, 401)
+                self.assertEqual(status_for(self.failureResultOf(d, errors_mod.InspectordError).value), 401)
 
 
 from inspectord import errors as errors_mod  # noqa: E402
+from inspectord.api.status import status_for
 
 
 # -- 4: malformed version headers ----------------------------------------------
@@ -269,7 +270,7 @@ class VersionHeaderTests(HostileCase):
     def test_parse(self):
         self.assertEqual(versions.parse("1.9"), (1, 9))
         for text in ("1." + "9" * 10000, "\u0661.\u0662", "1.\xff"):
-            self.assertRaises(errors_mod.BadRequest, versions.parse, text)
+            self.assertRaises(errors_mod.InvalidInput, versions.parse, text)
 
 
 # -- 5: deep or odd JSON ---------------------------------------------------------
@@ -305,7 +306,7 @@ class JSONShapeTests(APITestCase):
 
         raw = b"[" * bodies.MAX_JSON_DEPTH + b"]" * bodies.MAX_JSON_DEPTH
         self.assertEqual(bodies.parse_json(raw), json.loads(raw))
-        self.assertRaises(errors_mod.BadRequest, bodies.parse_json, b"[" + raw + b"]")
+        self.assertRaises(errors_mod.InvalidInput, bodies.parse_json, b"[" + raw + b"]")
 
 
 # -- 6 and 7: ramdisk data that crashes a hook, garbage accepted -------------------

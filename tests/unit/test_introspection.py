@@ -5,12 +5,13 @@ import datetime
 import os
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.introspection import Introspection
 from inspectord.ironic.client import IronicClient, static_endpoint
+from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import Harness, fixture
 
 IPA_MAC = "02:fc:00:00:00:01"
@@ -41,21 +42,6 @@ class HangingHTTP:
             self.hung += 1
             return defer.Deferred()
         return self.inner.request(method, url, **kwargs)
-
-
-class SyncThreadPool:
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class CallFromThread:
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
 
 
 class FlowTestCase(SynchronousTestCase):
@@ -171,18 +157,18 @@ class StartTests(FlowTestCase):
         self.assertFalse(self.start(uuid).manage_boot)
         self.assertIsNone(self.fake.nodes[uuid]["boot_device"])
         d = defer.Deferred.fromCoroutine(self.introspection.start(uuid, manage_boot=True))
-        self.assertIn("cannot manage boot", self.failureResultOf(d, errors.BadRequest).value.message)
+        self.assertIn("cannot manage boot", self.failureResultOf(d, errors.InvalidInput).value.message)
 
     def test_unknown_node(self):
         d = defer.Deferred.fromCoroutine(self.introspection.start("no-such-node"))
         self.h.flush()
-        self.assertEqual(self.failureResultOf(d, errors.NotFound).value.code, 404)
+        self.assertEqual(status_for(self.failureResultOf(d, errors.NotFound).value), 404)
 
     def test_bad_provision_state(self):
         uuid = self.enroll(provision_state="active")
         d = defer.Deferred.fromCoroutine(self.introspection.start(uuid))
         self.h.flush()
-        message = self.failureResultOf(d, errors.BadRequest).value.message
+        message = self.failureResultOf(d, errors.InvalidInput).value.message
         self.assertIn('Invalid provision state for introspection: "active"', message)
         self.assertRaises(errors.NotFound, self.record, uuid)
 
@@ -202,7 +188,7 @@ class StartTests(FlowTestCase):
         self.fake.validate_power[uuid] = "Missing the following IPMI credentials: ipmi_address"
         d = defer.Deferred.fromCoroutine(self.introspection.start(uuid))
         self.h.flush()
-        message = self.failureResultOf(d, errors.BadRequest).value.message
+        message = self.failureResultOf(d, errors.InvalidInput).value.message
         self.assertIn("Failed validation of power interface", message)
         self.assertIn("ipmi_address", message)
 
@@ -259,7 +245,7 @@ class StartTests(FlowTestCase):
         self.h.store.thd_transition(uuid, "process", self.introspection.now())
         d = defer.Deferred.fromCoroutine(self.introspection.start(uuid))
         self.h.flush()
-        self.assertEqual(self.failureResultOf(d, errors.Conflict).value.code, 409)
+        self.assertEqual(status_for(self.failureResultOf(d, errors.NodeBusy).value), 409)
 
     def test_mac_shared_with_node_under_introspection(self):
         first = self.enroll(macs=[IPA_MAC])
@@ -268,7 +254,7 @@ class StartTests(FlowTestCase):
         self.fake.add_port(second, IPA_MAC)  # the fake lets two nodes share a MAC
         d = defer.Deferred.fromCoroutine(self.introspection.start(second))
         self.h.flush()
-        message = self.failureResultOf(d, errors.BadRequest).value.message
+        message = self.failureResultOf(d, errors.InvalidInput).value.message
         self.assertIn(first, message)
         self.assertIn(IPA_MAC, message)
         self.assertRaises(errors.NotFound, self.record, second)
@@ -464,7 +450,7 @@ class ContinueTests(FlowTestCase):
     def test_not_under_introspection(self):
         uuid = self.introspect()
         d = self.post(ipa_data())
-        failure = self.failureResultOf(d, errors.Forbidden)
+        failure = self.failureResultOf(d, errors.NotUnderIntrospection)
         self.assertIn("not under introspection", failure.value.message)
         self.assertEqual(self.record(uuid).state, "finished")
 
@@ -526,7 +512,7 @@ class ContinueTests(FlowTestCase):
         self.assertEqual(hanging.hung, 2)
         self.advance(60)
         failure = self.failureResultOf(d, errors.IronicError)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         record = self.record(uuid)
         self.assertEqual(record.state, "error")
         self.assertIn("cannot reach Ironic: TimeoutError", record.error)
@@ -555,7 +541,7 @@ class ContinueTests(FlowTestCase):
         self.fake.fail("PATCH", "/v1/nodes", 503)
         first = self.post(ipa_data())
         self.assertNoResult(first)
-        failure = self.failureResultOf(self.post(ipa_data()), errors.Conflict)
+        failure = self.failureResultOf(self.post(ipa_data()), errors.NodeBusy)
         self.assertIn("already being processed", failure.value.message)
         self.advance(2)
         self.successResultOf(first)
@@ -564,8 +550,8 @@ class ContinueTests(FlowTestCase):
         logs_dir = self.mktemp()
         self.harness(processing__ramdisk_logs_dir=logs_dir)
         introspection = Introspection(
-            self.h.store, self.h.ironic, self.h.config, self.h.clock, io_pool=SyncThreadPool(),
-            pxe_filter=self.h.filter, reactor=CallFromThread(),
+            self.h.store, self.h.ironic, self.h.config, self.h.clock, io_pool=SynchronousRunner(),
+            pxe_filter=self.h.filter,
         )
         self.introspection = introspection
         uuid = self.enroll()
@@ -585,7 +571,7 @@ class ContinueTests(FlowTestCase):
 
         self.patch(self.introspection.hooks[-1], "before_update", broken)
         failure = self.failureResultOf(self.post(ipa_data()), errors.InspectordError)
-        self.assertEqual(failure.value.code, 400)
+        self.assertEqual(status_for(failure.value), 400)
         hook = self.introspection.hooks[-1].name
         self.assertEqual(self.record(uuid).error, "Invalid ramdisk data: processing hook {} could not use it".format(hook))
         self.assertEqual(self.record(uuid).state, "error")
@@ -606,7 +592,7 @@ class TimeoutTests(FlowTestCase):
         record = self.record(uuid)
         self.assertEqual((record.state, record.error), ("error", "Introspection timeout"))
         self.assertEqual(self.h.filter.notified, notified + 1)
-        failure = self.failureResultOf(self.post(ipa_data()), errors.Forbidden)
+        failure = self.failureResultOf(self.post(ipa_data()), errors.NotUnderIntrospection)
         self.assertIn("Introspection timeout", failure.value.message)
 
     def test_finished_nodes_do_not_time_out(self):
@@ -702,7 +688,6 @@ class ResumeTests(FlowTestCase):
         self.assertNoResult(d)
         self.assertEqual(self.resume(), [])
         self.assertEqual(self.record(uuid).lease_owner, self.introspection.owner)
-
 
 
 class AbandonedDataTests(FlowTestCase):

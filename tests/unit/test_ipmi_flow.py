@@ -79,7 +79,8 @@ class StopTests(SynchronousTestCase):
     def test_stop_interrupts_slow_work_and_keeps_the_node_for_later(self):
         h = Harness(processing__enable_setting_ipmi_credentials=True)
         never = defer.Deferred()
-        h.introspection.verifier = type("Slow", (), {"verify": lambda self, *a, **k: never})()
+        # A verifier that ignores the stop: its work is interrupted after the grace.
+        h.introspection.verifier = type("Slow", (), {"verify": lambda self, *a, **k: never, "stop": lambda self: None})()
         uuid = h.fake.add_node(name="n", macs=[MAC], provision_state="enroll",
                                driver_info={"ipmi_address": "192.0.2.9", "ipmi_username": "admin"})
         h.request("POST", "/v1/introspection/n?new_ipmi_password=abc123")
@@ -93,4 +94,4 @@ class StopTests(SynchronousTestCase):
         # Left in processing with its lease: resumed later, not failed.
         self.assertEqual(record.state, "processing")
         self.assertIsNotNone(record.lease_until)
-        self.assertEqual(h.introspection._pending, set())
+        self.assertEqual(len(h.introspection._work), 0)

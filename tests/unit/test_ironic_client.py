@@ -9,10 +9,12 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
 from inspectord.testing import FakeIronic
+from inspectord.threads import SynchronousRunner
 
 ENDPOINT = "http://ironic.test:6385"
 NODE = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
@@ -262,7 +264,7 @@ class PortTests(ClientTestCase):
 class ErrorTests(ClientTestCase):
     def test_not_found(self):
         failure = self.failureResultOf(self.call(self.client().get_node("missing")), errors.IronicNotFound)
-        self.assertEqual(failure.value.code, 404)
+        self.assertEqual(status_for(failure.value), 404)
         self.assertEqual(
             failure.value.message, "Ironic answered 404 to GET /v1/nodes/missing: Node missing could not be found."
         )
@@ -277,7 +279,7 @@ class ErrorTests(ClientTestCase):
             "Ironic answered 400 to PATCH /v1/nodes/{}: cannot apply {{'op': 'remove', 'path': "
             "'/properties/nothing'}}: can't remove a non-existent object 'nothing'".format(uuid),
         )
-        self.assertEqual((failure.value.status, failure.value.code, failure.value.retriable), (400, 400, False))
+        self.assertEqual((failure.value.status, status_for(failure.value), failure.value.retriable), (400, 400, False))
         self.assertEqual(len(self.http.made), 1)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -384,7 +386,7 @@ class RetryTests(ClientTestCase):
         failure = self.failureResultOf(d, errors.IronicError)
         self.assertEqual(failure.value.message, "cannot reach Ironic: ConnectionLost (gave up after 2 attempts)")
         self.assertIsNone(failure.value.status)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
 
 
 class TimeoutTests(ClientTestCase):
@@ -403,7 +405,7 @@ class TimeoutTests(ClientTestCase):
         self.clock.advance(60)
         failure = self.failureResultOf(d, errors.IronicError)
         self.assertEqual(failure.value.message, "cannot reach Ironic: TimeoutError (gave up after 3 attempts)")
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_timed_out_request_then_answer(self):
@@ -428,7 +430,6 @@ class TimeoutTests(ClientTestCase):
         manual._next().callback(Stalled())
         self.clock.advance(3600)
         self.failureResultOf(d, errors.IronicError)
-
 
 
 class ConcurrencyTests(ClientTestCase):
@@ -458,21 +459,6 @@ class ConcurrencyTests(ClientTestCase):
         self.clock.advance(2)
         manual.answer(200, {"n": "a"})
         self.assertEqual(self.successResultOf(first), {"n": "a"})
-
-
-class SyncThreadPool:
-    def callInThreadWithCallback(self, on_result, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except Exception:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class ThreadedClock(task.Clock):
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
 
 
 class KeystoneEndpointTests(SynchronousTestCase):
@@ -522,11 +508,11 @@ class KeystoneEndpointTests(SynchronousTestCase):
         self.assertEqual((base.to_text(), headers), ("http://ironic.test:6385", {}))
 
     def test_resolved_once_until_close_to_expiry(self):
-        clock = ThreadedClock()
+        clock = task.Clock()
         clock.advance(1_800_000_000)
         expires = datetime.datetime.fromtimestamp(1_800_000_000 + 3600, datetime.timezone.utc)
         session = self.make_session(expires)
-        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SynchronousRunner())
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://ironic.internal:6385")
         self.assertEqual(headers, {"X-Auth-Token": "token-0"})
@@ -539,34 +525,34 @@ class KeystoneEndpointTests(SynchronousTestCase):
 
     def test_auth_without_token_http_basic(self):
         # keystoneauth's http_basic plugin has no get_access: headers only, re-read hourly.
-        clock = ThreadedClock()
+        clock = task.Clock()
         clock.advance(1_800_000_000)
         session = self.make_session(None)
         del type(session.auth).get_access
-        endpoint = ironic_auth.endpoint_for(self.options(session, "http://ironic.test:6385"), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session, "http://ironic.test:6385"), clock, SynchronousRunner())
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual((base.to_text(), headers), ("http://ironic.test:6385", {"X-Auth-Token": "token-0"}))
 
     def test_keystone_refusal_is_a_clear_503(self):
         from keystoneauth1 import exceptions as ks_exceptions
 
-        clock = ThreadedClock()
+        clock = task.Clock()
         session = self.make_session(None)
 
         def refuse(auth):
             raise ks_exceptions.Unauthorized("The request you have made requires authentication.")
 
         session.get_auth_headers = refuse
-        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SynchronousRunner())
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(endpoint()), errors.IronicError)
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertIn("cannot authenticate to Ironic through Keystone", str(failure.value))
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
     def test_endpoint_override_wins_over_catalog(self):
-        clock = ThreadedClock()
+        clock = task.Clock()
         session = self.make_session(None)
-        endpoint = ironic_auth.endpoint_for(self.options(session, "http://override.test/v1"), clock, SyncThreadPool())
+        endpoint = ironic_auth.endpoint_for(self.options(session, "http://override.test/v1"), clock, SynchronousRunner())
         base, _ = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://override.test")
         self.assertEqual(session.resolved, 0)

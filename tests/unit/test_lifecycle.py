@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.introspection import Introspection
 from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.testing import FakePXEFilter
@@ -230,7 +231,7 @@ class DiscoveryOrphanTests(LifecycleCase):
         self.assertIsNone(outcome)
         self.assertEqual(self.record(uuid).state, "enrolling")
         # Until the lease ends, the machine is being enrolled: its retry is a conflict.
-        self.assertEqual(self.failureResultOf(self.post(self.b, machine(1))).value.code, 409)
+        self.assertEqual(status_for(self.failureResultOf(self.post(self.b, machine(1))).value), 409)
         return uuid
 
     def recover_orphan(self, uuid):
@@ -358,9 +359,9 @@ class StopTests(LifecycleCase):
         self.assertNoResult(answer)
         self.assertNoResult(stopping)
         # Stopping: new work is refused with 503, which the ramdisk retries.
-        refused = self.failureResultOf(self.post(self.b, ipa_data(mac=MACS[0])), errors.Unavailable)
-        self.assertEqual(refused.value.code, 503)
-        self.failureResultOf(self.drive(self.b.start(uuid)), errors.Unavailable)
+        refused = self.failureResultOf(self.post(self.b, ipa_data(mac=MACS[0])), errors.Stopping)
+        self.assertEqual(status_for(refused.value), 503)
+        self.failureResultOf(self.drive(self.b.start(uuid)), errors.Stopping)
         self.advance(2)
         self.assertEqual(self.successResultOf(answer), {"uuid": uuid})
         self.successResultOf(stopping)
@@ -376,7 +377,7 @@ class StopTests(LifecycleCase):
         self.assertNoResult(stopping)
         self.advance(1)
         self.successResultOf(stopping)
-        self.assertEqual(self.failureResultOf(answer, errors.Unavailable).value.code, 503)
+        self.assertEqual(status_for(self.failureResultOf(answer, errors.Stopping).value), 503)
         record = self.record(uuid)
         self.assertEqual((record.state, record.lease_owner), ("processing", None))
         self.assertEqual(self.scan(), [uuid])  # at once, not after the lease

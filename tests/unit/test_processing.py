@@ -11,6 +11,7 @@ import tarfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import hints, ramdisk_logs
 from inspectord.processing import hooks as hooks_mod
@@ -135,10 +136,10 @@ class NormalizeTests(SynchronousTestCase):
             ({"interfaces": {"eth0": "52:54:00:00:00:01"}}, "interface 'eth0' must be an object"),
         ]
         for raw, message in cases:
-            with self.assertRaises(errors.BadRequest) as caught:
+            with self.assertRaises(errors.InvalidInput) as caught:
                 ramdisk_data.normalize(raw)
             self.assertIn(message, caught.exception.message, raw)
-            self.assertEqual(caught.exception.code, 400)
+            self.assertEqual(status_for(caught.exception), 400)
 
 
 class DataFunctionTests(SynchronousTestCase):

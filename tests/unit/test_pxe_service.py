@@ -18,6 +18,7 @@ from inspectord.pxe.process import CommandFailed
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import SynchronousPool
 from inspectord.testing import FakeIronic
+from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import make_config
 
 A, B, C = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c"
@@ -426,7 +427,7 @@ class MakeFilterTests(SynchronousTestCase):
     def test_dnsmasq_and_iptables(self):
         for driver in ("dnsmasq", "iptables"):
             config = make_config(pxe_filter__driver=driver)
-            filt = pxe.make_filter(config, new_store(), FakePorts(), task.Clock(), io_pool=object())
+            filt = pxe.make_filter(config, new_store(), FakePorts(), task.Clock(), io_pool=SynchronousRunner())
             self.assertEqual(filt.driver.name, driver)
 
     def test_bad_table_name_fails_at_start_up(self):

@@ -8,6 +8,7 @@ import uuid
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.processing import rules
 from inspectord.processing.hooks import NodeContext, parse_capabilities
 from inspectord.store.records import NodeRecord
@@ -49,10 +50,10 @@ def holds(condition, data, node=None):
 class ValidateTests(SynchronousTestCase):
     def assertBadRequest(self, body, *fragments):
         """validate(body) raises BadRequest whose message holds every fragment."""
-        e = self.assertRaises(errors.BadRequest, rules.validate, body)
+        e = self.assertRaises(errors.InvalidInput, rules.validate, body)
         for fragment in fragments:
             self.assertIn(fragment, e.message)
-        self.assertEqual(e.code, 400)
+        self.assertEqual(status_for(e), 400)
         return e
 
     def assertBadCondition(self, condition, *fragments):

@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord import state as st
+from inspectord.api.status import status_for
 from inspectord.state import Event as E
 from inspectord.state import State as S
 
@@ -87,8 +88,8 @@ class TransitionTableTests(SynchronousTestCase):
         try:
             st.next_state(S.processing, E.start)
         except errors.InvalidTransition as e:
-            self.assertIsInstance(e, errors.Conflict)
-            self.assertEqual(e.code, 409)
+            self.assertIsInstance(e, errors.NodeBusy)
+            self.assertEqual(status_for(e), 409)
         else:
             self.fail("processing accepted start")
 

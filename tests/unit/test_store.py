@@ -22,11 +22,13 @@ from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from inspectord import errors, tap
+from inspectord.api.status import status_for
 from inspectord.store import schema, sql
 from inspectord.store.adopt import DatabaseShape
 from inspectord.store.pool import SynchronousPool
 from inspectord.store.records import Match, NodeRecord
-from inspectord.store.sql import SQLStore, make_engine, thd_upgrade, utc
+from inspectord.store.sql import SQLStore, make_engine, thd_upgrade
+from inspectord.timeutil import utc
 
 T0 = datetime.datetime(2027, 1, 15, 8, 0, 0)
 A = "11111111-1111-1111-1111-111111111111"
@@ -141,12 +143,12 @@ class StartTests(StoreTestCase):
     def test_refused_while_starting(self):
         self.start(A)
         failure = self.failureResultOf(self.store.start(A, T0, True, {}, {}, []), errors.InvalidTransition)
-        self.assertEqual(failure.value.code, 409)
+        self.assertEqual(status_for(failure.value), 409)
 
     def test_mac_conflict_with_active_node(self):
         """Two nodes under introspection cannot share a MAC or BMC address."""
         self.start(A, macs=[MAC1, MAC2])
-        with self.assertRaises(errors.BadRequest) as caught:
+        with self.assertRaises(errors.InvalidInput) as caught:
             self.start(B, macs=[MAC3, MAC2])
         self.assertIn(MAC2, caught.exception.message)
         self.assertIn(A, caught.exception.message)
@@ -184,7 +186,7 @@ class StartTests(StoreTestCase):
 
         self.patch(self.store, "_thd_check_conflicts", racing)
         failure = self.failureResultOf(self.store.start(A, T0, True, {}, {}, [("mac", MAC1)]), errors.StateChanged)
-        self.assertEqual(failure.value.code, 409)
+        self.assertEqual(status_for(failure.value), 409)
         self.assertIn("another request", failure.value.message)
         self.patch(self.store, "_thd_check_conflicts", original)
         self.assertRaises(errors.NotFound, self.store.thd_get_node, A)
@@ -297,7 +299,7 @@ class LookupTests(StoreTestCase):
         self.start(B, macs=[MAC2])
         with self.assertRaises(errors.NotFound) as caught:
             self.store.thd_lookup([MAC1, MAC2], [])
-        self.assertEqual(caught.exception.code, 404)
+        self.assertEqual(status_for(caught.exception), 404)
         self.assertIn(A, caught.exception.message)
         self.assertIn(B, caught.exception.message)
 

@@ -10,13 +10,15 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import config as config_mod
 from inspectord import errors
+from inspectord.api.status import status_for
 from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import static_endpoint
 from inspectord.store.swift import SwiftClient, SwiftDataStore, make_data_store, object_name
 from inspectord.testing import FakeSwift
+from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import SWIFT_ACCOUNT_URL, Harness
-from tests.unit.test_introspection import SyncThreadPool, ipa_data
+from tests.unit.test_introspection import ipa_data
 from tests.unit.test_ironic_client import ManualHTTP
 
 NODE = "1be26c0b-03f2-4d2e-ae87-c02d7f33c123"
@@ -77,7 +79,7 @@ class ClientTests(ClientTestCase):
         client = self.client()
         failure = self.failureResultOf(self.call(client.get_object("nothing")), errors.NotFound)
         self.assertIn("nothing", str(failure.value))
-        self.assertEqual(failure.value.code, 404)
+        self.assertEqual(status_for(failure.value), 404)
 
     def test_container_deleted_under_us_is_created_again(self):
         client = self.client()
@@ -108,7 +110,7 @@ class ClientTests(ClientTestCase):
         failure = self.failureResultOf(d, errors.SwiftError)
         self.assertIn("gave up after 2 attempts", str(failure.value))
         self.assertIn("Swift answered 500", str(failure.value))
-        self.assertEqual(failure.value.code, 503)
+        self.assertEqual(status_for(failure.value), 503)
         self.assertEqual(len(self.fake.calls("GET")), 2)
 
     def test_client_errors_are_final(self):
@@ -225,7 +227,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
         )
         clock = task.Clock()
         clock.callFromThread = lambda f, *a, **kw: f(*a, **kw)
-        return ironic_auth.endpoint_for(options, clock, SyncThreadPool(), service="Swift"), auth, session
+        return ironic_auth.endpoint_for(options, clock, SynchronousRunner(), service="Swift"), auth, session
 
     def test_catalog_endpoint_and_token(self):
         endpoint, _, session = self.endpoint()
@@ -390,7 +392,7 @@ timeout = 20
         self.assertIsNotNone(conf.swift_auth.auth)
         self.assertNotIn("s3cr3t-value", repr(conf))
         self.assertEqual(conf.ignored_options, ())
-        store = make_data_store(conf, StubTreq(FakeSwift().app.resource()), task.Clock(), SyncThreadPool())
+        store = make_data_store(conf, StubTreq(FakeSwift().app.resource()), task.Clock(), SynchronousRunner())
         self.assertEqual(store.client.container, "introspection")
 
     def test_defaults_and_no_auth(self):

@@ -17,7 +17,8 @@ from inspectord.service import OrderedMultiService
 from inspectord.api.app import API, make_site
 from inspectord.api.auth import NoAuth
 from inspectord.introspection import Introspection
-from inspectord.service import InspectordService, ThreadPoolService, settle_memory
+from inspectord.service import InspectordService, settle_memory
+from inspectord.threads import ThreadPoolService
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool, SynchronousPool
 from tests.unit.helpers import make_config
