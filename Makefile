@@ -31,6 +31,7 @@ BENCH_ARGS ?=
 bench: .venv/.bootstrapped
 	bench/setup
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.footprint
 
 ## The documentation (doc/source, Sphinx) as HTML in doc/build/html.
 docs: .venv/.bootstrapped

@@ -178,10 +178,13 @@ def markdown(meta, results, directory="."):
         "",
         "Measured {} on {} CPU(s): Ironic 39 standalone (fake-hardware, SQLite), a fresh copy of the enrolled "
         "database for every system and run, 4 ports per node; {} IPA callbacks in flight; the floor makes "
-        "one PATCH + one power-off PUT per node, {} nodes in flight; status reads for {} s per client count "
+        "one PATCH + one power-off PUT per node at each of {} nodes in flight, the fastest without errors "
+        "being the floor (see its sweep); status reads for {} s per client count "
         "with wrk. Medians over runs (counted in each table); ratios are computed within each run, then their "
         "median is shown.".format(
-            meta["started"], meta["cpus"], meta["callback_concurrency"], meta["floor_concurrency"],
+            meta["started"], meta["cpus"], meta["callback_concurrency"],
+            ", ".join(map(str, meta["floor_concurrency"])) if isinstance(meta["floor_concurrency"], list)
+            else meta["floor_concurrency"],
             meta["status_seconds"]),
         "",
     ]
@@ -224,6 +227,7 @@ def markdown(meta, results, directory="."):
             for name, measured, ok in rows:
                 lines.append("| {} | {} | {} |".format(name, measured, "met" if ok else "**missed**"))
             lines.append("")
+        lines += _floor_sweep(groups, count)
         breakdown = _call_breakdown(groups, count)
         if breakdown:
             lines += breakdown
@@ -256,6 +260,24 @@ def markdown(meta, results, directory="."):
     if pxe.exists():
         lines += ["", pxe.read_text()]
     return "\n".join(lines)
+
+
+def _floor_sweep(groups, count):
+    """The floor at each concurrency tried, every run: where Ironic is fastest."""
+    rows = []
+    for result in groups.get((count, "floor"), []):
+        for point in result.get("floor_sweep") or []:
+            chosen = point["concurrency"] == result.get("floor_concurrency")
+            rows.append("| {} | {}{} | {:.1f} | {:.1f} | {} | {} | {:.0f} | {} |".format(
+                result.get("run"), point["concurrency"], " (the floor)" if chosen else "", point["wall_s"], point["nodes_per_s"] or 0,
+                "{:.0f}".format(1000 * point["latency_p50_s"]) if point["latency_p50_s"] is not None else "—",
+                point["errors"], point["ironic_cpu_ms_per_node"], point["resets"],
+            ))
+    if not rows:
+        return []
+    return ["Floor sweep (one PATCH + one power-off PUT per node, a fresh Ironic at each concurrency):", "",
+            "| run | in flight | wall (s) | nodes/s | p50 (ms) | errors | Ironic CPU/node (ms) | resets |",
+            "|---|---|---|---|---|---|---|---|", *rows, ""]
 
 
 def _call_breakdown(groups, count):

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 
-from bench import procstats, report, statusload, workload
+from bench import growth, procstats, report, statusload, workload
 from bench.experiments import EXPERIMENTS
 from bench.systems import SERVICES, IronicInspector, Proxy
 
@@ -282,10 +282,38 @@ def run_service(name, snapshot, workdir, args):
 
 
 def run_floor(snapshot, workdir, args):
+    """The floor at every ``--floor-concurrency``; the fastest without errors is *the* floor.
+
+    Each concurrency gets a fresh Ironic; the result keeps the whole sweep
+    (``floor_sweep``) and the concurrency chosen (``floor_concurrency``).
+    """
+    sweep = []
+    for concurrency in args.floor_concurrency:
+        sweep.append(_floor_once(snapshot, pathlib.Path(workdir) / "c{}".format(concurrency), concurrency, args))
+    clean = [r for r in sweep if not r["storm"]["callback_errors"]] or sweep
+    best = min(clean, key=lambda r: r["storm"]["wall_s"])
+    result = dict(best)
+    result["floor_sweep"] = [{
+        "concurrency": r["floor_concurrency"],
+        "wall_s": r["storm"]["wall_s"],
+        "nodes_per_s": r["storm"]["callbacks_per_s"],
+        "latency_p50_s": r["storm"]["latency_p50_s"],
+        "errors": r["storm"]["callback_errors"],
+        "resets": r["ironic_resets"],
+        "ironic_cpu_ms_per_node": r["storm"]["ironic_cpu_ms_per_node"],
+    } for r in sweep]
+    if len(sweep) > 1:
+        say("floor: fastest at {} in flight ({:.1f} nodes/s) of {}".format(
+            best["floor_concurrency"], best["storm"]["callbacks_per_s"],
+            ", ".join("{}: {:.1f}/s".format(r["floor_concurrency"], r["storm"]["callbacks_per_s"]) for r in sweep)))
+    return result
+
+
+def _floor_once(snapshot, workdir, concurrency, args):
     count = snapshot.count
     ironic = snapshot.fresh_ironic(workdir)
     proxy = Proxy(ironic.url, workdir)
-    result = {"system": "floor", "nodes": count}
+    result = {"system": "floor", "nodes": count, "floor_concurrency": concurrency}
     try:
         # As after the start of an introspection: every node powered on.
         asyncio.run(workload.power(ironic.url, snapshot.uuids, "power on", args.start_concurrency, say,
@@ -293,8 +321,8 @@ def run_floor(snapshot, workdir, args):
         proxy.reset()
         cpu_ironic = procstats.cpu_seconds(ironic.pid)
         window = procstats.Window(ironic=ironic.pid, proxy=proxy.pid)
-        say("floor: PATCH + power-off PUT for {} nodes, {} in flight".format(count, args.floor_concurrency))
-        records = asyncio.run(workload.floor(proxy.url, snapshot.uuids, args.floor_concurrency, say))
+        say("floor: PATCH + power-off PUT for {} nodes, {} in flight".format(count, concurrency))
+        records = asyncio.run(workload.floor(proxy.url, snapshot.uuids, concurrency, say))
         cpu_ironic = procstats.cpu_seconds(ironic.pid) - cpu_ironic
         stats = proxy.reset()
         cpu_window = window.stop()
@@ -336,7 +364,9 @@ def parse_args(argv):
                         help="comma-separated, of " + ", ".join(ALL_SYSTEMS) + " (empty: none, e.g. with --append "
                         "--pxe yes to add only the PXE filter figures)")
     parser.add_argument("--callback-concurrency", type=int, default=50, help="IPA callbacks in flight (default: 50)")
-    parser.add_argument("--floor-concurrency", type=int, default=8, help="floor nodes in flight (default: 8)")
+    parser.add_argument("--floor-concurrency", default="4,8,16,32,48",
+                        help="floor nodes in flight, comma-separated: the floor is measured at each (a fresh Ironic "
+                        "each time) and the fastest without errors is the floor of the ratios (default: 4,8,16,32,48)")
     parser.add_argument("--start-concurrency", type=int, default=8, help="introspection starts in flight (default: 8)")
     parser.add_argument("--enroll-concurrency", type=int, default=8, help="nodes enrolled at once (default: 8)")
     parser.add_argument("--status-seconds", type=int, default=10, help="seconds of each wrk status run (0: skip)")
@@ -351,12 +381,17 @@ def parse_args(argv):
                         help="also run bench/pxe_filter.py (needs root: it works in a network namespace of its own) "
                         "and add its table to the report; auto: when root (default)")
     parser.add_argument("--pxe-args", default="", help="arguments for bench/pxe_filter.py, e.g. '--runs 3'")
+    parser.add_argument("--scale", type=int, default=0,
+                        help="also measure inspectord's growth against its fast fake Ironic (bench/growth.py) at "
+                        "1,000 and at this many nodes, e.g. 10000 (default: 0, skipped)")
+    parser.add_argument("--scale-args", default="", help="more arguments for bench/growth.py, e.g. '--runs 3'")
     parser.add_argument("--workdir", help="keep every work directory here (default: a temporary one, removed)")
     parser.add_argument("--output", default=str(RESULTS), help="results directory (default: bench/results)")
     parser.add_argument("--append", action="store_true",
                         help="add to the results.json already in the results directory (runs are numbered on)")
     args = parser.parse_args(argv)
     args.nodes = [int(n) for n in args.nodes.split(",") if n.strip()]
+    args.floor_concurrency = [int(n) for n in str(args.floor_concurrency).split(",") if n.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(ALL_SYSTEMS)
     if unknown:
@@ -434,6 +469,9 @@ def main(argv=None):
                     _save(meta, results)
         if args.pxe == "yes" or (args.pxe == "auto" and os.geteuid() == 0):
             run_pxe(args)
+        if args.scale:
+            say("growth against the fake Ironic: 1000 and {} nodes".format(args.scale))
+            growth.main(["--scale", "1000,{}".format(args.scale), "--out", str(RESULTS), *shlex.split(args.scale_args)])
     except KeyboardInterrupt:
         say("interrupted: writing what was measured")
     finally:

@@ -54,6 +54,10 @@ class FakeIronic:
         self.patches = []
         self._faults = []
         self.validate_power = {}
+        # Ports by node and by address, rebuilt when a port is added or
+        # removed or its address or node changes: the benchmark serves
+        # tens of thousands of ports.
+        self._port_index = None
 
     # -- test helpers -----------------------------------------------------
 
@@ -82,10 +86,20 @@ class FakeIronic:
         self.ports[port_uuid] = {"uuid": port_uuid, "node_uuid": node_uuid, "address": address.lower(),
                                  "pxe_enabled": pxe_enabled, "extra": {}, "local_link_connection": {},
                                  "physical_network": None}
+        self._port_index = None
         return port_uuid
 
+    def _ports_by(self):
+        if self._port_index is None:
+            by_node, by_address = {}, {}
+            for port in self.ports.values():
+                by_node.setdefault(port["node_uuid"], []).append(port)
+                by_address.setdefault(port["address"], []).append(port)
+            self._port_index = (by_node, by_address, sorted(self.ports.values(), key=lambda p: p["uuid"]))
+        return self._port_index
+
     def node_ports(self, node_uuid):
-        return sorted((p for p in self.ports.values() if p["node_uuid"] == node_uuid), key=lambda p: p["address"])
+        return sorted(self._ports_by()[0].get(node_uuid, ()), key=lambda p: p["address"])
 
     def fail(self, method, path_prefix, code, times=1, body=None):
         """Answer the next ``times`` matching requests with ``code``."""
@@ -166,6 +180,7 @@ class FakeIronic:
         del self.nodes[node["uuid"]]
         for port_uuid in [u for u, p in self.ports.items() if p["node_uuid"] == node["uuid"]]:
             del self.ports[port_uuid]
+        self._port_index = None
         request.setResponseCode(204)
         return b""
 
@@ -233,11 +248,13 @@ class FakeIronic:
     @_recorded
     def list_ports(self, request):
         args = {k.decode(): v[-1].decode() for k, v in request.args.items()}
-        ports = sorted(self.ports.values(), key=lambda p: p["uuid"])
+        by_node, by_address, ports = self._ports_by()
         if "node_uuid" in args:
-            ports = [p for p in ports if p["node_uuid"] == args["node_uuid"]]
+            ports = sorted(by_node.get(args["node_uuid"], ()), key=lambda p: p["uuid"])
         if "address" in args:
-            ports = [p for p in ports if p["address"] == args["address"].lower()]
+            node_uuid = args.get("node_uuid")
+            ports = sorted((p for p in by_address.get(args["address"].lower(), ())
+                            if node_uuid is None or p["node_uuid"] == node_uuid), key=lambda p: p["uuid"])
         if "marker" in args:
             ports = [p for p in ports if p["uuid"] > args["marker"]]
         limit = int(args.get("limit", 1000))
@@ -252,7 +269,7 @@ class FakeIronic:
     def create_port(self, request):
         body = json.loads(request.content.read())
         address = body["address"].lower()
-        if any(p["address"] == address for p in self.ports.values()):
+        if self._ports_by()[1].get(address):
             return self._error(request, 409, "A port with MAC address {} already exists.".format(address))
         port_uuid = self.add_port(body["node_uuid"], address, body.get("pxe_enabled", True))
         self.ports[port_uuid]["extra"] = body.get("extra", {})
@@ -266,17 +283,23 @@ class FakeIronic:
     def patch_port(self, request, port_uuid):
         if port_uuid not in self.ports:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
+        port = self.ports[port_uuid]
+        keys = (port["address"], port["node_uuid"])
         try:
-            _apply_patch(self.ports[port_uuid], json.loads(request.content.read()))
+            _apply_patch(port, json.loads(request.content.read()))
         except errors.InvalidInput as e:
             return self._error(request, 400, str(e))
-        return self._json(request, self.ports[port_uuid])
+        finally:
+            if (port["address"], port["node_uuid"]) != keys:
+                self._port_index = None
+        return self._json(request, port)
 
     @app.route("/v1/ports/<port_uuid>", methods=["DELETE"])
     @_recorded
     def delete_port(self, request, port_uuid):
         if self.ports.pop(port_uuid, None) is None:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
+        self._port_index = None
         request.setResponseCode(204)
         return b""
 

@@ -407,7 +407,7 @@ class API:
                 await self.store.get_node(marker.lower())
             except errors.NotFound:
                 raise errors.InvalidInput("Marker {} does not match any introspection".format(marker)) from None
-        records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None)
+        records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None, brief=True)
         return {"introspection": [self._status(request, r) for r in records]}
 
     def _limit(self, request):

@@ -37,7 +37,6 @@ import dataclasses
 import json
 import re
 
-import yaml
 from twisted.logger import Logger
 
 from inspectord import errors
@@ -391,6 +390,8 @@ def build_rules(overrides=None, enforce_new_defaults=True):
 
 def parse_policy_file(text):
     """``{name: check string}`` from a YAML (or JSON, a subset) policy file."""
+    import yaml  # only a policy file needs it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -2,7 +2,6 @@
 
 import os
 
-import yaml
 from twisted.logger import Logger
 
 from inspectord import errors
@@ -16,6 +15,8 @@ def load_known_devices(path):
 
     :raises errors.ConfigError: the file cannot be read or has the wrong shape.
     """
+    import yaml  # only when the hook is enabled; the plugin scan imports this module in every service
+
     where = "[accelerators]known_devices {}".format(path)
     try:
         with open(path, encoding="utf-8") as f:

@@ -31,9 +31,6 @@ import importlib
 import importlib.metadata
 import json
 
-import jsonpatch
-import jsonpointer
-
 from twisted.logger import Logger
 from twisted.plugin import IPlugin, getPlugins
 from zope.interface import Attribute, Interface, provider
@@ -221,6 +218,9 @@ def apply_json_patch(target, patch):
 
     :raises ValueError: the patch cannot be applied.
     """
+    import jsonpatch  # only rules and plugins patch; not imported by an idle service
+    import jsonpointer
+
     for op in patch:
         path = op.get("path", "") if isinstance(op, dict) else ""
         if isinstance(op, dict) and op.get("op") == "add" and path.count("/") == 1:

@@ -26,7 +26,6 @@ import operator
 import re
 import uuid as uuid_mod
 
-import jsonpath_ng
 from twisted.logger import Logger
 
 from inspectord import errors
@@ -351,6 +350,8 @@ def split_field(field):
 
 @functools.lru_cache(maxsize=512)
 def _json_path(path):
+    import jsonpath_ng  # only rules with JSON path conditions use it; not imported by an idle service
+
     return jsonpath_ng.parse(path)
 
 

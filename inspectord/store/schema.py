@@ -30,6 +30,11 @@ metadata = sa.MetaData()
 #: keeps its own in ``alembic_version``).
 VERSION_TABLE = "inspectord_alembic_version"
 
+#: The revision of the newest migration (``migrations/versions``): a
+#: database found at it is used without importing Alembic.  A unit test
+#: keeps it equal to Alembic's own head.
+HEAD_REVISION = "0008"
+
 nodes = sa.Table(
     "inspectord_nodes",
     metadata,

@@ -12,18 +12,13 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import types
 import uuid as uuidlib
 
 import sqlalchemy as sa
-from alembic import command as alembic_command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
-from sqlalchemy.dialects import mysql as mysql_dialect
-from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.pool import StaticPool
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -171,32 +166,55 @@ def thd_upgrade(engine):
     migrate one after the other, the later ones finding nothing to do.
     SQLite serializes writers by itself.
     """
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", _MIGRATIONS)
-    heads = ScriptDirectory.from_config(cfg)
     with engine.connect() as connection:
         with _migration_lock(connection):
             with connection.begin():
-                cfg.attributes["connection"] = connection
                 shape = adopt.thd_examine(connection)
-                revision = shape.revision or shape.legacy_revision
-                if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
-                    raise errors.SchemaError(
-                        "The database holds inspectord's schema at revision {!r}, which this inspectord does not "
-                        "know (its head is {!r}): it was made by a newer inspectord".format(
-                            revision, heads.get_current_head()
-                        )
-                    )
-                if shape.legacy_revision is not None:
-                    connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
-                    cfg.attributes["version_table"] = schema.VERSION_TABLE
-                    alembic_command.stamp(cfg, shape.legacy_revision)
-                if revision is None:
-                    _create_at_head(connection)
-                    alembic_command.stamp(cfg, "head")
-                else:
-                    alembic_command.upgrade(cfg, "head")
+                # A database already at the head (every start but the first
+                # after an upgrade) needs no migration: Alembic, its
+                # templates and its dialect modules are not even imported.
+                if shape.revision == schema.HEAD_REVISION and shape.legacy_revision is None:
+                    return shape
+                _thd_migrate(connection, shape)
     return shape
+
+
+def _thd_migrate(connection, shape):
+    """Run the migrations ``shape`` calls for, inside the caller's lock and transaction."""
+    from alembic import command as alembic_command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    cfg.attributes["connection"] = connection
+    heads = migration_scripts()
+    revision = shape.revision or shape.legacy_revision
+    if revision is not None and revision not in {s.revision for s in heads.walk_revisions()}:
+        raise errors.SchemaError(
+            "The database holds inspectord's schema at revision {!r}, which this inspectord does not "
+            "know (its head is {!r}): it was made by a newer inspectord".format(
+                revision, heads.get_current_head()
+            )
+        )
+    if shape.legacy_revision is not None:
+        connection.execute(sa.text("DROP TABLE " + adopt.UPSTREAM_VERSION_TABLE))
+        cfg.attributes["version_table"] = schema.VERSION_TABLE
+        alembic_command.stamp(cfg, shape.legacy_revision)
+    if revision is None:
+        _create_at_head(connection)
+        alembic_command.stamp(cfg, "head")
+    else:
+        alembic_command.upgrade(cfg, "head")
+
+
+def migration_scripts():
+    """Alembic's ``ScriptDirectory`` of inspectord's migrations (imports Alembic)."""
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    return ScriptDirectory.from_config(cfg)
 
 
 def _create_at_head(connection):
@@ -271,12 +289,14 @@ def _migration_lock(connection):
 _GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
 
 
-def _data_upserts():
-    """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE`` of introspection data, per dialect.
+@functools.lru_cache(maxsize=None)
+def _upsert_data(dialect):
+    """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE`` of introspection data for ``dialect``.
 
     One statement: two instances storing the same node's data at once
     both succeed (the later write wins) instead of one of them hitting the
-    primary key.
+    primary key.  Built once per dialect, the first time it is needed, so
+    that only the dialect in use is imported.
     """
     t = schema.introspection_data
     row = dict(
@@ -285,23 +305,32 @@ def _data_upserts():
         data=sa.bindparam("p_data"),
         stored_at=sa.bindparam("p_at"),
     )
-    statements = {}
-    for name, module in (("sqlite", sqlite_dialect), ("postgresql", postgresql_dialect)):
+    if dialect == "mysql":
+        from sqlalchemy.dialects import mysql as module
+
         insert = module.insert(t).values(**row)
-        statements[name] = insert.on_conflict_do_update(
-            index_elements=[t.c.node_uuid, t.c.processed],
-            set_={"data": insert.excluded.data, "stored_at": insert.excluded.stored_at},
-        )
-    insert = mysql_dialect.insert(t).values(**row)
-    statements["mysql"] = insert.on_duplicate_key_update(data=insert.inserted.data, stored_at=insert.inserted.stored_at)
-    return statements
+        return insert.on_duplicate_key_update(data=insert.inserted.data, stored_at=insert.inserted.stored_at)
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module
+    insert = module.insert(t).values(**row)
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.node_uuid, t.c.processed],
+        set_={"data": insert.excluded.data, "stored_at": insert.excluded.stored_at},
+    )
 
 
-_UPSERT_DATA = _data_upserts()
+#: The columns of a status (see :meth:`SQLStore.thd_list`): not the node, nor the options.
+_BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options"))
 
 
-def _seen_upserts():
-    """Upsert of one MAC's last DHCP request, per dialect: the newer request wins."""
+@functools.lru_cache(maxsize=None)
+def _upsert_seen(dialect):
+    """Upsert of one MAC's last DHCP request for ``dialect``: the newer request wins.
+
+    Built once per dialect, when first needed (only that dialect is imported).
+    """
     t = schema.dhcp_seen
     row = dict(
         mac=sa.bindparam("p_mac"),
@@ -309,33 +338,48 @@ def _seen_upserts():
         message=sa.bindparam("p_message"),
         allowed=sa.bindparam("p_allowed"),
     )
-    statements = {}
-    for name, module in (("sqlite", sqlite_dialect), ("postgresql", postgresql_dialect)):
+    if dialect == "mysql":
+        from sqlalchemy.dialects import mysql as module
+
         insert = module.insert(t).values(**row)
-        statements[name] = insert.on_conflict_do_update(
-            index_elements=[t.c.mac],
-            set_={"last_request": insert.excluded.last_request, "message": insert.excluded.message,
-                  "allowed": insert.excluded.allowed},
-            where=insert.excluded.last_request >= t.c.last_request,
-        )
-    insert = mysql_dialect.insert(t).values(**row)
-    newer = insert.inserted.last_request >= t.c.last_request
-    # MySQL assigns left to right: last_request last, so the others compare with the old one.
-    statements["mysql"] = insert.on_duplicate_key_update([
-        ("message", sa.case((newer, insert.inserted.message), else_=t.c.message)),
-        ("allowed", sa.case((newer, insert.inserted.allowed), else_=t.c.allowed)),
-        ("last_request", sa.case((newer, insert.inserted.last_request), else_=t.c.last_request)),
-    ])
-    return statements
+        newer = insert.inserted.last_request >= t.c.last_request
+        # MySQL assigns left to right: last_request last, so the others compare with the old one.
+        return insert.on_duplicate_key_update([
+            ("message", sa.case((newer, insert.inserted.message), else_=t.c.message)),
+            ("allowed", sa.case((newer, insert.inserted.allowed), else_=t.c.allowed)),
+            ("last_request", sa.case((newer, insert.inserted.last_request), else_=t.c.last_request)),
+        ])
+    if dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module
+    insert = module.insert(t).values(**row)
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.mac],
+        set_={"last_request": insert.excluded.last_request, "message": insert.excluded.message,
+              "allowed": insert.excluded.allowed},
+        where=insert.excluded.last_request >= t.c.last_request,
+    )
 
 
-_UPSERT_SEEN = _seen_upserts()
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
     .join(schema.nodes, schema.nodes.c.uuid == schema.attributes.c.node_uuid)
+    # One IN per attribute name, not a row-value IN of (name, value) pairs:
+    # SQLite searches the (name, value) index for these, but scans the
+    # whole table for a row-value IN, which grows with every node recorded.
     .where(
-        sa.tuple_(schema.attributes.c.name, schema.attributes.c.value).in_(sa.bindparam("pairs", expanding=True))
+        sa.or_(
+            sa.and_(
+                schema.attributes.c.name == "mac",
+                schema.attributes.c.value.in_(sa.bindparam("macs", expanding=True)),
+            ),
+            sa.and_(
+                schema.attributes.c.name == "bmc_address",
+                schema.attributes.c.value.in_(sa.bindparam("bmcs", expanding=True)),
+            ),
+        )
     )
 )
 
@@ -418,6 +462,23 @@ def _record(row):
         node=row.node or {},
         ports=row.ports or {},
         options=row.options or {},
+        lease_until=row.lease_until,
+        lease_owner=row.lease_owner,
+        data_pending=bool(row.data_pending),
+    )
+
+
+def _brief_record(row):
+    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS`: no node, no options."""
+    return NodeRecord(
+        uuid=row.uuid,
+        state=row.state,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        manage_boot=row.manage_boot,
+        version_id=row.version_id,
+        ports=row.ports or {},
         lease_until=row.lease_until,
         lease_owner=row.lease_owner,
         data_pending=bool(row.data_pending),
@@ -519,14 +580,16 @@ class SQLStore:
         if not attributes:
             return
         a, n = schema.attributes, schema.nodes
-        pairs = sorted(set(attributes))
+        # name = 'mac' AND value IN (...): searched in the (name, value)
+        # index, where a row-value IN scanned every node under introspection.
         rows = conn.execute(
             sa.select(a.c.name, a.c.value, a.c.node_uuid)
             .join(n, n.c.uuid == a.c.node_uuid)
             .where(
                 a.c.node_uuid != uuid,
                 n.c.state.in_(_ACTIVE),
-                sa.tuple_(a.c.name, a.c.value).in_(pairs),
+                a.c.name == "mac",
+                a.c.value.in_(sorted({v for _, v in attributes})),
             )
         ).all()
         if rows:
@@ -678,7 +741,10 @@ class SQLStore:
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
         if not pairs:
             return None
-        rows = conn.execute(_LOOKUP, {"pairs": sorted(set(pairs))}).all()
+        rows = conn.execute(_LOOKUP, {
+            "macs": sorted({v for name, v in pairs if name == "mac"}),
+            "bmcs": sorted({v for name, v in pairs if name == "bmc_address"}),
+        }).all()
         if not rows:
             return None
         active = [r.node_uuid for r in rows if r.state in _ACTIVE]
@@ -700,7 +766,7 @@ class SQLStore:
     @staticmethod
     def _thd_put_data(conn, uuid, data, processed, now):
         values = {"p_uuid": uuid, "p_processed": processed, "p_data": json.dumps(data, sort_keys=True), "p_at": now}
-        conn.execute(_UPSERT_DATA[conn.dialect.name], values)
+        conn.execute(_upsert_data(conn.dialect.name), values)
 
     def thd_get_data(self, uuid, processed):
         t = schema.introspection_data
@@ -787,10 +853,15 @@ class SQLStore:
         with self.engine.begin() as conn:
             return conn.execute(query.values(lease_until=now, lease_owner=None)).rowcount
 
-    def thd_list(self, limit, marker=None, states=None):
-        """Newest first; ``marker`` is the UUID the previous page ended with."""
+    def thd_list(self, limit, marker=None, states=None, brief=False):
+        """Newest first; ``marker`` is the UUID the previous page ended with.
+
+        ``brief``: records without the Ironic node and the options (their
+        ``node`` and ``options`` are empty), what a status needs: a page of
+        a thousand statuses then decodes no node's JSON.
+        """
         n = schema.nodes
-        query = sa.select(n)
+        query = sa.select(*_BRIEF_COLUMNS) if brief else sa.select(n)
         if states:
             query = query.where(n.c.state.in_(list(states)))
         if marker is not None:
@@ -804,7 +875,8 @@ class SQLStore:
             )
         query = query.order_by(n.c.started_at.desc(), n.c.uuid.desc()).limit(limit)
         with self.engine.connect() as conn:
-            return [_record(r) for r in conn.execute(query).all()]
+            make = _brief_record if brief else _record
+            return [make(r) for r in conn.execute(query).all()]
 
     def thd_filter_macs(self):
         """For the PXE filter: ``(MACs of nodes under introspection, how many such nodes)``."""
@@ -878,7 +950,7 @@ class SQLStore:
             for mac, (when, message, allowed) in sorted(latest.items())
         ]
         with self.engine.begin() as conn:
-            statement = _UPSERT_SEEN["mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name]
+            statement = _upsert_seen("mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name)
             conn.execute(statement, values)
         return len(values)
 
@@ -1079,8 +1151,8 @@ class SQLStore:
     def claim(self, record, now, lease_until, owner=None):
         return self._run(self.thd_claim, record, now, lease_until, owner).addCallback(self._remember)
 
-    def list_nodes(self, limit, marker=None, states=None):
-        return self._run(self.thd_list, limit, marker, states)
+    def list_nodes(self, limit, marker=None, states=None, brief=False):
+        return self._run(self.thd_list, limit, marker, states, brief)
 
     def filter_macs(self):
         return self._run(self.thd_filter_macs)

@@ -435,6 +435,19 @@ class PeriodicQueryTests(StoreTestCase):
         self.assertEqual([r.uuid for r in self.store.thd_list(10, states=["waiting"])], [B])
         self.assertEqual(self.store.thd_list(10, states=["finished"]), [])
 
+    def test_brief_list_leaves_the_node_out(self):
+        """What a status shows is there; the Ironic node and the options are not read."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        full, = self.store.thd_list(10)
+        brief, = self.successResultOf(self.store.list_nodes(10, brief=True))
+        self.assertEqual(full.name, "node-" + A[:4])
+        self.assertEqual(brief.node, {})
+        self.assertEqual(brief.options, {})
+        for field in ("uuid", "state", "started_at", "finished_at", "error", "version_id", "ports", "lease_until"):
+            self.assertEqual(getattr(brief, field), getattr(full, field), field)
+        self.assertTrue(brief.active)
+
     def test_list_unknown_marker(self):
         self.assertRaises(errors.NotFound, self.store.thd_list, 10, C)
 
@@ -526,6 +539,24 @@ class MigrationTests(SynchronousTestCase):
         self.assertIn("'abcdef123456'", str(e))
         with self.engine.connect() as conn:
             self.assertNotIn("inspectord_nodes", sa.inspect(conn).get_table_names())
+
+    def test_head_revision_is_alembics(self):
+        """The head a started database is checked against without Alembic is the migrations' own."""
+        self.assertEqual(schema.HEAD_REVISION, sql.migration_scripts().get_current_head())
+        self.assertEqual(schema.HEAD_REVISION, HEAD)
+
+    def test_database_at_head_is_not_migrated(self):
+        """A restart on a database at the head only reads its revision: no migration runs."""
+        thd_upgrade(self.engine)
+        migrated = []
+        self.patch(sql, "_thd_migrate", lambda connection, shape: migrated.append(shape))
+        shape = thd_upgrade(self.engine)
+        self.assertEqual(shape.revision, HEAD)
+        self.assertEqual(migrated, [])
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE inspectord_alembic_version SET version_num = '0006'")
+        thd_upgrade(self.engine)
+        self.assertEqual([s.revision for s in migrated], ["0006"])
 
     def test_upgrade_twice_keeps_data(self):
         store = SQLStore(self.engine, SynchronousPool())

@@ -1,6 +1,8 @@
 """``twistd inspectord``: option parsing and the service tree (never started)."""
 
+import gc
 import os
+import platform
 
 import sqlalchemy as sa
 from twisted.application import internet, service
@@ -15,7 +17,7 @@ from inspectord.service import OrderedMultiService
 from inspectord.api.app import API, make_site
 from inspectord.api.auth import NoAuth
 from inspectord.introspection import Introspection
-from inspectord.service import InspectordService
+from inspectord.service import InspectordService, settle_memory
 from inspectord.threads import ThreadPoolService
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool, SynchronousPool
@@ -200,15 +202,32 @@ class FailingStore:
 class InspectordServiceTests(SynchronousTestCase):
     """The main service on a memory reactor: migrations, then API and timer."""
 
-    def make(self, store, clean_up_period=60):
+    def make(self, store, clean_up_period=60, settle=None):
         self.reactor = MemoryReactorClock()
         config = make_config()
         self.introspection = Introspection(store, None, config, self.reactor)
         api = API(self.introspection, store, None, config, NoAuth("127.0.0.1"))
         site = make_site(api.app.resource(), 1024)
         return InspectordService(
-            self.reactor, store, self.introspection, "tcp:5055:interface=127.0.0.1", site, clean_up_period
+            self.reactor, store, self.introspection, "tcp:5055:interface=127.0.0.1", site, clean_up_period,
+            settle=settle,
         )
+
+    def test_memory_settled_once_ready(self):
+        engine = make_engine("sqlite://")
+        self.addCleanup(engine.dispose)
+        settled = []
+        main = self.make(SQLStore(engine, SynchronousPool()), settle=lambda: settled.append(1))
+        main.startService()
+        self.successResultOf(main.ready)
+        self.assertEqual(settled, [1])
+        self.successResultOf(main.stopService())
+
+    def test_settle_memory_freezes_and_trims(self):
+        self.addCleanup(gc.unfreeze)
+        trimmed = settle_memory()
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.assertEqual(trimmed, platform.libc_ver()[0] == "glibc")
 
     def test_start_migrates_then_listens(self):
         engine = make_engine("sqlite://")
