@@ -8,7 +8,6 @@ privileges, as systemd applies them) to the firewall commands the iptables
 and nftables drivers run, inside a network namespace the test makes.
 """
 
-import configparser
 import os
 import re
 import shutil

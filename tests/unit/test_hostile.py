@@ -21,7 +21,7 @@ from inspectord.api import auth, authz, versions
 from inspectord.api.app import make_site
 from inspectord.secrets import Sealer
 from inspectord.store import make_engine
-from tests.unit.helpers import Harness, fixture, migrated_engine
+from tests.unit.helpers import Harness, fixture
 from tests.unit.test_api import IPA_MAC, APITestCase, ipa_data
 
 SECRET = "Zq7Hostile0Secret"
