@@ -4,7 +4,8 @@ Each interface has a real implementation and a fake in
 :mod:`inspectord.testing`; one contract test per interface runs against both
 (``tests/unit/test_contracts.py`` in memory, and the Ironic contract again
 against a real Ironic in ``tests/integration/test_contracts.py``), so a fake
-cannot drift from what it stands for.
+cannot drift from what it stands for.  (The real run found the fake Ironic
+accepting a ``local_link_connection`` Ironic's schema refuses.)
 """
 
 from zope.interface import Attribute, Interface

@@ -10,6 +10,7 @@ Each fake passes the contract test of its interface
 (:mod:`inspectord.interfaces`) that the real implementation passes.
 """
 
+import copy
 import functools
 import json
 import uuid as uuidlib
@@ -27,6 +28,17 @@ def _apply_patch(target, patch):
         apply_json_patch(target, patch)
     except ValueError as e:
         raise errors.InvalidInput(str(e)) from None
+
+
+def _local_link_connection_problem(llc):
+    """What Ironic's schema says of a port's ``local_link_connection``: None if valid."""
+    if not llc:
+        return None
+    if llc.get("network_type") == "unmanaged":
+        return None
+    if "port_id" in llc and ("switch_id" in llc or "hostname" in llc):
+        return None
+    return "Schema error for local_link_connection: {} is not valid: 'switch_id' is a required property".format(llc)
 
 
 def _recorded(route):
@@ -269,6 +281,9 @@ class FakeIronic:
     def create_port(self, request):
         body = json.loads(request.content.read())
         address = body["address"].lower()
+        problem = _local_link_connection_problem(body.get("local_link_connection"))
+        if problem is not None:
+            return self._error(request, 400, problem)
         if self._ports_by()[1].get(address):
             return self._error(request, 409, "A port with MAC address {} already exists.".format(address))
         port_uuid = self.add_port(body["node_uuid"], address, body.get("pxe_enabled", True))
@@ -285,13 +300,18 @@ class FakeIronic:
             return self._error(request, 404, "Port {} could not be found.".format(port_uuid))
         port = self.ports[port_uuid]
         keys = (port["address"], port["node_uuid"])
+        patched = copy.deepcopy(port)
         try:
-            _apply_patch(port, json.loads(request.content.read()))
+            _apply_patch(patched, json.loads(request.content.read()))
         except errors.InvalidInput as e:
             return self._error(request, 400, str(e))
-        finally:
-            if (port["address"], port["node_uuid"]) != keys:
-                self._port_index = None
+        problem = _local_link_connection_problem(patched.get("local_link_connection"))
+        if problem is not None:
+            return self._error(request, 400, problem)
+        port.clear()
+        port.update(patched)
+        if (port["address"], port["node_uuid"]) != keys:
+            self._port_index = None
         return self._json(request, port)
 
     @app.route("/v1/ports/<port_uuid>", methods=["DELETE"])

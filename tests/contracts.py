@@ -59,11 +59,17 @@ class IronicContract:
 
             await client.patch_port(created["uuid"], [
                 {"op": "add", "path": "/local_link_connection/port_id", "value": "Ethernet1/7"},
+                {"op": "add", "path": "/local_link_connection/switch_id", "value": "52:54:00:5e:00:01"},
                 {"op": "add", "path": "/physical_network", "value": "physnet1"},
             ])
             port = next(p for p in await client.list_ports(
                 uuid, fields="uuid,address,local_link_connection,physical_network") if p["address"] == macs[1])
-            self.assertEqual(port["local_link_connection"], {"port_id": "Ethernet1/7"})
+            self.assertEqual(port["local_link_connection"], {"port_id": "Ethernet1/7", "switch_id": "52:54:00:5e:00:01"})
+            # Ironic's schema: a port_id needs the switch it is on.
+            with self.assertRaises(errors.IronicError) as raised:
+                await client.patch_port(created["uuid"], [
+                    {"op": "remove", "path": "/local_link_connection/switch_id"}])
+            self.assertEqual(raised.exception.status, 400)
             self.assertEqual(port["physical_network"], "physnet1")
 
             await client.delete_port(created["uuid"])

@@ -359,7 +359,8 @@ class NodeContextPortTests(SynchronousTestCase):
         node.create_ports([{"mac": "52:54:00:00:00:02", "pxe": True}])
         for mac in ("52:54:00:00:00:01", "52:54:00:00:00:02"):
             node.patch_port(mac, [{"op": "add", "path": "/physical_network", "value": "a"}])
-            node.patch_port(mac, [{"op": "add", "path": "/local_link_connection/port_id", "value": "Eth1"}])
+            node.patch_port(mac, [{"op": "add", "path": "/local_link_connection/port_id", "value": "Eth1"},
+                                  {"op": "add", "path": "/local_link_connection/switch_id", "value": "52:54:00:5e:00:01"}])
         node.update_properties(cpus="2")
         node.patch([{"op": "add", "path": "/extra/x", "value": 1}])
         d = defer.Deferred.fromCoroutine(apply_update(h.ironic, node_uuid, node.update))
@@ -371,7 +372,7 @@ class NodeContextPortTests(SynchronousTestCase):
         )
         for port in h.fake.node_ports(node_uuid):
             self.assertEqual(port["physical_network"], "a")
-            self.assertEqual(port["local_link_connection"], {"port_id": "Eth1"})
+            self.assertEqual(port["local_link_connection"], {"port_id": "Eth1", "switch_id": "52:54:00:5e:00:01"})
 
 
 class ExtraHardwareTests(SynchronousTestCase):
@@ -683,7 +684,15 @@ class ApplyJsonPatchTests(SynchronousTestCase):
         # What Ironic accepts on any port: fields every port has.
         d = h.ironic_http.request("PATCH", "http://ironic.test:6385/v1/ports/" + port, data=json.dumps(
             [{"op": "add", "path": "/local_link_connection/port_id", "value": "Ethernet1"},
+             {"op": "add", "path": "/local_link_connection/switch_id", "value": "52:54:00:5e:00:01"},
              {"op": "add", "path": "/physical_network", "value": "physnet1"}]).encode())
         h.flush()
         self.assertEqual(h._result(d).code, 200)
-        self.assertEqual(h.fake.ports[port]["local_link_connection"], {"port_id": "Ethernet1"})
+        self.assertEqual(h.fake.ports[port]["local_link_connection"],
+                         {"port_id": "Ethernet1", "switch_id": "52:54:00:5e:00:01"})
+        # Ironic's schema: a port_id without the switch it is on is refused, and nothing changes.
+        d = h.ironic_http.request("PATCH", "http://ironic.test:6385/v1/ports/" + port, data=json.dumps(
+            [{"op": "remove", "path": "/local_link_connection/switch_id"}]).encode())
+        h.flush()
+        self.assertEqual(h._result(d).code, 400)
+        self.assertIn("switch_id", h.fake.ports[port]["local_link_connection"])
