@@ -289,6 +289,18 @@ def _migration_lock(connection):
 _GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
 
 
+def _dialect_insert(dialect, table, row):
+    """``(dialect's insert construct of row, True for MySQL's ON DUPLICATE KEY)``; only that dialect is imported."""
+    mysql = dialect in ("mysql", "mariadb")  # mariadb:// URLs name the MariaDB dialect
+    if mysql:
+        from sqlalchemy.dialects import mysql as module
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module
+    return module.insert(table).values(**row), mysql
+
+
 @functools.lru_cache(maxsize=None)
 def _upsert_data(dialect):
     """``INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE`` of introspection data for ``dialect``.
@@ -305,16 +317,9 @@ def _upsert_data(dialect):
         data=sa.bindparam("p_data"),
         stored_at=sa.bindparam("p_at"),
     )
-    if dialect == "mysql":
-        from sqlalchemy.dialects import mysql as module
-
-        insert = module.insert(t).values(**row)
+    insert, mysql = _dialect_insert(dialect, t, row)
+    if mysql:
         return insert.on_duplicate_key_update(data=insert.inserted.data, stored_at=insert.inserted.stored_at)
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql as module
-    else:
-        from sqlalchemy.dialects import sqlite as module
-    insert = module.insert(t).values(**row)
     return insert.on_conflict_do_update(
         index_elements=[t.c.node_uuid, t.c.processed],
         set_={"data": insert.excluded.data, "stored_at": insert.excluded.stored_at},
@@ -338,10 +343,8 @@ def _upsert_seen(dialect):
         message=sa.bindparam("p_message"),
         allowed=sa.bindparam("p_allowed"),
     )
-    if dialect == "mysql":
-        from sqlalchemy.dialects import mysql as module
-
-        insert = module.insert(t).values(**row)
+    insert, mysql = _dialect_insert(dialect, t, row)
+    if mysql:
         newer = insert.inserted.last_request >= t.c.last_request
         # MySQL assigns left to right: last_request last, so the others compare with the old one.
         return insert.on_duplicate_key_update([
@@ -349,11 +352,6 @@ def _upsert_seen(dialect):
             ("allowed", sa.case((newer, insert.inserted.allowed), else_=t.c.allowed)),
             ("last_request", sa.case((newer, insert.inserted.last_request), else_=t.c.last_request)),
         ])
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql as module
-    else:
-        from sqlalchemy.dialects import sqlite as module
-    insert = module.insert(t).values(**row)
     return insert.on_conflict_do_update(
         index_elements=[t.c.mac],
         set_={"last_request": insert.excluded.last_request, "message": insert.excluded.message,
@@ -950,7 +948,7 @@ class SQLStore:
             for mac, (when, message, allowed) in sorted(latest.items())
         ]
         with self.engine.begin() as conn:
-            statement = _upsert_seen("mysql" if conn.dialect.name in ("mysql", "mariadb") else conn.dialect.name)
+            statement = _upsert_seen(conn.dialect.name)
             conn.execute(statement, values)
         return len(values)
 
