@@ -8,15 +8,12 @@ same transition twice.  Nothing here keeps state another instance needs.
 import copy
 import dataclasses
 import datetime
-import ipaddress
 import os
-import socket
-import urllib.parse
 import uuid as uuidlib
 
 from twisted.internet import defer, task
 
-from inspectord import errors
+from inspectord import bmc_address, errors
 from inspectord import secrets
 from inspectord import state as st
 from inspectord.logs import NodeLogger
@@ -64,14 +61,6 @@ def _port_map(ports):
         port.update({k: p[k] for k in ("local_link_connection", "physical_network") if p.get(k)})
         result[p["address"].lower()] = port
     return result
-
-
-def _looks_like_ip(value):
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
 
 
 def describe_dhcp(status):
@@ -147,6 +136,7 @@ class Introspection:
         self.clock = clock
         self._reactor = reactor or clock
         self._io_pool = io_pool
+        self._resolver = bmc_address.Resolver(io_pool)
         self._pxe_filter = pxe_filter
         self.hooks = hooks_mod.load(config)
         self._discovery = None
@@ -344,7 +334,10 @@ class Introspection:
                 raise errors.InvalidInput("Failed validation of power interface for node {}: {}".format(uuid, reason))
         port_map = _port_map(await self.ironic.list_ports(uuid, fields=PORT_FIELDS))
         attributes = [("mac", mac) for mac in port_map]
-        attributes += [("bmc_address", a) for a in await self._bmc_addresses(node)]
+        attributes += [
+            ("bmc_address", a)
+            for a in await bmc_address.node_addresses(node, config.default.ipmi_address_fields, self._resolver)
+        ]
         snapshot = node_snapshot(node)
         record = await self.store.start(
             uuid, self.now(), manage_boot, snapshot, port_map, attributes, options,
@@ -396,35 +389,6 @@ class Introspection:
             raise errors.InvalidInput(
                 'Invalid provision state for introspection: "{}", valid states are "{}"'.format(state, '", "'.join(valid))
             )
-
-    async def _bmc_addresses(self, node):
-        info = node.get("driver_info") or {}
-        driver = node.get("driver") or ""
-        fields = ["ipmi_address"] + list(self.config.default.ipmi_address_fields)
-        fields += ["{}_address".format(driver.replace("-", "_"))]
-        found = []
-        for field in fields:
-            value = info.get(field)
-            if not value or not isinstance(value, str):
-                continue
-            host = urllib.parse.urlsplit(value).hostname if "://" in value else value.strip("[]")
-            if not host:
-                continue
-            if _looks_like_ip(host):
-                found.append(ramdisk_data.canonical_address(host))
-            else:
-                found.extend(await self._resolve(host))
-        return sorted(set(found))
-
-    async def _resolve(self, host):
-        if self._io_pool is None:
-            return []
-        try:
-            infos = await self._io_pool.run(socket.getaddrinfo, host, None)
-        except OSError as e:
-            self.log.warn("Cannot resolve BMC address {host}: {error}", host=host, error=str(e))
-            return []
-        return sorted({ramdisk_data.canonical_address(info[4][0].split("%")[0]) for info in infos})
 
     async def _boot(self, record, hold):
         """Boot the node, then wait for the ramdisk, or process the data it already sent."""
@@ -541,7 +505,7 @@ class Introspection:
                 self.log.failure("Hook {hook} failed", hook=hook.name)
                 failures.append("Preprocessing hook {}: could not use the ramdisk data".format(hook.name))
         macs = ramdisk_data.all_macs(data)
-        bmcs = ramdisk_data.bmc_addresses(data)
+        bmcs = bmc_address.from_ramdisk(data)
         # One transaction: lookup, the raw data stored (nothing accepted is
         # lost), the move to processing with a lease, and the rules.
         match, record, rules = await self.store.accept(

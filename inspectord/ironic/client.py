@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from inspectord import errors, interfaces
+from inspectord import bmc_address, errors, interfaces
 from inspectord.outbound import CONNECTION_ERRORS, raise_if_cancelled, with_timeout
 from inspectord.metrics import NO_METRICS
 
@@ -242,11 +242,15 @@ class IronicClient:
         return [node async for node in self._paged("/v1/nodes", "nodes", {"fields": fields})]
 
     async def find_node_by_bmc(self, addresses, fields):
-        """Nodes whose ``driver_info`` has one of ``addresses`` in ``fields``."""
+        """Nodes whose ``driver_info`` has one of ``addresses`` in ``fields``.
+
+        Addresses compare as :func:`inspectord.bmc_address.host` spells
+        them (a URL's host, one spelling per IP); names are not resolved.
+        """
+        wanted = {bmc_address.host(a) for a in addresses}
         found = []
         async for node in self._paged("/v1/nodes", "nodes", {"fields": "uuid,driver_info"}):
-            info = node.get("driver_info") or {}
-            if any(str(info.get(f)) in addresses for f in fields if info.get(f)):
+            if bmc_address.hosts_in(node.get("driver_info"), fields) & wanted:
                 found.append(node["uuid"])
         return found
 

@@ -9,7 +9,7 @@ equivalent inventory here, so hooks see one shape.  Pure functions only.
 import ipaddress
 import re
 
-from inspectord import errors
+from inspectord import bmc_address, errors
 
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 # InfiniBand: 20-byte hardware address.
@@ -38,25 +38,9 @@ def pxe_mac(data):
     return value.lower()
 
 
-def bmc_addresses(data):
-    """BMC IPv4 and IPv6 addresses the ramdisk reported (unset ones dropped)."""
-    inventory = data.get("inventory") or {}
-    v4 = inventory.get("bmc_address", data.get("ipmi_address"))
-    v6 = inventory.get("bmc_v6address", data.get("ipmi_v6address"))
-    result = []
-    if isinstance(v4, str) and v4 not in ("", "0.0.0.0"):
-        result.append(canonical_address(v4))
-    if isinstance(v6, str) and v6 not in ("", "::/0", "::"):
-        result.append(canonical_address(v6))
-    return result
-
-
-def canonical_address(value):
-    """One spelling per IP address (``FD00:0::0200`` and ``fd00::200`` alike)."""
-    try:
-        return ipaddress.ip_address(value.strip().strip("[]")).compressed
-    except ValueError:
-        return value
+# The ramdisk's BMC addresses, and IP spelling, are the BMC addressing module's.
+bmc_addresses = bmc_address.from_ramdisk
+canonical_address = bmc_address.canonical
 
 
 def _legacy_inventory(data):

@@ -17,14 +17,12 @@ introspection rules (``data://auto_discovered``) fill in its driver and
 credentials.  Every enrollment and every refusal is logged.
 """
 
-import ipaddress
-import urllib.parse
 import uuid as uuidlib
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from inspectord import errors
+from inspectord import bmc_address, errors
 from inspectord.processing import data as ramdisk_data
 from inspectord.store.enrollment import Limits
 from inspectord.timeutil import utc
@@ -81,37 +79,9 @@ def machine_macs(data):
     return sorted({m for m in macs if ramdisk_data.is_valid_mac(m) and m != _NO_MAC})
 
 
-def bmc_address_for(data, versions):
-    """The BMC address for ``driver_info/ipmi_address``, per ``enabled_bmc_address_version``."""
-    addresses = ramdisk_data.bmc_addresses(data)
-    by_version = {
-        "4": next((a for a in addresses if ":" not in a), None),
-        "6": next((a for a in addresses if ":" in a), None),
-    }
-    for version in versions:
-        if by_version.get(version):
-            return by_version[version]
-    return None
-
-
-def _normalize_host(value):
-    value = value.strip()
-    if "://" in value:
-        value = urllib.parse.urlsplit(value).hostname or ""
-    value = value.strip("[]")
-    try:
-        return str(ipaddress.ip_address(value.split("%")[0]))
-    except ValueError:
-        return value.lower()
-
-
-def node_bmc_addresses(node, ipmi_address_fields):
-    """BMC hosts in an Ironic node's driver_info (``ipmi_address``, the
-    ``[DEFAULT]ipmi_address_fields`` and ``<driver>_address``); names are not resolved."""
-    info = node.get("driver_info") or {}
-    driver = (node.get("driver") or "").replace("-", "_")
-    fields = ["ipmi_address"] + list(ipmi_address_fields) + ["{}_address".format(driver)]
-    return {_normalize_host(info[f]) for f in fields if isinstance(info.get(f), str) and info[f].strip()}
+# Former names of what :mod:`inspectord.bmc_address` does.
+bmc_address_for = bmc_address.preferred
+node_bmc_addresses = bmc_address.node_hosts
 
 
 class Discovery:
@@ -140,7 +110,7 @@ class Discovery:
         discovery = self.config.discovery
         body = dict(discovery.enroll_node_fields)
         driver_info = {}
-        address = bmc_address_for(data, discovery.enabled_bmc_address_version)
+        address = bmc_address.preferred(data, discovery.enabled_bmc_address_version)
         if address:
             driver_info["ipmi_address"] = address
         body.update(
@@ -167,7 +137,7 @@ class Discovery:
         """
         source = source or "unknown"
         macs = machine_macs(data)
-        bmcs = ramdisk_data.bmc_addresses(data)
+        bmcs = bmc_address.from_ramdisk(data)
         if not macs and not bmcs:
             raise errors.InvalidInput("Cannot enroll the machine: the data has neither a MAC nor a BMC address")
         uuid = uuid or str(uuidlib.uuid4())
@@ -236,10 +206,10 @@ class Discovery:
                 )
         if not bmcs:
             return
-        wanted = {_normalize_host(b) for b in bmcs}
+        wanted = {bmc_address.host(b) for b in bmcs}
         fields = self.config.default.ipmi_address_fields
         for node in await self.ironic.list_nodes("uuid,driver,driver_info"):
-            shared = sorted(node_bmc_addresses(node, fields) & wanted)
+            shared = sorted(bmc_address.node_hosts(node, fields) & wanted)
             if shared:
                 raise errors.InvalidInput(
                     "Cannot enroll the machine: Ironic node {} already has BMC address {}; "
