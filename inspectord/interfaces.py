@@ -74,6 +74,11 @@ class IIronic(Interface):
 class IPXEFilter(Interface):
     """Who may get a DHCP answer, as the introspection lifecycle and diagnosis see it."""
 
+    seen = Attribute(
+        "What records the DHCP requests seen (the sniffer's or the builtin server's), "
+        "or None when nothing records them: diagnosis (:mod:`inspectord.diagnosis`) then has nothing to say."
+    )
+
     def notify():
         """The set of nodes under introspection changed: apply it within a second."""
 

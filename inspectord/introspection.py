@@ -13,7 +13,7 @@ import uuid as uuidlib
 
 from twisted.internet import defer, task
 
-from inspectord import bmc_address, errors
+from inspectord import bmc_address, diagnosis, errors
 from inspectord import secrets
 from inspectord import state as st
 from inspectord.logs import NodeLogger
@@ -61,23 +61,6 @@ def _port_map(ports):
         port.update({k: p[k] for k in ("local_link_connection", "physical_network") if p.get(k)})
         result[p["address"].lower()] = port
     return result
-
-
-def describe_dhcp(status):
-    """An operator's sentence from :meth:`Introspection.dhcp_status`."""
-    if status is None:
-        return None
-    if not status["seen"]:
-        return "no DHCP request was seen from {}: the node probably never PXE-booted".format(
-            ", ".join(status["macs"]) or "its MACs (it has no port)"
-        )
-    if not status["allowed_by_filter"]:
-        return "its last DHCP request ({} from {} at {}) was blocked by the PXE filter".format(
-            status["dhcp_message"], status["mac"], status["last_dhcp_request"]
-        )
-    return "it was answered DHCP ({} from {} at {}) but the ramdisk never called back".format(
-        status["dhcp_message"], status["mac"], status["last_dhcp_request"]
-    )
 
 
 def instance_owner(host):
@@ -906,9 +889,9 @@ class Introspection:
         for uuid in await self.store.timed_out(threshold):
             message = "Introspection timeout"
             try:
-                diagnosis = describe_dhcp(self.dhcp_status(await self.store.get_node(uuid)))
-                if diagnosis:
-                    message += ": " + diagnosis
+                why = diagnosis.describe(self.dhcp_status(await self.store.get_node(uuid)))
+                if why:
+                    message += ": " + why
                 await self.store.transition(uuid, st.Event.timeout, self.now(), error=message)
             except (errors.StateChanged, errors.InvalidTransition):
                 continue
@@ -920,30 +903,9 @@ class Introspection:
         return failed
 
     def dhcp_status(self, record):
-        """What the PXE filter saw of the node's DHCP requests, or None.
-
-        None when nothing records DHCP requests (no sniffer, not the builtin
-        server); ``{"seen": False, "macs": [...]}`` when nothing came from
-        the node's MACs; otherwise the latest request.
-        """
-        pxe_filter = self._pxe_filter
-        if pxe_filter is None or getattr(pxe_filter, "seen", None) is None:
-            return None
-        macs = sorted(record.ports)
-        latest, latest_mac = None, None
-        for mac in macs:
-            seen = pxe_filter.dhcp_seen(mac)
-            if seen and (latest is None or seen["last_dhcp_request"] > latest["last_dhcp_request"]):
-                latest, latest_mac = seen, mac
-        if latest is None:
-            return {"seen": False, "macs": macs}
-        return {
-            "seen": True,
-            "mac": latest_mac,
-            "last_dhcp_request": utc(latest["last_dhcp_request"]).isoformat(),
-            "dhcp_message": latest.get("dhcp_message"),
-            "allowed_by_filter": latest.get("allowed_by_filter"),
-        }
+        """What the PXE filter saw of the node's DHCP requests, or None
+        (:func:`inspectord.diagnosis.dhcp_status`)."""
+        return diagnosis.dhcp_status(record, diagnosis.reports(self._pxe_filter, record.ports))
 
     async def resume_abandoned(self):
         """Take over every node whose owner stopped renewing its lease; their UUIDs.

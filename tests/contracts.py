@@ -143,8 +143,10 @@ class IronicContract:
 class PXEFilterContract:
     """:class:`inspectord.interfaces.IPXEFilter` as the lifecycle and diagnosis use it.
 
-    Subclasses provide ``make_filter(store)`` and ``run_scenario``; ``self.store`` is
-    a migrated store.
+    Subclasses provide ``make_filter(store, recording=False)`` (a filter
+    recording DHCP requests when ``recording``), ``record_dhcp(pxe_filter,
+    mac, kind, allowed, when)`` (a request the filter saw) and
+    ``run_scenario(scenario, recording=False)``; ``self.store`` is a migrated store.
     """
 
     MAC = "52:54:00:c0:00:01"
@@ -163,6 +165,28 @@ class PXEFilterContract:
             self.assertTrue(pxe_filter.allows(self.MAC.upper()))
 
         return self.run_scenario(scenario)
+
+    def test_recording_nothing_reports_nothing(self):
+        async def scenario(pxe_filter, env):
+            self.assertIsNone(pxe_filter.seen)
+            self.assertIsNone(pxe_filter.dhcp_seen(self.MAC))
+
+        return self.run_scenario(scenario)
+
+    def test_recorded_request_reported(self):
+        """What diagnosis reads: ``seen`` is not None, ``dhcp_seen`` the latest request."""
+
+        async def scenario(pxe_filter, env):
+            self.assertIsNotNone(pxe_filter.seen)
+            self.assertIsNone(pxe_filter.dhcp_seen(self.MAC))
+            self.record_dhcp(pxe_filter, self.MAC, "discover", False, 1_800_000_000)
+            self.record_dhcp(pxe_filter, self.MAC, "request", True, 1_800_000_005)
+            self.assertEqual(
+                pxe_filter.dhcp_seen(self.MAC),
+                {"last_dhcp_request": 1_800_000_005, "dhcp_message": "request", "allowed_by_filter": True},
+            )
+
+        return self.run_scenario(scenario, recording=True)
 
     def test_diagnosis_and_health(self):
         async def scenario(pxe_filter, env):

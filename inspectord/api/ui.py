@@ -16,10 +16,9 @@ import os
 
 from twisted.logger import Logger
 
-from inspectord import errors
+from inspectord import diagnosis, errors
 from inspectord.api.status import status_for
 from inspectord.hooks import lldp_tlvs
-from inspectord.introspection import describe_dhcp
 
 RULE = "introspection:status"
 DATA_RULE = "introspection:data"
@@ -137,17 +136,17 @@ def _state_badge(state):
 
 
 def dhcp_cell(status):
-    """``(short HTML, sentence)`` of a node's DHCP diagnosis (:meth:`Introspection.dhcp_status`)."""
+    """``(short HTML, sentence)`` of a node's DHCP diagnosis (:func:`inspectord.diagnosis.dhcp_status`)."""
     if status is None:
         return '<span class="muted">not recorded</span>', "DHCP requests are not recorded (no sniffer)"
     if not status["seen"]:
-        return '<span class="dhcp-never">never seen</span>', describe_dhcp(status)
+        return '<span class="dhcp-never">never seen</span>', diagnosis.describe(status)
     when = _time(status.get("last_dhcp_request"))
     if not status["allowed_by_filter"]:
         html_ = '<span class="dhcp-blocked">blocked</span> {} <span class="mono">{}</span>'
     else:
         html_ = '<span class="dhcp-answered">answered</span> {} <span class="mono">{}</span>'
-    return html_.format(when, _e(status.get("mac"))), describe_dhcp(status)
+    return html_.format(when, _e(status.get("mac"))), diagnosis.describe(status)
 
 
 def _page(title, body, nonce, heading_extra=""):

@@ -38,6 +38,7 @@ class NoopFilter(app_service.Service):
 
     log = Logger()
     name = "pxe-filter"
+    seen = None  # nothing records DHCP requests
 
     def startService(self):
         super().startService()

@@ -12,6 +12,7 @@ from treq.testing import StubTreq
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from inspectord.dhcp.sniffer import DHCPSeen
 from inspectord.ipmi import CredentialsVerifier
 from inspectord.ipmi.base import OK, REJECTED, UNREACHABLE, AttemptResult
 from inspectord.ironic.client import IronicClient, static_endpoint
@@ -77,22 +78,32 @@ class _PXEFilterCase(PXEFilterContract):
         self.store = SQLStore(migrated_engine(), SynchronousPool())
         self.clock = task.Clock()
 
-    def run_scenario(self, scenario):
-        pxe_filter = self.make_filter(self.store)
+    def run_scenario(self, scenario, recording=False):
+        pxe_filter = self.make_filter(self.store, recording)
         _run_flushed(self, scenario(pxe_filter, _FilterEnv()), lambda: self.clock.advance(0.1))
 
 
 class FakePXEFilterContractTests(_PXEFilterCase, SynchronousTestCase):
-    def make_filter(self, store):
-        return FakePXEFilter(store)
+    def make_filter(self, store, recording=False):
+        pxe_filter = FakePXEFilter(store)
+        if recording:
+            pxe_filter.seen = {}
+        return pxe_filter
+
+    def record_dhcp(self, pxe_filter, mac, kind, allowed, when):
+        pxe_filter.seen[mac] = {"last_dhcp_request": when, "dhcp_message": kind, "allowed_by_filter": allowed}
 
 
 class PXEFilterServiceContractTests(_PXEFilterCase, SynchronousTestCase):
-    def make_filter(self, store):
-        service = PXEFilterService(FakeDriver(), store, FakePorts(), self.clock, sync_period=0)
+    def make_filter(self, store, recording=False):
+        seen = DHCPSeen() if recording else None
+        service = PXEFilterService(FakeDriver(), store, FakePorts(), self.clock, sync_period=0, seen=seen)
         service.startService()
         self.addCleanup(service.stopService)
         return service
+
+    def record_dhcp(self, pxe_filter, mac, kind, allowed, when):
+        pxe_filter.seen.record(mac, kind, allowed, when)
 
 
 class FakeVerifierContractTests(VerifierContract, SynchronousTestCase):
@@ -137,3 +148,4 @@ class NoopFilterTests(SynchronousTestCase):
         self.assertTrue(self.successResultOf(noop.sync()))
         self.assertTrue(noop.allows("52:54:00:c0:00:01"))
         self.assertIsNone(noop.dhcp_seen("52:54:00:c0:00:01"))
+        self.assertIsNone(noop.seen)
