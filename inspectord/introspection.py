@@ -3,10 +3,15 @@
 Every state change is a compare-and-set in the store, so the API, periodic
 tasks and other inspectord instances sharing the database never apply the
 same transition twice.  Nothing here keeps state another instance needs.
+
+Here: start and boot, abort, the reapply entry, timeouts, leases and the
+resumption of abandoned nodes, stop.  What happens to the ramdisk's data
+is :mod:`inspectord.processing.pipeline`'s; the DHCP diagnosis of waiting
+nodes :mod:`inspectord.diagnosis`'s; BMC addresses
+:mod:`inspectord.bmc_address`'s.
 """
 
 import copy
-import dataclasses
 import datetime
 import os
 import uuid as uuidlib
@@ -16,51 +21,15 @@ from twisted.internet import defer, task
 from inspectord import bmc_address, diagnosis, errors
 from inspectord import secrets
 from inspectord import state as st
-from inspectord.logs import NodeLogger
+from inspectord.logs import NodeLogFields, NodeLogger
 from inspectord.metrics import NO_METRICS
+from inspectord.nodes import PORT_FIELDS, check_provision_state, node_snapshot
+from inspectord.nodes import port_map as _port_map
 from inspectord.processing import data as ramdisk_data
-from inspectord.processing import discovery as discovery_mod
 from inspectord.processing import hooks as hooks_mod
-from inspectord.processing import ramdisk_logs
-from inspectord.processing import rules as rules_mod
-from inspectord.processing.update import apply as apply_update
+from inspectord.processing.pipeline import Pipeline, requested_credentials
 from inspectord.background import Background
 from inspectord.timeutil import utc
-
-VALID_PROVISION_STATES = ("enroll", "manageable", "inspecting", "inspect wait", "inspect failed")
-ACTIVE_PROVISION_STATES = ("active", "rescue")
-_SNAPSHOT_SKIP = frozenset(
-    {"links", "ports", "portgroups", "states", "volume", "instance_info", "driver_internal_info"}
-)
-# driver_info fields that must never be recorded.
-_SECRET_MARKERS = ("password", "secret", "token", "key", "credential")
-
-
-def _sanitize_driver_info(info):
-    return {k: v for k, v in (info or {}).items() if not any(m in k.lower() for m in _SECRET_MARKERS)}
-
-
-def node_snapshot(node):
-    """What inspectord keeps of an Ironic node: everything but secrets and links."""
-    snapshot = {k: v for k, v in node.items() if k not in _SNAPSHOT_SKIP}
-    snapshot["driver_info"] = _sanitize_driver_info(node.get("driver_info"))
-    snapshot["properties"] = node.get("properties") or {}
-    return snapshot
-
-
-# Port fields processing hooks compare with (local_link_connection, physnet_cidr_map).
-PORT_FIELDS = "uuid,address,pxe_enabled,local_link_connection,physical_network"
-
-
-def _port_map(ports):
-    result = {}
-    for p in ports:
-        if not p.get("address"):
-            continue
-        port = {"uuid": p["uuid"], "pxe_enabled": p.get("pxe_enabled", True)}
-        port.update({k: p[k] for k in ("local_link_connection", "physical_network") if p.get(k)})
-        result[p["address"].lower()] = port
-    return result
 
 
 def instance_owner(host):
@@ -81,7 +50,8 @@ class _Hold:
 
 
 class Introspection:
-    """Starts introspections, processes ramdisk data, enforces timeouts.
+    """Starts introspections, takes the ramdisk's data (processed by its
+    :class:`~inspectord.processing.pipeline.Pipeline`), enforces timeouts and leases.
 
     :param store: :class:`inspectord.store.SQLStore`.
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
@@ -109,8 +79,8 @@ class Introspection:
         self.verifier = verifier
         self.swift = swift
         self.metrics = metrics or NO_METRICS
-        # uuid -> {"mac": ..., "bmc_address": ...} for log lines (see node_log_fields).
-        self._log_fields = {}
+        # The mac and bmc_address fields of log lines about each node.
+        self._log_fields = NodeLogFields()
         # New IPMI credentials reach the database sealed with a key held here only.
         self.sealer = secrets.Sealer()
         self.store = store
@@ -118,13 +88,11 @@ class Introspection:
         self.config = config
         self.clock = clock
         self._reactor = reactor or clock
-        self._io_pool = io_pool
         self._resolver = bmc_address.Resolver(io_pool)
         self._pxe_filter = pxe_filter
         self.hooks = hooks_mod.load(config)
-        self._discovery = None
-        if config.processing.node_not_found_hook == "enroll":
-            self._discovery = discovery_mod.Discovery(store, ironic, config, clock, node_snapshot)
+        # Ramdisk data, from the callback to the finish.
+        self._pipeline = Pipeline(self, io_pool, self._log_fields)
         # Earliest time this instance may power on the next node.
         self._next_power_on = 0.0
         # Background work and requests in flight, for orderly shutdown and tests.
@@ -148,23 +116,7 @@ class Introspection:
 
     def node_log_fields(self, uuid):
         """The ``mac`` and ``bmc_address`` fields of log lines about ``uuid``, where known."""
-        return self._log_fields.get(uuid, {})
-
-    def _remember_log_fields(self, uuid, macs=(), bmc_addresses=()):
-        fields = {}
-        if macs:
-            fields["mac"] = ",".join(sorted(macs))
-        if bmc_addresses:
-            fields["bmc_address"] = ",".join(sorted(bmc_addresses))
-        if len(self._log_fields) >= 10_000:
-            self._log_fields.clear()
-        self._log_fields[uuid] = fields
-
-    def _record_log_fields(self, record):
-        info = record.node.get("driver_info") or {}
-        bmc = [info["ipmi_address"]] if isinstance(info.get("ipmi_address"), str) else []
-        if record.uuid not in self._log_fields:
-            self._remember_log_fields(record.uuid, record.ports, bmc)
+        return self._log_fields.get(uuid)
 
     def _background(self, coro, what, node):
         return self._work.start(coro, what, node=node)
@@ -305,12 +257,12 @@ class Introspection:
         options = {}
         if setting_credentials:
             options["ipmi_credentials"] = self.sealer.seal(
-                self._new_credentials(node, new_ipmi_username, new_ipmi_password)
+                requested_credentials(node, new_ipmi_username, new_ipmi_password)
             )
             # The BMC cannot be used yet: the operator powers the node on.
             manage_boot = False
         else:
-            self._check_provision_state(node)
+            check_provision_state(node, config.processing.permit_active_introspection)
         if manage_boot:
             ok, reason = await self.ironic.validate_power(uuid)
             if not ok:
@@ -327,7 +279,7 @@ class Introspection:
             owner=self.owner, lease_until=self.lease_until(st.State.starting),
         )
         hold = self._hold(uuid, st.State.starting)
-        self._remember_log_fields(uuid, port_map, [a for kind, a in attributes if kind == "bmc_address"])
+        self._log_fields.remember(uuid, port_map, [a for kind, a in attributes if kind == "bmc_address"])
         self.metrics.introspection_started()
         self.log.info(
             "Node {node}: introspection started ({ports} port(s), manage_boot={manage_boot}, "
@@ -340,38 +292,6 @@ class Introspection:
         self._filter_changed()
         self._background(self._boot(record, hold), "starting introspection of node " + uuid, node=uuid)
         return record
-
-    def _new_credentials(self, node, username, password):
-        from inspectord.ipmi import validate_new_credentials
-
-        if node.get("provision_state") != "enroll":
-            raise errors.InvalidInput(
-                "Node {} is in provision state {!r}: IPMI credentials can only be set on a node "
-                "in the enroll state".format(node["uuid"], node.get("provision_state"))
-            )
-        if username is None:
-            username = (node.get("driver_info") or {}).get("ipmi_username")
-        if not username:
-            raise errors.InvalidInput(
-                "new_ipmi_username is required: node {} has no driver_info.ipmi_username".format(node["uuid"])
-            )
-        if not password:
-            raise errors.InvalidInput("new_ipmi_password is required to set IPMI credentials")
-        try:
-            validate_new_credentials(username, password)
-        except ValueError as e:
-            raise errors.InvalidInput(str(e)) from None
-        return {"username": username, "password": password}
-
-    def _check_provision_state(self, node):
-        state = node.get("provision_state")
-        valid = VALID_PROVISION_STATES
-        if self.config.processing.permit_active_introspection:
-            valid = valid + ACTIVE_PROVISION_STATES
-        if state not in valid:
-            raise errors.InvalidInput(
-                'Invalid provision state for introspection: "{}", valid states are "{}"'.format(state, '", "'.join(valid))
-            )
 
     async def _boot(self, record, hold):
         """Boot the node, then wait for the ramdisk, or process the data it already sent."""
@@ -398,7 +318,7 @@ class Introspection:
                 return
             hold.state = st.State.processing
             self.log.info("Node {node}: processing the data its ramdisk sent while it was starting", node=uuid)
-            await self._process_stored(record, rules)
+            await self._pipeline.process_stored(record, rules)
         except errors.StateChanged:
             self.log.info("Node {node}: changed by another request while starting", node=uuid)
         except errors.InspectordError as e:
@@ -467,296 +387,15 @@ class Introspection:
         """
         self._check_running()
         try:
-            return await self._track(self._process(raw, source))
+            return await self._track(self._pipeline.process(raw, source))
         except defer.CancelledError:
             raise errors.Stopping(
                 "inspectord stopped while processing; the data is stored and will be processed again"
             ) from None
 
-    async def _process(self, raw, source):
-        data = ramdisk_data.normalize(raw)
-        failures = []
-        for hook in self.hooks:
-            try:
-                await defer.maybeDeferred(hook.before_processing, data)
-            except errors.InspectordError as e:
-                failures.append("Preprocessing hook {}: {}".format(hook.name, e))
-            except defer.CancelledError:
-                raise
-            except Exception:
-                # Logged with its traceback; the client is told which hook, not how it broke.
-                self.log.failure("Hook {hook} failed", hook=hook.name)
-                failures.append("Preprocessing hook {}: could not use the ramdisk data".format(hook.name))
-        macs = ramdisk_data.all_macs(data)
-        bmcs = bmc_address.from_ramdisk(data)
-        # One transaction: lookup, the raw data stored (nothing accepted is
-        # lost), the move to processing with a lease, and the rules.
-        match, record, rules = await self.store.accept(
-            macs, bmcs, raw, self.now(), self.lease_until(st.State.processing), process=not failures,
-            owner=self.owner,
-        )
-        if match is None:
-            lookup = "Could not find a node for attributes {}".format(
-                ", ".join(["mac " + m for m in macs] + ["bmc_address " + b for b in bmcs]) or "(none in the data)"
-            )
-            if failures:
-                await self._store_logs(data, None)
-                raise errors.InvalidInput(
-                    "The following failures happened during running pre-processing hooks:\n"
-                    + "\n".join(failures + ["Look up error: " + lookup])
-                )
-            if self._discovery is None:
-                raise errors.NotFound(lookup)
-            record, rules = await self._accept_discovered(raw, data, source)
-        elif record is None:
-            self._refuse(match.record)
-        uuid = record.uuid
-        self._record_log_fields(record)
-        if failures:
-            message = "\n".join(failures)
-            await self._fail(uuid, message, expected=record.state, reason="ramdisk")
-            await self._store_logs(data, uuid)
-            raise errors.ProcessingError(
-                "The following failures happened during running pre-processing hooks:\n" + message
-            )
-        credentials = None
-        if record.options.get("ipmi_credentials"):
-            try:
-                credentials = self.sealer.unseal(record.options["ipmi_credentials"])
-            except secrets.SecretLost as e:
-                await self._fail(uuid, str(e), expected=record.state)
-                raise
-        if record.state == st.State.starting.value:
-            self.log.info("Node {node}: ramdisk data stored while starting; processed once the start ends", node=uuid)
-            return self._answer(uuid, credentials)
-        hold = self._hold(uuid, st.State.processing)
-        try:
-            processed = await self._process_node(record, data, rules)
-        except BaseException:
-            hold.stop()
-            raise
-        # Like ironic-inspector, answer the ramdisk before powering it off.
-        finishing = self._background(self._finish(record, data, processed), "finishing node " + uuid, node=uuid)
-        finishing.addBoth(lambda result: hold.stop() or result)
-        return self._answer(uuid, credentials)
-
-    @staticmethod
-    def _answer(uuid, credentials):
-        """The ramdisk's answer: the UUID, and the BMC credentials to set if asked."""
-        response = {"uuid": uuid}
-        if credentials:
-            response.update(
-                ipmi_setup_credentials=True,
-                ipmi_username=credentials["username"],
-                ipmi_password=credentials["password"],
-            )
-        return response
-
-    async def _accept_discovered(self, raw, data, source):
-        """Enroll a machine no node matched (discovery); ``(record, rules)``."""
-        uuid = str(uuidlib.uuid4())
-        hold = self._hold(uuid, st.State.enrolling)
-        try:
-            record = await self._discovery.enroll(
-                data, source, uuid=uuid, owner=self.owner, lease_until=self.lease_until(st.State.enrolling)
-            )
-            self._filter_changed()
-            try:
-                record = await self.store.transition(
-                    record.uuid,
-                    st.Event.process,
-                    self.now(),
-                    expected=st.State.enrolling,
-                    raw=raw,
-                    lease_until=self.lease_until(st.State.processing),
-                    owner=self.owner,
-                )
-            except errors.StateChanged:
-                raise errors.NodeBusy("Node {} is already being processed".format(record.uuid)) from None
-        finally:
-            hold.stop()
-        return record, None
-
-    @staticmethod
-    def _refuse(record):
-        """Raise why ramdisk data for ``record`` (not waiting) is refused."""
-        uuid = record.uuid
-        if record.state in (st.State.processing.value, st.State.reapplying.value, st.State.enrolling.value):
-            raise errors.NodeBusy("Node {} is already being processed".format(uuid))
-        if record.state == st.State.starting.value:
-            raise errors.NodeBusy("Node {} is still starting introspection; try again".format(uuid))
-        raise errors.NotUnderIntrospection(
-            "Node {} is not under introspection (state {}{})".format(
-                uuid, record.state, ", error: " + record.error if record.error else ""
-            )
-        )
-
-    async def _process_node(self, record, data, rules=None):
-        """Run the hooks and rules and write the result to Ironic; errors end the node.
-
-        Returns the processed data to store ([processing]store_data), or None.
-        """
-        uuid = record.uuid
-        stage = "processing"
-        try:
-            if not record.node:
-                record = await self._read_from_ironic(record)
-            node = hooks_mod.NodeContext(record, self.config)
-            for hook in self.hooks:
-                stage = "processing hook " + hook.name
-                await defer.maybeDeferred(hook.before_update, data, node)
-            stage = "introspection rules"
-            if rules is None:
-                rules = await self.store.list_rules()
-            applied = rules_mod.apply_all(rules, node, data)
-            if applied:
-                self.log.info("Node {node}: applied rule(s) {rules}", node=uuid, rules=", ".join(applied))
-            await apply_update(self.ironic, uuid, node.update)
-            if self.config.processing.store_data != "none":
-                return {k: v for k, v in data.items() if k != "logs"}
-            return None
-        except errors.InspectordError as e:
-            await self._store_logs(data, uuid)
-            reason = "ironic" if isinstance(e, errors.IronicError) else "processing"
-            await self._fail(uuid, str(e), expected=record.state, reason=reason)
-            raise
-        except defer.CancelledError:
-            raise  # stopping: the lease lets another run take the node over
-        except Exception:
-            # Bad ramdisk data a hook did not expect: logged with its
-            # traceback here; the node and the client get which step failed.
-            self.log.failure("Node {node}: unexpected failure in {stage}", node=uuid, stage=stage)
-            await self._store_logs(data, uuid)
-            message = "Invalid ramdisk data: {} could not use it".format(stage)
-            await self._fail(uuid, message, expected=record.state, reason="processing")
-            raise errors.ProcessingError(message) from None
-
-    async def _read_from_ironic(self, record):
-        """``record`` with the node and its ports as Ironic has them now.
-
-        For introspections inspectord did not start: adopted from
-        ironic-inspector's database, which keeps no copy of the node.
-        """
-        try:
-            node = await self.ironic.get_node(record.uuid)
-            ports = await self.ironic.list_ports(record.uuid, fields=PORT_FIELDS)
-        except errors.IronicNotFound:
-            raise errors.NotFound("Node {} was not found in Ironic".format(record.uuid)) from None
-        return dataclasses.replace(record, node=node_snapshot(node), ports=_port_map(ports))
-
-    async def _finish(self, record, data, processed=None, power_off=True, verify_credentials=True):
-        """Verify credentials, power off, and finish (storing ``processed`` with it)."""
-        uuid = record.uuid
-        reason = "processing"
-        try:
-            if self.config.processing.always_store_ramdisk_logs:
-                await self._store_logs(data, uuid)
-            if verify_credentials and record.options.get("ipmi_credentials"):
-                reason = "bmc_credentials"
-                await self._verify_credentials(record, data)
-            if self.swift is not None:
-                await self._store_in_swift(uuid, processed)
-            if power_off:
-                reason = "power"
-                await self._power_off(record)
-            reason = "processing"
-            await self.store.transition(
-                uuid,
-                st.Event.finish,
-                self.now(),
-                expected=record.state,
-                processed=processed,
-                delete_data=self.config.processing.store_data != "database",
-            )
-        except errors.StateChanged as e:
-            self.log.warn("Node {node}: changed while finishing: {reason}", node=uuid, reason=str(e))
-            return
-        except errors.InspectordError as e:
-            await self._fail(uuid, str(e), expected=record.state, processed=processed, reason=reason)
-            return
-        except defer.CancelledError:
-            raise  # stopping: the lease lets another run take the node over
-        except Exception as e:
-            self.log.failure("Node {node}: unexpected failure while finishing", node=uuid)
-            await self._fail(
-                uuid,
-                "Unexpected exception {} while finishing: {}".format(type(e).__name__, e),
-                expected=record.state,
-                processed=processed,
-                reason="internal",
-            )
-            return
-        self.log.info("Node {node}: introspection finished", node=uuid)
-        self.metrics.introspection_finished()
-        self._filter_changed()
-
-    async def _store_in_swift(self, uuid, processed):
-        """Copy the node's data to Swift; the finish transition then drops the database copy."""
-        raw = await self.store.get_data(uuid, False)
-        await self.swift.save(uuid, raw, False)
-        await self.swift.save(uuid, processed, True)
-
     async def get_data(self, uuid, processed):
-        """Stored data of ``uuid``: the database copy (introspection running or
-        failed), else Swift's (finished, with store_data=swift).
-
-        :raises errors.NotFound: nothing stored.
-        """
-        try:
-            return await self.store.get_data(uuid, processed)
-        except errors.NotFound:
-            if self.swift is None:
-                raise
-        return await self.swift.get(uuid, processed)
-
-    async def _store_logs(self, data, uuid):
-        if self._io_pool is None:
-            return
-        await self._io_pool.run(ramdisk_logs.thd_store, self.config.processing, data, uuid, self.now())
-
-    async def _verify_credentials(self, record, data):
-        """Log in to the BMC with the credentials the ramdisk set; record them in Ironic."""
-        credentials = self.sealer.unseal(record.options["ipmi_credentials"])
-        info = record.node.get("driver_info") or {}
-        address = info.get("ipmi_address") or (data.get("ipmi_address") or data.get("ipmi_v6address"))
-        if not address:
-            raise errors.ProcessingError(
-                "Cannot verify the new IPMI credentials: neither driver_info.ipmi_address nor the ramdisk "
-                "gives a BMC address"
-            )
-        try:
-            port = int(info.get("ipmi_port") or 623)
-        except (TypeError, ValueError):
-            raise errors.ProcessingError(
-                "Invalid driver_info.ipmi_port {!r}: expected a UDP port number".format(info.get("ipmi_port"))
-            ) from None
-        if self.verifier is None:
-            raise errors.ProcessingError("Setting IPMI credentials needs pyghmi, which is not available")
-        await self.verifier.verify(address, credentials["username"], credentials["password"], port=port)
-        patch = [
-            {"op": "add", "path": "/driver_info/ipmi_username", "value": credentials["username"]},
-            {"op": "add", "path": "/driver_info/ipmi_password", "value": credentials["password"]},
-        ]
-        if not info.get("ipmi_address"):
-            patch.append({"op": "add", "path": "/driver_info/ipmi_address", "value": address})
-        await self.ironic.patch_node(record.uuid, patch)
-        self.log.info("Node {node}: new IPMI credentials verified on {address}", node=record.uuid, address=address)
-
-    async def _power_off(self, record):
-        manages_power = record.manage_boot or bool(record.options.get("ipmi_credentials"))
-        if not manages_power or not self.config.processing.power_off:
-            return
-        if record.provision_state in ACTIVE_PROVISION_STATES:
-            return
-        try:
-            await self.ironic.set_power_state(record.uuid, "power off")
-        except errors.IronicError as e:
-            if record.provision_state == "enroll":
-                self.log.info("Node {node}: power off failed in enroll state, ignored: {error}", node=record.uuid, error=str(e))
-                return
-            raise errors.ProcessingError(
-                "Failed to power off node {}, check its power management configuration: {}".format(record.uuid, e)
-            ) from None
+        """Stored data of ``uuid`` (:meth:`inspectord.processing.pipeline.Pipeline.get_data`)."""
+        return await self._pipeline.get_data(uuid, processed)
 
     # -- abort and reapply ---------------------------------------------------
 
@@ -840,42 +479,9 @@ class Introspection:
 
     async def _reapply(self, record, data, hold):
         try:
-            await self._process_data(record, data, reapplying=True)
+            await self._pipeline.process_data(record, data, reapplying=True)
         finally:
             hold.stop()
-
-    async def _process_data(self, record, data, rules=None, reapplying=False):
-        """Pre-processing hooks, processing, finish; every failure ends the node."""
-        for hook in self.hooks:
-            try:
-                await defer.maybeDeferred(hook.before_processing, data)
-            except errors.InspectordError as e:
-                prefix = "Pre-processing failures detected reapplying: " if reapplying else ""
-                await self._fail(record.uuid, prefix + str(e), expected=record.state, reason="ramdisk")
-                return
-        try:
-            processed = await self._process_node(record, data, rules)
-        except errors.InspectordError:
-            return
-        if reapplying:
-            await self._finish(record, data, processed, power_off=False, verify_credentials=False)
-        else:
-            await self._finish(record, data, processed)
-
-    async def _process_stored(self, record, rules=None, reapplying=False, extra=None):
-        """Process the raw data stored for ``record`` (leased to this instance)."""
-        try:
-            raw = await self.store.get_data(record.uuid, False)
-        except errors.NotFound:
-            await self._fail(
-                record.uuid,
-                "Processing was interrupted and no ramdisk data is stored to process again",
-                expected=record.state,
-            )
-            return
-        data = ramdisk_data.normalize(copy.deepcopy(raw))
-        data.update(extra or {})
-        await self._process_data(record, data, rules, reapplying=reapplying)
 
     # -- periodic ---------------------------------------------------------
 
@@ -941,46 +547,17 @@ class Introspection:
             elif state is st.State.aborting:
                 await self._end_abort(record, hold)
             elif state is st.State.processing:
-                await self._process_stored(record)
+                await self._pipeline.process_stored(record)
             elif state is st.State.reapplying:
-                await self._process_stored(record, reapplying=True)
+                await self._pipeline.process_stored(record, reapplying=True)
             elif state is st.State.enrolling:
-                await self._resume_enrollment(record, hold)
+                await self._pipeline.resume_enrollment(record)
         except errors.InspectordError as e:
             # Ironic unreachable, say: the lease ends and the next scan tries again.
             self.log.warn("Node {node}: resuming {state} failed, retried when the lease ends: {error}",
                           node=record.uuid, state=state.value, error=str(e))
         finally:
             hold.stop()
-
-    async def _resume_enrollment(self, record, hold):
-        """Complete an enrollment whose owner died, or undo it.
-
-        The ramdisk's data is stored with the move to processing, after
-        Ironic created the node: without it, the enrollment was interrupted
-        around ``POST /v1/nodes``.  The node Ironic may have created then is
-        deleted and the record dropped, so the machine is discovered afresh
-        when its ramdisk calls back again.
-        """
-        uuid = record.uuid
-        try:
-            node = await self.ironic.get_node(uuid)
-        except errors.IronicNotFound:
-            node = None
-        if node is not None:
-            if not (node.get("extra") or {}).get("auto_discovered") or node.get("provision_state") != "enroll":
-                # Not the empty node discovery creates: someone uses it; keep it.
-                record = await self.store.enrolled(uuid, node_snapshot(node))
-                await self._fail(uuid, "Discovery was interrupted; the node exists in Ironic but was not "
-                                 "processed: introspect it", expected=st.State.enrolling)
-                return
-            await self.ironic.delete_node(uuid)
-            reason = "abandoned: the instance enrolling it stopped; the node it created in Ironic was deleted"
-        else:
-            reason = "abandoned: the instance enrolling it stopped before Ironic created the node"
-        await self.store.forget_enrollment(uuid, reason)
-        self.log.warn("Discovery: node {node} {reason}; the machine can be discovered again", node=uuid, reason=reason)
-        self._filter_changed()
 
     async def lease_scan(self):
         """The periodic lease scan ([lifecycle]lease_check_period); never raises."""

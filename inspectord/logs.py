@@ -29,3 +29,31 @@ class NodeLogger(Logger):
             for name, value in lookup(node).items():
                 kwargs.setdefault(name, value)
         super().emit(level, format, **kwargs)
+
+
+class NodeLogFields:
+    """The ``mac`` and ``bmc_address`` log fields of nodes (for :class:`NodeLogger`), at most ``limit`` nodes."""
+
+    def __init__(self, limit=10_000):
+        self._limit = limit
+        self._by_uuid = {}
+
+    def get(self, uuid):
+        return self._by_uuid.get(uuid, {})
+
+    def remember(self, uuid, macs=(), bmc_addresses=()):
+        fields = {}
+        if macs:
+            fields["mac"] = ",".join(sorted(macs))
+        if bmc_addresses:
+            fields["bmc_address"] = ",".join(sorted(bmc_addresses))
+        if len(self._by_uuid) >= self._limit:
+            self._by_uuid.clear()
+        self._by_uuid[uuid] = fields
+
+    def remember_record(self, record):
+        """Fields of a node record, unless the node's are known already."""
+        info = record.node.get("driver_info") or {}
+        bmc = [info["ipmi_address"]] if isinstance(info.get("ipmi_address"), str) else []
+        if record.uuid not in self._by_uuid:
+            self.remember(record.uuid, record.ports, bmc)

@@ -92,7 +92,7 @@ class Discovery:
     :param config: the frozen :class:`inspectord.config.Config`.
     :param clock: ``IReactorTime``.
     :param snapshot: turns an Ironic node into what the store keeps of it
-        (:func:`inspectord.introspection.node_snapshot`).
+        (:func:`inspectord.nodes.node_snapshot`).
     """
 
     log = Logger()

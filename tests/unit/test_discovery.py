@@ -9,7 +9,7 @@ from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
-from inspectord import introspection as introspection_mod
+from inspectord.processing import pipeline as introspection_mod
 from inspectord.api.status import status_for
 from inspectord.introspection import Introspection
 from inspectord.processing import data as ramdisk_data
