@@ -94,6 +94,11 @@ class Pipeline:
     owner = property(lambda self: self._life.owner)
 
     async def process(self, raw, source):
+        """The ramdisk posted ``raw`` (from ``source``, its IP address); the answer to send it.
+
+        Called by :meth:`inspectord.introspection.Introspection.process`,
+        which counts the work in flight and turns a stop into ``Stopping``.
+        """
         data = ramdisk_data.normalize(raw)
         failures = []
         for hook in self.hooks:
