@@ -37,9 +37,8 @@ _SSL_VERSIONS = {
 _INSECURE_SSL_VERSIONS = ("tlsv1", "tlsv1_1", "sslv2", "sslv3")
 
 
-def check(config):
-    """Refuse listening options that cannot be honoured; no file is read."""
-    default, tls = config.default, config.ssl
+def check(default, tls):
+    """Refuse listening options of ``[DEFAULT]`` and ``[ssl]`` that cannot be honoured; no file is read."""
     if default.listen_unix_socket is not None and not default.listen_unix_socket.strip():
         raise errors.ConfigError("[DEFAULT]listen_unix_socket is empty; remove it to listen on TCP")
     if not default.use_ssl:

@@ -39,6 +39,9 @@ class Options(usage.Options):
         self["config-file"] = files[-1] if files else None
         try:
             self["config"] = config_mod.load(sources=self["sources"])
+            from inspectord.service import check
+
+            check(self["config"])
         except errors.ConfigError as e:
             raise usage.UsageError("configuration error: {}".format(e)) from None
 

@@ -35,9 +35,9 @@ _RESERVED_FIELDS = ("uuid", "driver", "driver_info", "extra", "provision_state")
 _NO_MAC = "00:00:00:00:00:00"
 
 
-def check(config):
-    """Start-up checks of ``node_not_found_hook`` and ``[discovery]``."""
-    hook = config.processing.node_not_found_hook
+def check(processing, pxe_filter, discovery):
+    """Start-up checks of ``[processing]node_not_found_hook`` and ``[discovery]``."""
+    hook = processing.node_not_found_hook
     if not hook:
         return
     if hook not in SUPPORTED_HOOKS:
@@ -46,12 +46,11 @@ def check(config):
                 hook, ", ".join(SUPPORTED_HOOKS)
             )
         )
-    if config.pxe_filter.deny_unknown_macs:
+    if pxe_filter.deny_unknown_macs:
         raise errors.ConfigError(
             "[processing]node_not_found_hook=enroll cannot work with [pxe_filter]deny_unknown_macs=true: "
             "unknown machines would never get DHCP to boot the ramdisk; unset one of them"
         )
-    discovery = config.discovery
     versions = discovery.enabled_bmc_address_version
     if not versions or any(v not in ("4", "6") for v in versions) or len(set(versions)) != len(versions):
         raise errors.ConfigError(

@@ -59,6 +59,19 @@ class NoopFilter(app_service.Service):
         return {"driver": "noop", "state": "ok"}
 
 
+#: The values of ``[pxe_filter]driver``.
+DRIVERS = ("noop", "iptables", "nftables", "dnsmasq", "builtin")
+
+
+def check(pxe_filter):
+    """Refuse a ``[pxe_filter]driver`` inspectord does not have."""
+    if pxe_filter.driver not in DRIVERS:
+        raise errors.ConfigError(
+            "[pxe_filter]driver={} is not a PXE filter driver of inspectord "
+            "(available: {})".format(pxe_filter.driver, ", ".join(DRIVERS))
+        )
+
+
 def make_driver(config, reactor, io_pool=None, runner=None, store=None, seen=None):
     """The driver object for ``[pxe_filter]driver`` (not noop).
 

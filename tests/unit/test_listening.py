@@ -34,7 +34,9 @@ class ListeningTestCase(SynchronousTestCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(BASE.format(default=default, ssl=ssl_section))
-        return config.load(path)
+        conf = config.load(path)
+        listening.check(conf.default, conf.ssl)
+        return conf
 
     def tls_config(self, extra=""):
         return self.load(
