@@ -151,7 +151,9 @@ class Introspection:
         self.hooks = hooks_mod.load(config)
         self._discovery = None
         if config.processing.node_not_found_hook == "enroll":
-            self._discovery = discovery_mod.Discovery(store, ironic, config, clock, node_snapshot)
+            self._discovery = discovery_mod.Discovery(
+                store, ironic, config.discovery, config.discovery_limits, config.default, clock, node_snapshot
+            )
         # Earliest time this instance may power on the next node.
         self._next_power_on = 0.0
         # Background work and requests in flight, for orderly shutdown and tests.

@@ -302,7 +302,7 @@ def make_service(config, reactor, environ=None):
         metrics=metrics, health=health,
     )
     site = limits.LimitedFactory(make_site(api.app.resource(), MAX_BODY_SIZE, reactor, metrics=metrics, clock=reactor))
-    endpoint, factory = listening.make_endpoint(config, reactor, site)
+    endpoint, factory = listening.make_endpoint(config.default, config.ssl, reactor, site)
     main = InspectordService(
         reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter,
         notifier=notifier, lease_check_period=config.lifecycle.lease_check_period, settle=settle_memory,

@@ -118,7 +118,9 @@ class Discovery:
 
     :param store: :class:`inspectord.store.SQLStore`.
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
-    :param config: the frozen :class:`inspectord.config.Config`.
+    :param discovery, limits, default: the ``[discovery]``,
+        ``[discovery_limits]`` and ``[DEFAULT]`` sections (can_manage_boot,
+        ipmi_address_fields).
     :param clock: ``IReactorTime``.
     :param snapshot: turns an Ironic node into what the store keeps of it
         (:func:`inspectord.introspection.node_snapshot`).
@@ -126,17 +128,18 @@ class Discovery:
 
     log = Logger()
 
-    def __init__(self, store, ironic, config, clock, snapshot):
+    def __init__(self, store, ironic, discovery, limits, default, clock, snapshot):
         self.store = store
         self.ironic = ironic
-        self.config = config
+        self.discovery = discovery
+        self.default = default
         self.clock = clock
         self._snapshot = snapshot
-        self._limits = Limits.from_config(config.discovery_limits)
+        self._limits = Limits.from_config(limits)
 
     def node_body(self, uuid, data):
         """The ``POST /v1/nodes`` body for a discovered machine."""
-        discovery = self.config.discovery
+        discovery = self.discovery
         body = dict(discovery.enroll_node_fields)
         driver_info = {}
         address = bmc_address_for(data, discovery.enabled_bmc_address_version)
@@ -177,7 +180,7 @@ class Discovery:
             await self.store.enroll(
                 uuid,
                 utc(self.clock.seconds()),
-                self.config.default.can_manage_boot,
+                self.default.can_manage_boot,
                 self._snapshot(provisional),
                 attributes,
                 source,
@@ -236,7 +239,7 @@ class Discovery:
         if not bmcs:
             return
         wanted = {_normalize_host(b) for b in bmcs}
-        fields = self.config.default.ipmi_address_fields
+        fields = self.default.ipmi_address_fields
         for node in await self.ironic.list_nodes("uuid,driver,driver_info"):
             shared = sorted(node_bmc_addresses(node, fields) & wanted)
             if shared:
