@@ -278,7 +278,7 @@ def make_service(config, reactor, environ=None):
         reactor=reactor,
         verifier=verifier,
         swift=make_data_store(
-            config,
+            config.processing, config.swift, config.swift_auth,
             None if config.swift_auth is None else HTTPClient(
                 Agent(reactor, contextFactory=_https_policy("swift", config.swift_auth), pool=http_pool)
             ),
