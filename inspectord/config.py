@@ -17,6 +17,13 @@ with oslo.config, only an invalid value of an option inspectord uses does.
 The listening options (``use_ssl`` with ``[ssl]``, ``listen_unix_socket``)
 are honoured or refused, never dropped.  Options of inspectord's own live in
 sections of their own (``[ironic_client]``).
+
+This module is a leaf: it imports nothing of inspectord but
+:mod:`inspectord.errors`.  Each section is a frozen dataclass whose field
+types follow the option types (:data:`SECTIONS`); :func:`load` checks
+options against each other only.  What a component alone can judge (its
+driver names, hooks, TLS files) it checks itself, from the sections it
+reads, when the service is wired (:func:`inspectord.service.check`).
 """
 
 import dataclasses
