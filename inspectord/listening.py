@@ -8,7 +8,7 @@ certificate signed by it.  inspectord serves the same with Twisted's TLS.
 
 A listening or security option that cannot be honoured stops the start with
 a :class:`~inspectord.errors.ConfigError` naming it: :func:`check` runs on
-the values alone (at configuration load), :func:`make_endpoint` reads the
+the values alone (when the service is wired), :func:`make_endpoint` reads the
 certificate files (once, before the reactor runs).  :func:`warnings` names
 the options that change nothing where ironic-inspector ignored them too.
 """
