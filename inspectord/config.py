@@ -17,11 +17,19 @@ with oslo.config, only an invalid value of an option inspectord uses does.
 The listening options (``use_ssl`` with ``[ssl]``, ``listen_unix_socket``)
 are honoured or refused, never dropped.  Options of inspectord's own live in
 sections of their own (``[ironic_client]``).
+
+This module is a leaf: it imports nothing of inspectord but
+:mod:`inspectord.errors`.  Each section is a frozen dataclass whose field
+types follow the option types (:data:`SECTIONS`); :func:`load` checks
+options against each other only.  What a component alone can judge (its
+driver names, hooks, TLS files) it checks itself, from the sections it
+reads, when the service is wired (:func:`inspectord.service.check`).
 """
 
 import dataclasses
 import glob
 import os
+import typing
 
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
@@ -789,20 +797,53 @@ def _sources(path, config_files, config_dirs, sources):
     return result
 
 
-def _freeze(conf, group, opts):
+def _field_type(opt):
+    """The Python type of ``opt``'s frozen value (``Optional`` when it has no default)."""
+    kind = opt.type
+    if opt.multi or isinstance(kind, cfg_types.List):
+        base = tuple
+    elif isinstance(kind, cfg_types.Dict):
+        base = dict
+    elif isinstance(kind, cfg_types.Boolean):
+        base = bool
+    elif isinstance(kind, cfg_types.Float):
+        base = float
+    elif isinstance(kind, cfg_types.Integer):  # PortOpt and _Octal too
+        base = int
+    elif isinstance(kind, cfg_types.String):
+        base = str
+    else:
+        raise TypeError("no frozen type for option {} of type {!r}".format(opt.dest, kind))
+    return base if opt.default is not None else typing.Optional[base]
+
+
+def _section_class(group, opts):
+    """The frozen dataclass of one section, e.g. ``ProcessingOptions`` for ``[processing]``."""
+    name = "{}Options".format(group.title().replace("_", ""))
+    cls = dataclasses.make_dataclass(
+        name, [(opt.dest, _field_type(opt)) for opt in opts], frozen=True, namespace={"__module__": __name__}
+    )
+    cls.__qualname__ = name
+    cls.__doc__ = "The ``[{}]`` options, frozen.".format(group)
+    return cls
+
+
+#: ``{group: frozen dataclass}``; each class is also a name of this module.
+SECTIONS = {group: _section_class(group, opts) for group, opts in _OPTS.items()}
+globals().update({cls.__name__: cls for cls in SECTIONS.values()})
+
+
+def _freeze(conf, group):
     values = conf if group == "DEFAULT" else conf[group]
-    fields, data = [], {}
-    for opt in opts:
-        value = values[opt.dest]
+    cls = SECTIONS[group]
+    data = {}
+    for field in dataclasses.fields(cls):
+        value = values[field.name]
         if isinstance(value, list):
             value = tuple(value)
         elif isinstance(value, dict):
             value = dict(value)
-        fields.append((opt.dest, object))
-        data[opt.dest] = value
-    cls = dataclasses.make_dataclass(
-        "{}Options".format(group.title().replace("_", "")), fields, frozen=True
-    )
+        data[field.name] = value
     return cls(**data)
 
 
@@ -828,47 +869,53 @@ class IronicAuthOptions:
     keyfile: str = None
 
 
+_S = SECTIONS
+_Opt = typing.Optional
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    default: object
-    ironic: object
-    ironic_client: object
+    """Every section, frozen; components are handed the sections they read."""
+
+    default: _S["DEFAULT"]
+    ironic: _S["ironic"]
+    ironic_client: _S["ironic_client"]
     ironic_auth: IronicAuthOptions
-    database: object
-    processing: object
-    pxe_filter: object
-    discovery: object
-    iptables: object
-    dnsmasq_pxe_filter: object
-    capabilities: object
-    pci_devices: object
-    port_physnet: object
-    healthcheck: object
+    database: _S["database"]
+    processing: _S["processing"]
+    pxe_filter: _S["pxe_filter"]
+    discovery: _S["discovery"]
+    iptables: _S["iptables"]
+    dnsmasq_pxe_filter: _S["dnsmasq_pxe_filter"]
+    capabilities: _S["capabilities"]
+    pci_devices: _S["pci_devices"]
+    port_physnet: _S["port_physnet"]
+    healthcheck: _S["healthcheck"]
     # The last --config-file (relative paths such as policy_file start there).
-    path: str = None
+    path: _Opt[str] = None
     # Every file read, in order (--config-dir ones included).
     files: tuple = ()
     # ironic-inspector options inspectord accepts and does not use.
     ignored_options: tuple = ()
     # Options neither knows (misspelt, or dropped by ironic-inspector).
     unknown_options: tuple = ()
-    ssl: object = None
-    keystone_authtoken: object = None
-    oslo_policy: object = None
-    http_basic: object = None
-    nftables: object = None
-    builtin_dhcp: object = None
-    dhcp_sniffer: object = None
-    discovery_limits: object = None
-    extra_hardware: object = None
-    accelerators: object = None
-    ipmi_verification: object = None
-    api: object = None
-    swift: object = None
+    ssl: _Opt[_S["ssl"]] = None
+    keystone_authtoken: _Opt[_S["keystone_authtoken"]] = None
+    oslo_policy: _Opt[_S["oslo_policy"]] = None
+    http_basic: _Opt[_S["http_basic"]] = None
+    nftables: _Opt[_S["nftables"]] = None
+    builtin_dhcp: _Opt[_S["builtin_dhcp"]] = None
+    dhcp_sniffer: _Opt[_S["dhcp_sniffer"]] = None
+    discovery_limits: _Opt[_S["discovery_limits"]] = None
+    extra_hardware: _Opt[_S["extra_hardware"]] = None
+    accelerators: _Opt[_S["accelerators"]] = None
+    ipmi_verification: _Opt[_S["ipmi_verification"]] = None
+    api: _Opt[_S["api"]] = None
+    swift: _Opt[_S["swift"]] = None
     # Loaded only with [processing]store_data=swift.
-    swift_auth: IronicAuthOptions = None
-    metrics: object = None
-    lifecycle: object = None
+    swift_auth: _Opt[IronicAuthOptions] = None
+    metrics: _Opt[_S["metrics"]] = None
+    lifecycle: _Opt[_S["lifecycle"]] = None
 
     @property
     def processing_hooks(self):
@@ -915,7 +962,7 @@ def load(path=None, overrides=None, config_files=(), config_dirs=(), sources=Non
         )
         for (group, name), value in (overrides or {}).items():
             conf.set_override(name, value, group=None if group == "DEFAULT" else group)
-        frozen = {_group_attr(g): _freeze(conf, g, opts) for g, opts in _OPTS.items()}
+        frozen = {_group_attr(g): _freeze(conf, g) for g in _OPTS}
     except (cfg.Error, ValueError) as e:
         raise errors.ConfigError("invalid configuration: {}".format(e)) from None
     ironic_auth = _load_ironic_auth(conf)
@@ -963,9 +1010,6 @@ def _load_ironic_auth(conf, name="ironic", service_type="baremetal"):
     )
 
 
-SUPPORTED_PXE_FILTERS = ("noop", "iptables", "nftables", "dnsmasq", "builtin")
-
-
 def _validate_keystone_authtoken(ks):
     """What auth_strategy=keystone needs to get a service token; the message names the option."""
     def missing(option, why):
@@ -992,34 +1036,18 @@ def _validate_keystone_authtoken(ks):
 
 
 def validate(config):
-    """Cross-option checks; raise ConfigError naming the option."""
-    from inspectord import listening
-    from inspectord.processing import discovery, hooks  # the hook registry, node_not_found_hook
+    """Checks between options of the sections parsed here; raise ConfigError naming the option.
 
+    Each component checks the sections it reads when the service tree is
+    wired (:func:`inspectord.service.check`); this module imports none of
+    them.
+    """
     if config.default.auth_strategy == "keystone":
         _validate_keystone_authtoken(config.keystone_authtoken)
-    if config.processing.enable_setting_ipmi_credentials:
-        from inspectord.ipmi import pyghmi_available
-
-        if not pyghmi_available():
-            raise errors.ConfigError(
-                "[processing]enable_setting_ipmi_credentials needs pyghmi (pip install pyghmi)"
-            )
-    if config.pxe_filter.driver not in SUPPORTED_PXE_FILTERS:
-        raise errors.ConfigError(
-            "[pxe_filter]driver={} is not a PXE filter driver of inspectord "
-            "(available: {})".format(config.pxe_filter.driver, ", ".join(SUPPORTED_PXE_FILTERS))
-        )
-    discovery.check(config)
     if config.processing.add_ports == "disabled" and config.processing.keep_ports == "added":
         raise errors.ConfigError(
             "[processing]add_ports=disabled cannot be combined with keep_ports=added; set keep_ports=all"
         )
-    hooks.check(config)
-    listening.check(config)
-    from inspectord import health
-
-    health.check_config(config)
 
 
 _IRONIC_AUTH_SAMPLE = """\

@@ -28,9 +28,8 @@ BACKENDS = ("disable_by_file", "disable_by_files_ports", "enable_by_files")
 PROBE_TIMEOUT = 5.0
 
 
-def check_config(config):
+def check(options):
     """Raise ConfigError naming a ``[healthcheck]`` option inspectord cannot use."""
-    options = config.healthcheck
     unknown = [b for b in options.backends if b not in BACKENDS]
     if unknown:
         raise errors.ConfigError(

@@ -8,7 +8,7 @@ certificate signed by it.  inspectord serves the same with Twisted's TLS.
 
 A listening or security option that cannot be honoured stops the start with
 a :class:`~inspectord.errors.ConfigError` naming it: :func:`check` runs on
-the values alone (at configuration load), :func:`make_endpoint` reads the
+the values alone (when the service is wired), :func:`make_endpoint` reads the
 certificate files (once, before the reactor runs).  :func:`warnings` names
 the options that change nothing where ironic-inspector ignored them too.
 """
@@ -37,9 +37,8 @@ _SSL_VERSIONS = {
 _INSECURE_SSL_VERSIONS = ("tlsv1", "tlsv1_1", "sslv2", "sslv3")
 
 
-def check(config):
-    """Refuse listening options that cannot be honoured; no file is read."""
-    default, tls = config.default, config.ssl
+def check(default, tls):
+    """Refuse listening options of ``[DEFAULT]`` and ``[ssl]`` that cannot be honoured; no file is read."""
     if default.listen_unix_socket is not None and not default.listen_unix_socket.strip():
         raise errors.ConfigError("[DEFAULT]listen_unix_socket is empty; remove it to listen on TCP")
     if not default.use_ssl:
@@ -66,9 +65,8 @@ def check(config):
         raise errors.ConfigError("[ssl]ciphers is empty; remove it to use OpenSSL's defaults")
 
 
-def warnings(config):
-    """Messages about listening options that have no effect, as in ironic-inspector."""
-    default, tls = config.default, config.ssl
+def warnings(default, tls):
+    """Messages about ``[DEFAULT]`` and ``[ssl]`` listening options that have no effect, as in ironic-inspector."""
     messages = []
     if not default.use_ssl:
         ignored = ["[ssl]" + name for name in ("cert_file", "key_file", "ca_file", "version", "ciphers") if getattr(tls, name)]
@@ -82,9 +80,8 @@ def warnings(config):
     return messages
 
 
-def describe(config):
-    """Where the API listens, for the start-up log: ``https://[::]:5050``, ``unix:/run/x.sock``."""
-    default = config.default
+def describe(default):
+    """Where the API listens (``[DEFAULT]``), for the start-up log: ``https://[::]:5050``, ``unix:/run/x.sock``."""
     scheme = "https" if default.use_ssl else "http"
     if default.listen_unix_socket:
         return "{}+unix:{}".format(scheme, default.listen_unix_socket)
@@ -192,15 +189,14 @@ def _umask():
     return mask
 
 
-def make_endpoint(config, reactor, site):
-    """``(endpoint, factory)`` serving ``site`` as the configuration says.
+def make_endpoint(default, tls, reactor, site):
+    """``(endpoint, factory)`` serving ``site`` as ``[DEFAULT]`` and ``[ssl]`` say.
 
     :raises errors.ConfigError: an option that cannot be honoured (a missing,
         unreadable or mismatched certificate or key file...).
     """
-    default = config.default
     factory = site
-    options = tls_options(config.ssl) if default.use_ssl else None
+    options = tls_options(tls) if default.use_ssl else None
     if default.listen_unix_socket:
         mode = default.listen_unix_socket_mode
         if mode is None:  # what bind() gives: ironic-inspector did not chmod then

@@ -15,9 +15,10 @@ from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
 from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
-from inspectord import errors, listening, pxe, tls_client
+from inspectord import errors, health as health_mod, ipmi, listening, pxe, tls_client
 from inspectord.api import ops as api_ops
 from inspectord.health import HealthCheck
+from inspectord.processing import discovery, hooks
 from inspectord.metrics import Metrics
 from inspectord.sdnotify import Notifier
 from inspectord.store import SQLStore, make_engine
@@ -199,12 +200,29 @@ def _https_policy(section, auth_options):
     )
 
 
+def check(config):
+    """Each component's start-up checks of the sections it reads.
+
+    :func:`inspectord.config.load` parses and checks options against each
+    other; what only a component knows (its drivers, hooks, TLS versions,
+    health backends) it checks here, before anything listens.
+    :raises errors.ConfigError: naming the option.
+    """
+    ipmi.check(config.processing)
+    pxe.check(config.pxe_filter)
+    discovery.check(config.processing, config.pxe_filter, config.discovery)
+    hooks.check(config)
+    listening.check(config.default, config.ssl)
+    health_mod.check(config.healthcheck)
+
+
 def make_service(config, reactor, environ=None):
-    """Wire inspectord from a frozen config.
+    """Wire inspectord from a frozen config (checked first: :func:`check`).
 
     :param environ: the process environment, for systemd's ``NOTIFY_SOCKET``
         and ``WATCHDOG_USEC`` (``os.environ`` by default).
     """
+    check(config)
     top = OrderedMultiService()
     # First in, so it stops last: watchdog keep-alives go on during the stop.
     notifier = Notifier(reactor, os.environ if environ is None else environ)
@@ -260,7 +278,7 @@ def make_service(config, reactor, environ=None):
         reactor=reactor,
         verifier=verifier,
         swift=make_data_store(
-            config,
+            config.processing, config.swift, config.swift_auth,
             None if config.swift_auth is None else HTTPClient(
                 Agent(reactor, contextFactory=_https_policy("swift", config.swift_auth), pool=http_pool)
             ),
@@ -284,7 +302,7 @@ def make_service(config, reactor, environ=None):
         metrics=metrics, health=health,
     )
     site = limits.LimitedFactory(make_site(api.app.resource(), MAX_BODY_SIZE, reactor, metrics=metrics, clock=reactor))
-    endpoint, factory = listening.make_endpoint(config, reactor, site)
+    endpoint, factory = listening.make_endpoint(config.default, config.ssl, reactor, site)
     main = InspectordService(
         reactor, store, introspection, endpoint, factory, config.default.clean_up_period, pxe_filter=pxe_filter,
         notifier=notifier, lease_check_period=config.lifecycle.lease_check_period, settle=settle_memory,

@@ -39,6 +39,9 @@ class Options(usage.Options):
         self["config-file"] = files[-1] if files else None
         try:
             self["config"] = config_mod.load(sources=self["sources"])
+            from inspectord.service import check
+
+            check(self["config"])
         except errors.ConfigError as e:
             raise usage.UsageError("configuration error: {}".format(e)) from None
 
@@ -63,12 +66,12 @@ def makeService(options):
             "Ignoring ironic-inspector option(s) inspectord does not use: {options}",
             options=", ".join(config.ignored_options),
         )
-    for message in listening.warnings(config):
+    for message in listening.warnings(config.default, config.ssl):
         log.warn("{message}", message=message)
     log.info(
         "inspectord starting with {files}, API on {where}",
         files=", ".join(config.files) or "built-in defaults",
-        where=listening.describe(config),
+        where=listening.describe(config.default),
     )
     try:
         return make_service(config, reactor)

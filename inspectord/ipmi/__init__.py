@@ -13,6 +13,7 @@ pyghmi is imported only in the pool thread, so this package imports without
 it; :func:`pyghmi_available` says whether it is installed.
 """
 
+from inspectord import errors
 from inspectord.ipmi.base import (
     ADMINISTRATOR,
     AttemptResult,
@@ -25,6 +26,13 @@ from inspectord.ipmi.credentials import validate_new_credentials
 from inspectord.ipmi.session import pyghmi_available, thd_open_session
 from inspectord.ipmi.verifier import CredentialsVerifier
 
+
+def check(processing):
+    """Refuse ``[processing]enable_setting_ipmi_credentials`` without pyghmi."""
+    if processing.enable_setting_ipmi_credentials and not pyghmi_available():
+        raise errors.ConfigError("[processing]enable_setting_ipmi_credentials needs pyghmi (pip install pyghmi)")
+
+
 __all__ = [
     "ADMINISTRATOR",
     "AttemptResult",
@@ -33,6 +41,7 @@ __all__ = [
     "BMCVerificationError",
     "CredentialsRejected",
     "CredentialsVerifier",
+    "check",
     "pyghmi_available",
     "thd_open_session",
     "validate_new_credentials",

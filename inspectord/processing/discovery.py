@@ -33,9 +33,9 @@ _RESERVED_FIELDS = ("uuid", "driver", "driver_info", "extra", "provision_state")
 _NO_MAC = "00:00:00:00:00:00"
 
 
-def check(config):
-    """Start-up checks of ``node_not_found_hook`` and ``[discovery]``."""
-    hook = config.processing.node_not_found_hook
+def check(processing, pxe_filter, discovery):
+    """Start-up checks of ``[processing]node_not_found_hook`` and ``[discovery]``."""
+    hook = processing.node_not_found_hook
     if not hook:
         return
     if hook not in SUPPORTED_HOOKS:
@@ -44,12 +44,11 @@ def check(config):
                 hook, ", ".join(SUPPORTED_HOOKS)
             )
         )
-    if config.pxe_filter.deny_unknown_macs:
+    if pxe_filter.deny_unknown_macs:
         raise errors.ConfigError(
             "[processing]node_not_found_hook=enroll cannot work with [pxe_filter]deny_unknown_macs=true: "
             "unknown machines would never get DHCP to boot the ramdisk; unset one of them"
         )
-    discovery = config.discovery
     versions = discovery.enabled_bmc_address_version
     if not versions or any(v not in ("4", "6") for v in versions) or len(set(versions)) != len(versions):
         raise errors.ConfigError(
@@ -89,7 +88,9 @@ class Discovery:
 
     :param store: :class:`inspectord.store.SQLStore`.
     :param ironic: :class:`inspectord.ironic.client.IronicClient`.
-    :param config: the frozen :class:`inspectord.config.Config`.
+    :param discovery, limits, default: the ``[discovery]``,
+        ``[discovery_limits]`` and ``[DEFAULT]`` sections (can_manage_boot,
+        ipmi_address_fields).
     :param clock: ``IReactorTime``.
     :param snapshot: turns an Ironic node into what the store keeps of it
         (:func:`inspectord.nodes.node_snapshot`).
@@ -97,17 +98,18 @@ class Discovery:
 
     log = Logger()
 
-    def __init__(self, store, ironic, config, clock, snapshot):
+    def __init__(self, store, ironic, discovery, limits, default, clock, snapshot):
         self.store = store
         self.ironic = ironic
-        self.config = config
+        self.discovery = discovery
+        self.default = default
         self.clock = clock
         self._snapshot = snapshot
-        self._limits = Limits.from_config(config.discovery_limits)
+        self._limits = Limits.from_config(limits)
 
     def node_body(self, uuid, data):
         """The ``POST /v1/nodes`` body for a discovered machine."""
-        discovery = self.config.discovery
+        discovery = self.discovery
         body = dict(discovery.enroll_node_fields)
         driver_info = {}
         address = bmc_address.preferred(data, discovery.enabled_bmc_address_version)
@@ -148,7 +150,7 @@ class Discovery:
             await self.store.enroll(
                 uuid,
                 utc(self.clock.seconds()),
-                self.config.default.can_manage_boot,
+                self.default.can_manage_boot,
                 self._snapshot(provisional),
                 attributes,
                 source,
@@ -207,7 +209,7 @@ class Discovery:
         if not bmcs:
             return
         wanted = {bmc_address.host(b) for b in bmcs}
-        fields = self.config.default.ipmi_address_fields
+        fields = self.default.ipmi_address_fields
         for node in await self.ironic.list_nodes("uuid,driver,driver_info"):
             shared = sorted(bmc_address.node_hosts(node, fields) & wanted)
             if shared:

@@ -78,7 +78,8 @@ class Pipeline:
         self._discovery = None
         if life.config.processing.node_not_found_hook == "enroll":
             self._discovery = discovery_mod.Discovery(
-                life.store, life.ironic, life.config, life.clock, nodes.node_snapshot
+                life.store, life.ironic, life.config.discovery, life.config.discovery_limits, life.config.default,
+                life.clock, nodes.node_snapshot,
             )
 
     # The lifecycle's collaborators, as it has them now.

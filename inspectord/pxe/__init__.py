@@ -19,7 +19,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from inspectord import errors, interfaces
-from inspectord.dhcp.server import ServerOptions
 from inspectord.dhcp.shared import SharedDHCPSeen
 from inspectord.dhcp.sniffer import DHCPSeen, DHCPSniffer
 from inspectord.pxe.builtin import BuiltinDriver
@@ -29,7 +28,7 @@ from inspectord.pxe.nftables import NftablesDriver
 from inspectord.pxe.process import Runner
 from inspectord.pxe.service import PXEFilterService
 
-__all__ = ["NoopFilter", "PXEFilterService", "make_driver", "make_filter"]
+__all__ = ["DRIVERS", "NoopFilter", "PXEFilterService", "check", "make_driver", "make_filter"]
 
 
 @implementer(interfaces.IPXEFilter)
@@ -60,6 +59,19 @@ class NoopFilter(app_service.Service):
         return {"driver": "noop", "state": "ok"}
 
 
+#: The values of ``[pxe_filter]driver``.
+DRIVERS = ("noop", "iptables", "nftables", "dnsmasq", "builtin")
+
+
+def check(pxe_filter):
+    """Refuse a ``[pxe_filter]driver`` inspectord does not have."""
+    if pxe_filter.driver not in DRIVERS:
+        raise errors.ConfigError(
+            "[pxe_filter]driver={} is not a PXE filter driver of inspectord "
+            "(available: {})".format(pxe_filter.driver, ", ".join(DRIVERS))
+        )
+
+
 def make_driver(config, reactor, io_pool=None, runner=None, store=None, seen=None):
     """The driver object for ``[pxe_filter]driver`` (not noop).
 
@@ -70,59 +82,17 @@ def make_driver(config, reactor, io_pool=None, runner=None, store=None, seen=Non
     """
     name = config.pxe_filter.driver
     runner = runner or Runner(reactor)
-    iptables = config.iptables
     if name == "iptables":
-        if iptables.ethoib_interfaces:
-            Logger().warn("[iptables]ethoib_interfaces is not implemented by inspectord and is ignored")
-        return IptablesDriver(runner, iptables.firewall_chain, iptables.dnsmasq_interface, iptables.ip_version)
+        return IptablesDriver.from_config(config.iptables, runner)
     if name == "nftables":
-        return NftablesDriver(runner, config.nftables.table, iptables.dnsmasq_interface, iptables.ip_version)
+        return NftablesDriver.from_config(config.nftables, config.iptables, runner)
     if name == "dnsmasq":
         if io_pool is None:
             raise ValueError("the dnsmasq PXE filter driver needs a thread pool for its file work")
-        opts = config.dnsmasq_pxe_filter
-        return DnsmasqDriver(
-            runner,
-            io_pool.run,
-            opts.dhcp_hostsdir,
-            purge=opts.purge_dhcp_hostsdir,
-            start_command=opts.dnsmasq_start_command,
-            stop_command=opts.dnsmasq_stop_command,
-        )
+        return DnsmasqDriver.from_config(config.dnsmasq_pxe_filter, runner, io_pool.run)
     if name == "builtin":
-        return BuiltinDriver(reactor, builtin_options(config), builtin_interface(config), store, seen=seen)
+        return BuiltinDriver.from_config(config.builtin_dhcp, config.iptables, reactor, store, seen=seen)
     raise errors.ConfigError("[pxe_filter]driver={} is not a PXE filter driver".format(name))
-
-
-def builtin_interface(config):
-    return config.builtin_dhcp.interface or config.iptables.dnsmasq_interface
-
-
-def builtin_options(config):
-    """:class:`~inspectord.dhcp.server.ServerOptions` from ``[builtin_dhcp]``; ConfigError naming what is wrong."""
-    o = config.builtin_dhcp
-    if not o.server_address:
-        raise errors.ConfigError("[pxe_filter]driver=builtin needs [builtin_dhcp]server_address")
-    if o.mode == "dhcp" and not (o.range_start and o.range_end):
-        raise errors.ConfigError("[builtin_dhcp]mode=dhcp needs range_start and range_end")
-    try:
-        return ServerOptions(
-            server_address=o.server_address,
-            mode=o.mode,
-            range_start=o.range_start,
-            range_end=o.range_end,
-            netmask=o.netmask,
-            router=o.router,
-            dns_servers=tuple(o.dns_servers),
-            lease_time=o.lease_time,
-            next_server=o.next_server,
-            bios_boot_file=o.bios_boot_file,
-            uefi_boot_file=o.uefi_boot_file,
-            arm64_boot_file=o.arm64_boot_file,
-            ipxe_boot_file=o.ipxe_boot_file,
-        )
-    except ValueError as e:
-        raise errors.ConfigError("invalid [builtin_dhcp] options: {}".format(e)) from None
 
 
 def make_filter(config, store=None, ironic=None, reactor=None, io_pool=None, runner=None, metrics=None):

@@ -13,10 +13,37 @@ import socket
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from inspectord import errors
 from inspectord.dhcp import packets, server
 from inspectord.dhcp.sniffer import DHCPSeen
 from inspectord.pxe import decisions
 from inspectord.timeutil import posix, utc
+
+
+def server_options(o):
+    """:class:`~inspectord.dhcp.server.ServerOptions` from ``[builtin_dhcp]``; ConfigError naming what is wrong."""
+    if not o.server_address:
+        raise errors.ConfigError("[pxe_filter]driver=builtin needs [builtin_dhcp]server_address")
+    if o.mode == "dhcp" and not (o.range_start and o.range_end):
+        raise errors.ConfigError("[builtin_dhcp]mode=dhcp needs range_start and range_end")
+    try:
+        return server.ServerOptions(
+            server_address=o.server_address,
+            mode=o.mode,
+            range_start=o.range_start,
+            range_end=o.range_end,
+            netmask=o.netmask,
+            router=o.router,
+            dns_servers=tuple(o.dns_servers),
+            lease_time=o.lease_time,
+            next_server=o.next_server,
+            bios_boot_file=o.bios_boot_file,
+            uefi_boot_file=o.uefi_boot_file,
+            arm64_boot_file=o.arm64_boot_file,
+            ipxe_boot_file=o.ipxe_boot_file,
+        )
+    except ValueError as e:
+        raise errors.ConfigError("invalid [builtin_dhcp] options: {}".format(e)) from None
 
 
 class BuiltinDriver:
@@ -42,6 +69,12 @@ class BuiltinDriver:
         self.port = None
         #: The last request seen from each MAC, and the verdict (diagnosis).
         self.seen = seen if seen is not None else DHCPSeen()
+
+    @classmethod
+    def from_config(cls, builtin_dhcp, iptables, reactor, lease_store, seen=None):
+        """The server ``[builtin_dhcp]`` describes, on its interface or ``[iptables]dnsmasq_interface``."""
+        interface = builtin_dhcp.interface or iptables.dnsmasq_interface
+        return cls(reactor, server_options(builtin_dhcp), interface, lease_store, seen=seen)
 
     def allows(self, mac):
         return self.state.allows(mac)

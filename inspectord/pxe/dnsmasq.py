@@ -142,6 +142,18 @@ class DnsmasqDriver:
         #: Files written by the last apply (for logs, tests and the benchmark).
         self.last_written = 0
 
+    @classmethod
+    def from_config(cls, dnsmasq_pxe_filter, runner, run_in_thread):
+        """The driver ``[dnsmasq_pxe_filter]`` describes."""
+        return cls(
+            runner,
+            run_in_thread,
+            dnsmasq_pxe_filter.dhcp_hostsdir,
+            purge=dnsmasq_pxe_filter.purge_dhcp_hostsdir,
+            start_command=dnsmasq_pxe_filter.dnsmasq_start_command,
+            stop_command=dnsmasq_pxe_filter.dnsmasq_stop_command,
+        )
+
     async def _prepare(self):
         if self.written is not None:
             return

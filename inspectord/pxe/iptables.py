@@ -145,6 +145,13 @@ class IptablesDriver:
         self.interface = interface
         self.ip_version = str(ip_version)
 
+    @classmethod
+    def from_config(cls, iptables, runner):
+        """The driver ``[iptables]`` describes; ConfigError naming a bad chain or interface."""
+        if iptables.ethoib_interfaces:
+            cls.log.warn("[iptables]ethoib_interfaces is not implemented by inspectord and is ignored")
+        return cls(runner, iptables.firewall_chain, iptables.dnsmasq_interface, iptables.ip_version)
+
     async def apply(self, state, previous=None):
         """Rewrite the chain; on a full sync (``previous`` None) also heal the jump."""
         await self._runner.run(restore_argv(self.ip_version), stdin=restore_input(self.chain, state))

@@ -132,6 +132,11 @@ class NftablesDriver:
         self.interface = interface
         self.ip_version = str(ip_version)
 
+    @classmethod
+    def from_config(cls, nftables, iptables, runner):
+        """The driver ``[nftables]table`` and ``[iptables]`` (interface, IP version) describe."""
+        return cls(runner, nftables.table, iptables.dnsmasq_interface, iptables.ip_version)
+
     async def apply(self, state, previous=None):
         if previous is None:
             text = full_ruleset(self.table, self.interface, self.ip_version, state)

@@ -201,20 +201,23 @@ class SwiftDataStore:
             raise errors.SwiftError("Swift object {}/{} is not JSON".format(self.client.container, name)) from None
 
 
-def make_data_store(config, http, clock, pool):
-    """The :class:`SwiftDataStore` of ``config`` (``[swift]`` options), or None without store_data=swift."""
-    if config.processing.store_data != "swift":
+def make_data_store(processing, swift, swift_auth, http, clock, pool):
+    """The :class:`SwiftDataStore` of the ``[swift]`` section, or None without ``[processing]store_data=swift``.
+
+    :param swift_auth: the loaded ``[swift]`` authentication
+        (:class:`inspectord.config.IronicAuthOptions`).
+    """
+    if processing.store_data != "swift":
         return None
     from inspectord.ironic import auth as ks_auth
 
-    options = config.swift
     client = SwiftClient(
         http,
-        ks_auth.endpoint_for(config.swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
+        ks_auth.endpoint_for(swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
         clock,
-        container=options.container,
-        delete_after=options.delete_after,
-        timeout=config.swift_auth.timeout or 60.0,
-        max_retries=options.max_retries,
+        container=swift.container,
+        delete_after=swift.delete_after,
+        timeout=swift_auth.timeout or 60.0,
+        max_retries=swift.max_retries,
     )
     return SwiftDataStore(client)

@@ -10,6 +10,7 @@ from inspectord import config as config_mod
 from inspectord.api.app import API
 from inspectord.api.auth import NoAuth
 from inspectord.introspection import Introspection
+from inspectord.service import check
 from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.sql import thd_upgrade
@@ -68,7 +69,9 @@ def _make_config(**overrides):
     for key, value in overrides.items():
         group, option = key.split("__")
         values[(group, option)] = value
-    return config_mod.load(overrides=values)
+    config = config_mod.load(overrides=values)
+    check(config)  # what inspectord.service.make_service refuses
+    return config
 
 class Harness:
     """inspectord's parts wired in memory: a fake Ironic, SQLite in memory, a Clock."""

@@ -2,11 +2,14 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
 import textwrap
+import typing
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord import config, ipmi, errors
+from inspectord import config, ipmi, errors, service
 
 INSPECTOR_CONF = """\
 [DEFAULT]
@@ -72,8 +75,9 @@ class ConfigTestCase(SynchronousTestCase):
         return base.replace(header, header + line + "\n", 1)
 
     def load_error(self, text):
+        """The refusal of ``text``, by config.load or by a component's check at start."""
         with self.assertRaises(errors.ConfigError) as caught:
-            config.load(self.write(text))
+            service.check(config.load(self.write(text)))
         return str(caught.exception)
 
 
@@ -406,3 +410,48 @@ class OptionTableTests(ConfigTestCase):
         self.assertEqual(list(unknown), [])  # no ironic-inspector option is "unknown"
         # what the loader ignores is what the table says (plus the few parsed but not acted on)
         self.assertLessEqual(set(ignored), expected_ignored)
+
+
+class LeafTests(ConfigTestCase):
+    """config.py parses and freezes; it imports no component and builds typed records."""
+
+    def test_imports_no_component(self):
+        """Importing config.py and loading a file (checks included) loads no other inspectord module."""
+        path = self.write(INSPECTOR_CONF)
+        code = (
+            "import sys, inspectord.config; inspectord.config.load(sys.argv[1]); "
+            "print(' '.join(m for m in sys.modules if m.startswith('inspectord')))"
+        )
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        out = subprocess.run([sys.executable, "-c", code, os.path.abspath(path)], cwd=root, capture_output=True, text=True, check=True)
+        self.assertEqual(sorted(out.stdout.split()), ["inspectord", "inspectord.config", "inspectord.errors"])
+
+    def assertTyped(self, cls):
+        for field in dataclasses.fields(cls):
+            self.assertNotIn(field.type, (object, typing.Any), "{}.{}".format(cls.__name__, field.name))
+
+    def test_every_field_typed(self):
+        self.assertTyped(config.Config)
+        self.assertEqual(set(config.SECTIONS), set(config._OPTS))
+        for cls in config.SECTIONS.values():
+            self.assertTyped(cls)
+            self.assertIs(getattr(config, cls.__name__), cls)
+
+    def test_values_have_their_types(self):
+        """Every frozen value, default or read from a file, is an instance of its field's type."""
+        conf = config.load(self.write(INSPECTOR_CONF + "\n[DEFAULT]\nlisten_unix_socket_mode = 0660\n"))
+        checked = 0
+        for field in dataclasses.fields(config.Config):
+            section = getattr(conf, field.name)
+            if type(section) not in config.SECTIONS.values():
+                continue
+            self.assertIsInstance(section, typing.get_args(field.type) or field.type)
+            for option in dataclasses.fields(section):
+                value = getattr(section, option.name)
+                allowed = typing.get_args(option.type) or (option.type,)
+                self.assertIsInstance(value, allowed, "[{}]{}".format(field.name, option.name))
+                checked += 1
+        self.assertEqual(checked, sum(len(dataclasses.fields(cls)) for cls in config.SECTIONS.values()))
+        self.assertEqual(conf.default.listen_unix_socket_mode, 0o660)
+        self.assertEqual(config.DefaultOptions.__dataclass_fields__["listen_unix_socket_mode"].type, typing.Optional[int])
+        self.assertIs(config.ProcessingOptions.__dataclass_fields__["power_off"].type, bool)

@@ -330,7 +330,10 @@ class EnrollDirectTests(SynchronousTestCase):
             return await real_create(body)
 
         self.patch(h.ironic, "create_node", create_node)
-        discovery = discovery_mod.Discovery(h.store, h.ironic, h.config, task.Clock(), lambda node: dict(node))
+        discovery = discovery_mod.Discovery(
+            h.store, h.ironic, h.config.discovery, h.config.discovery_limits, h.config.default, task.Clock(),
+            lambda node: dict(node),
+        )
         data = ramdisk_data.normalize(machine(1))
         for hook in h.introspection.hooks:
             hook.before_processing(data)
@@ -350,7 +353,9 @@ class EnrollDirectTests(SynchronousTestCase):
 
     def test_nothing_to_know_the_machine_by(self):
         h = Harness(**ENROLL)
-        discovery = discovery_mod.Discovery(h.store, h.ironic, h.config, task.Clock(), dict)
+        discovery = discovery_mod.Discovery(
+            h.store, h.ironic, h.config.discovery, h.config.discovery_limits, h.config.default, task.Clock(), dict
+        )
         data = {"inventory": {"interfaces": [{"name": "lo", "mac_address": "00:00:00:00:00:00"}]}}
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(discovery.enroll(data)), errors.InvalidInput)
         self.assertIn("neither a MAC nor a BMC address", failure.getErrorMessage())

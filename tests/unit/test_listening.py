@@ -26,6 +26,18 @@ endpoint_override = http://127.0.0.1:6385
 """
 
 
+def make_endpoint(conf, reactor, site):
+    return listening.make_endpoint(conf.default, conf.ssl, reactor, site)
+
+
+def describe(conf):
+    return listening.describe(conf.default)
+
+
+def warnings(conf):
+    return listening.warnings(conf.default, conf.ssl)
+
+
 class ListeningTestCase(SynchronousTestCase):
     def setUp(self):
         self.pki = tls.make_pki(self.mktemp())
@@ -34,7 +46,9 @@ class ListeningTestCase(SynchronousTestCase):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write(BASE.format(default=default, ssl=ssl_section))
-        return config.load(path)
+        conf = config.load(path)
+        listening.check(conf.default, conf.ssl)
+        return conf
 
     def tls_config(self, extra=""):
         return self.load(
@@ -46,19 +60,19 @@ class ListeningTestCase(SynchronousTestCase):
         with self.assertRaises(errors.ConfigError) as caught:
             conf = self.load(default, ssl_section)
             if build:
-                listening.make_endpoint(conf, MemoryReactor(), object())
+                make_endpoint(conf, MemoryReactor(), object())
         return str(caught.exception)
 
 
 class EndpointTests(ListeningTestCase):
     def test_plain_tcp(self):
-        endpoint, factory = listening.make_endpoint(self.load(), MemoryReactor(), "site")
+        endpoint, factory = make_endpoint(self.load(), MemoryReactor(), "site")
         self.assertIsInstance(endpoint, endpoints.TCP4ServerEndpoint)
         self.assertEqual((endpoint._port, endpoint._interface), (5443, "127.0.0.1"))
         self.assertEqual(factory, "site")
 
     def test_tls(self):
-        endpoint, factory = listening.make_endpoint(self.tls_config(), MemoryReactor(), "site")
+        endpoint, factory = make_endpoint(self.tls_config(), MemoryReactor(), "site")
         self.assertIsInstance(endpoint, endpoints.SSL4ServerEndpoint)
         self.assertEqual((endpoint._port, endpoint._interface), (5443, "127.0.0.1"))
         context = endpoint._sslContextFactory.getContext()
@@ -66,7 +80,7 @@ class EndpointTests(ListeningTestCase):
 
     def test_client_certificates_required_with_ca_file(self):
         conf = self.tls_config("ca_file = {}".format(self.pki.ca))
-        endpoint, _ = listening.make_endpoint(conf, MemoryReactor(), "site")
+        endpoint, _ = make_endpoint(conf, MemoryReactor(), "site")
         options = endpoint._sslContextFactory
         mode = options.getContext().get_verify_mode()
         self.assertEqual(mode & SSL.VERIFY_PEER, SSL.VERIFY_PEER)
@@ -76,23 +90,23 @@ class EndpointTests(ListeningTestCase):
         self.assertEqual([c.digest("sha256") for c in options.caCerts], [ca.original.digest("sha256")])
 
     def test_tls_version_1_2_only(self):
-        endpoint, _ = listening.make_endpoint(self.tls_config("version = TLSv1_2"), MemoryReactor(), "site")
+        endpoint, _ = make_endpoint(self.tls_config("version = TLSv1_2"), MemoryReactor(), "site")
         flags = endpoint._sslContextFactory._options
         self.assertTrue(flags & SSL.OP_NO_TLSv1_3)
         self.assertFalse(flags & SSL.OP_NO_TLSv1_2)
         self.assertTrue(flags & SSL.OP_NO_TLSv1_1)
-        default, _ = listening.make_endpoint(self.tls_config(), MemoryReactor(), "site")
+        default, _ = make_endpoint(self.tls_config(), MemoryReactor(), "site")
         self.assertFalse(default._sslContextFactory._options & SSL.OP_NO_TLSv1_3)
 
     def test_ciphers(self):
-        endpoint, _ = listening.make_endpoint(self.tls_config("ciphers = ECDHE+AESGCM"), MemoryReactor(), "site")
+        endpoint, _ = make_endpoint(self.tls_config("ciphers = ECDHE+AESGCM"), MemoryReactor(), "site")
         self.assertIsNotNone(endpoint._sslContextFactory.getContext())
 
     def test_unix_socket_with_mode_and_no_tcp(self):
         path = os.path.join(self.mktemp(), "inspector.sock")
         conf = self.load("listen_unix_socket = {}\nlisten_unix_socket_mode = 0660".format(path))
         reactor = MemoryReactor()
-        endpoint, factory = listening.make_endpoint(conf, reactor, "site")
+        endpoint, factory = make_endpoint(conf, reactor, "site")
         self.assertIsInstance(endpoint, listening.UnixSocketEndpoint)
         os.makedirs(os.path.dirname(path))
         endpoint.listen(factory)
@@ -100,20 +114,20 @@ class EndpointTests(ListeningTestCase):
         self.assertEqual(reactor.sslServers, [])
         [(address, served, _, mode, _)] = reactor.unixServers
         self.assertEqual((address, served, mode), (path, "site", 0o660))
-        self.assertEqual(listening.describe(conf), "http+unix:" + path)
+        self.assertEqual(describe(conf), "http+unix:" + path)
 
     def test_unix_socket_without_mode_keeps_the_umask_mode(self):
         path = os.path.join(self.mktemp(), "inspector.sock")
         old = os.umask(0o027)
         self.addCleanup(os.umask, old)
-        endpoint, _ = listening.make_endpoint(self.load("listen_unix_socket = " + path), MemoryReactor(), "site")
+        endpoint, _ = make_endpoint(self.load("listen_unix_socket = " + path), MemoryReactor(), "site")
         self.assertEqual(endpoint.mode, 0o750)
 
     def test_unix_socket_does_not_remove_a_regular_file(self):
         path = self.mktemp()
         with open(path, "w") as f:
             f.write("not a socket")
-        endpoint, _ = listening.make_endpoint(self.load("listen_unix_socket = " + path), MemoryReactor(), "site")
+        endpoint, _ = make_endpoint(self.load("listen_unix_socket = " + path), MemoryReactor(), "site")
         endpoint.listen("site")
         self.assertTrue(os.path.isfile(path))
 
@@ -123,9 +137,9 @@ class EndpointTests(ListeningTestCase):
             "use_ssl = true\nlisten_unix_socket = " + path,
             "cert_file = {}\nkey_file = {}".format(self.pki.server_cert, self.pki.server_key),
         )
-        _, factory = listening.make_endpoint(conf, MemoryReactor(), "site")
+        _, factory = make_endpoint(conf, MemoryReactor(), "site")
         self.assertIsInstance(factory, TLSMemoryBIOFactory)
-        self.assertEqual(listening.describe(conf), "https+unix:" + path)
+        self.assertEqual(describe(conf), "https+unix:" + path)
 
 
 class RefusalTests(ListeningTestCase):
@@ -185,15 +199,15 @@ class RefusalTests(ListeningTestCase):
 class WarningTests(ListeningTestCase):
     def test_ssl_options_without_use_ssl(self):
         conf = self.load("", "cert_file = {}\nkey_file = {}".format(self.pki.server_cert, self.pki.server_key))
-        [message] = listening.warnings(conf)
+        [message] = warnings(conf)
         self.assertIn("[ssl]cert_file, [ssl]key_file", message)
         self.assertIn("plain HTTP", message)
-        self.assertEqual(listening.describe(conf), "http://127.0.0.1:5443")
+        self.assertEqual(describe(conf), "http://127.0.0.1:5443")
 
     def test_mode_without_socket(self):
-        [message] = listening.warnings(self.load("listen_unix_socket_mode = 0600"))
+        [message] = warnings(self.load("listen_unix_socket_mode = 0600"))
         self.assertIn("listen_unix_socket_mode", message)
 
     def test_nothing_to_say(self):
-        self.assertEqual(listening.warnings(self.tls_config()), [])
-        self.assertEqual(listening.describe(self.tls_config()), "https://127.0.0.1:5443")
+        self.assertEqual(warnings(self.tls_config()), [])
+        self.assertEqual(describe(self.tls_config()), "https://127.0.0.1:5443")

@@ -17,7 +17,7 @@ from inspectord import metrics as metrics_mod
 from inspectord.api import auth as api_auth
 from inspectord.api.app import API, make_site
 from inspectord.dhcp.sniffer import DHCPSeen
-from inspectord.health import HealthCheck, check_config
+from inspectord.health import HealthCheck, check as check_healthcheck
 from inspectord.introspection import Introspection
 from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.logs import NodeLogger
@@ -434,7 +434,7 @@ class HealthcheckTests(SynchronousTestCase):
             make_config(healthcheck__disable_by_file_paths=["nonsense"])
         with self.assertRaises(errors.ConfigError):
             make_config(healthcheck__allowed_source_ranges=["not-a-network"])
-        check_config(make_config(healthcheck__backends=["disable_by_file"]))
+        check_healthcheck(make_config(healthcheck__backends=["disable_by_file"]).healthcheck)
 
     def test_upstream_path_option_is_accepted(self):
         path = self.mktemp()

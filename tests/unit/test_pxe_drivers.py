@@ -12,6 +12,8 @@ from inspectord.pxe import dnsmasq, iptables, nftables
 from inspectord.pxe.decisions import FilterState
 from inspectord.pxe.process import CommandFailed, Result
 
+from tests.unit.helpers import make_config
+
 A, B, C, D = "52:54:00:00:00:0a", "52:54:00:00:00:0b", "52:54:00:00:00:0c", "52:54:00:00:00:0d"
 
 OPEN = FilterState(frozenset({A}), frozenset({C, B}), True)
@@ -337,3 +339,25 @@ class DnsmasqDriverTests(SynchronousTestCase):
         self.assertEqual(
             [argv[-1] for argv, _ in self.runner.calls], ["start dnsmasq", "start dnsmasq", "stop dnsmasq"]
         )
+
+
+class FromConfigTests(SynchronousTestCase):
+    """Each driver is built from its own sections."""
+
+    def test_iptables(self):
+        config = make_config(iptables__firewall_chain="discovery", iptables__dnsmasq_interface="br-pxe",
+                             iptables__ip_version="6")
+        driver = iptables.IptablesDriver.from_config(config.iptables, FakeRunner())
+        self.assertEqual((driver.chain, driver.interface, driver.ip_version), ("discovery", "br-pxe", "6"))
+        bad = make_config(iptables__firewall_chain="no chain")
+        self.assertRaises(errors.ConfigError, iptables.IptablesDriver.from_config, bad.iptables, FakeRunner())
+
+    def test_nftables(self):
+        config = make_config(nftables__table="pxe", iptables__dnsmasq_interface="br-pxe")
+        driver = nftables.NftablesDriver.from_config(config.nftables, config.iptables, FakeRunner())
+        self.assertEqual((driver.table, driver.interface, driver.ip_version), ("pxe", "br-pxe", "4"))
+
+    def test_dnsmasq(self):
+        config = make_config(dnsmasq_pxe_filter__dhcp_hostsdir="/run/hostsdir", dnsmasq_pxe_filter__purge_dhcp_hostsdir=False)
+        driver = dnsmasq.DnsmasqDriver.from_config(config.dnsmasq_pxe_filter, FakeRunner(), None)
+        self.assertEqual((driver.hostsdir, driver._purge), ("/run/hostsdir", False))

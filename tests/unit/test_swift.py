@@ -392,7 +392,10 @@ timeout = 20
         self.assertIsNotNone(conf.swift_auth.auth)
         self.assertNotIn("s3cr3t-value", repr(conf))
         self.assertEqual(conf.ignored_options, ())
-        store = make_data_store(conf, StubTreq(FakeSwift().app.resource()), task.Clock(), SynchronousRunner())
+        store = make_data_store(
+            conf.processing, conf.swift, conf.swift_auth, StubTreq(FakeSwift().app.resource()), task.Clock(),
+            SynchronousRunner(),
+        )
         self.assertEqual(store.client.container, "introspection")
 
     def test_defaults_and_no_auth(self):
@@ -409,7 +412,7 @@ endpoint_override = http://127.0.0.1:8080/v1/AUTH_test
     def test_swift_section_unused_without_store_data_swift(self):
         conf = config_mod.load(self.write(self.BASE + "[swift]\ncontainer = x\n"))
         self.assertIsNone(conf.swift_auth)
-        self.assertIsNone(make_data_store(conf, None, task.Clock(), None))
+        self.assertIsNone(make_data_store(conf.processing, conf.swift, conf.swift_auth, None, task.Clock(), None))
 
     def test_password_auth_needs_auth_url(self):
         # ironic-inspector's default auth_type in [swift] is password.
