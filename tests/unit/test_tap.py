@@ -173,6 +173,14 @@ class MakeServiceTests(TapTestCase):
         self.assertEqual([type(c) for c in children], [Notifier, DatabasePool, ThreadPoolService, InspectordService])
         self.assertFalse(any(c.running for c in children))
 
+    def test_ipmi_verifier_runs_in_the_ipmi_pool(self):
+        """The pyghmi logins run in the named pool the service tree stops (with its bounded grace)."""
+        top = self.make(extra="\n[processing]\nenable_setting_ipmi_credentials = true\n")
+        ipmi = top.getServiceNamed("inspectord-ipmi")
+        self.assertIsInstance(ipmi, ThreadPoolService)
+        main = list(top)[-1]
+        self.assertIs(main.introspection.verifier._pool, ipmi)
+
     def test_database_from_config(self):
         main = list(self.make())[-1]
         self.assertEqual(str(main.store.engine.url), "sqlite:///" + self.database)
