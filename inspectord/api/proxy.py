@@ -13,7 +13,7 @@ host has is ignored, so a header cannot turn a link into something else.
 
 import re
 
-_HOST = re.compile(r"^[A-Za-z0-9._~%!$&'()*+,;=:\[\]-]+$")
+_HOST = re.compile(r"^[A-Za-z0-9._~%:\[\]-]+$")
 _PREFIX_UNSAFE = re.compile(r"[\s\"'<>\\?#]")
 
 

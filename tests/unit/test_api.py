@@ -152,6 +152,7 @@ class ProxyHeaderTests(APITestCase):
         headers = {"X-Forwarded-Proto": "javascript", "X-Forwarded-Host": "evil.example/path?x",
                    "X-Forwarded-Prefix": "/a b"}
         self.assertEqual(self.links(headers)[0], "http://inspectord.test:5050/v1")
+        self.assertEqual(self.links({"X-Forwarded-Host": "a.example,b.example"})[0], "http://inspectord.test:5050/v1")
 
     def test_rule_links_get_the_prefix(self):
         rule = {"conditions": [], "actions": [{"action": "fail", "message": "x"}]}
