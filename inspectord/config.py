@@ -491,6 +491,16 @@ _OPTS = {
             "shipped with inspectord.",
         ),
     ],
+    "oslo_middleware": [
+        cfg.BoolOpt(
+            "enable_proxy_headers_parsing",
+            default=False,
+            help="inspectord is behind a reverse proxy: the links it builds take their scheme, host and "
+            "path prefix from the proxy's Forwarded (RFC 7239) or X-Forwarded-Proto/-Host/-Prefix "
+            "headers, as oslo.middleware's HTTPProxyToWSGI.  Leave false when clients reach inspectord "
+            "directly: they could then choose those links.",
+        ),
+    ],
     "healthcheck": [
         cfg.BoolOpt(
             "enabled",
@@ -668,7 +678,7 @@ IGNORED_DEFAULT_OPTIONS = frozenset(
 )
 IGNORED_SECTIONS = frozenset(
     """cache coordination mdns service_catalog exception ironic_lib oslo_concurrency
-    oslo_middleware cors json_rpc
+    cors json_rpc
     oslo_messaging_rabbit oslo_messaging_notifications oslo_messaging_kafka
     oslo_messaging_amqp oslo_reports profiler""".split()
 )
@@ -700,6 +710,8 @@ IGNORED_OPTIONS = {
     "DEFAULT": IGNORED_DEFAULT_OPTIONS,
     # oslo.middleware's deprecated route option: inspectord serves /healthcheck.
     "healthcheck": frozenset({"path"}),
+    # Other oslo.middleware options: request body limit (inspectord has its own), old names.
+    "oslo_middleware": frozenset({"max_request_body_size", "secure_proxy_ssl_header", "http_basic_auth_user_file"}),
     "database": IGNORED_DATABASE_OPTIONS,
     "keystone_authtoken": IGNORED_KEYSTONE_AUTHTOKEN_OPTIONS,
     "oslo_policy": frozenset(
@@ -916,6 +928,7 @@ class Config:
     swift_auth: _Opt[IronicAuthOptions] = None
     metrics: _Opt[_S["metrics"]] = None
     lifecycle: _Opt[_S["lifecycle"]] = None
+    oslo_middleware: _Opt[_S["oslo_middleware"]] = None
 
     @property
     def processing_hooks(self):

@@ -6,11 +6,33 @@ line to standard output, which systemd hands to the journal.
 
 import sys
 
-from twisted.logger import Logger, jsonFileLogObserver
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    jsonFileLogObserver,
+    textFileLogObserver,
+)
+from twisted.python import logfile
 
 
 def json_to_stdout():
     return jsonFileLogObserver(sys.stdout)
+
+
+def leveled_file_observer(path=None, debug=False, stdout=None):
+    """twistd's text log to ``path`` (standard output if None), debug events only with ``debug``.
+
+    What the ``ironic-inspector`` command's ``--log-file`` and ``--debug``
+    ask for (:func:`inspectord.tap.ironic_inspector_exit`).
+    """
+    if path:
+        out = logfile.LogFile.fromFullPath(path)
+    else:
+        out = stdout if stdout is not None else sys.stdout
+    level = LogLevel.debug if debug else LogLevel.info
+    return FilteringLogObserver(textFileLogObserver(out), [LogLevelFilterPredicate(defaultLogLevel=level)])
 
 
 class NodeLogger(Logger):

@@ -266,7 +266,7 @@ def make_service(config, reactor, environ=None):
         ipmi_pool = ThreadPoolService(reactor, "inspectord-ipmi", options.threads)
         ipmi_pool.setServiceParent(top)
         verifier = CredentialsVerifier(
-            reactor, reactor, ipmi_pool.pool, window=options.window, attempt_timeout=options.attempt_timeout
+            reactor, ipmi_pool, window=options.window, attempt_timeout=options.attempt_timeout
         )
     introspection = Introspection(
         store,

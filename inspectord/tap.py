@@ -3,6 +3,8 @@
 The only module that looks up the global reactor.
 """
 
+import argparse
+import functools
 import os
 import sys
 
@@ -152,21 +154,58 @@ def ironic_dbsync_exit():
     sys.exit(main_dbsync(prog="ironic-inspector-dbsync"))
 
 
-def twistd_argv(argv):
+def twistd_argv(argv, log_file=None):
     """The ``twistd`` command line that ``ironic-inspector ARGV`` stands for.
 
     The daemon runs in the foreground (as ironic-inspector did under
-    systemd and in containers), logging to standard output, without a pid
-    file; ``ARGV`` (``--config-file``, ``--config-dir``) goes to the plugin.
+    systemd and in containers), logging to standard output or ``log_file``,
+    without a pid file; ``ARGV`` (``--config-file``, ``--config-dir``) goes
+    to the plugin.
     """
-    return ["twistd", "--nodaemon", "--pidfile=", "inspectord", *argv]
+    logging = ["--logfile={}".format(log_file)] if log_file else []
+    return ["twistd", "--nodaemon", "--pidfile=", *logging, "inspectord", *argv]
+
+
+def split_oslo_log_flags(argv):
+    """``(rest of argv, log file or None, debug)`` from ironic-inspector's command line.
+
+    oslo.log gave ironic-inspector ``--log-file``/``--logfile``,
+    ``--log-dir``/``--logdir`` (the file ``ironic-inspector.log`` in it, or
+    ``--log-file`` relative to it) and ``--debug``/``-d``/``--nodebug``;
+    deployment units pass them.  Everything else is left for the plugin.
+    """
+    parser = argparse.ArgumentParser(prog="ironic-inspector", add_help=False, allow_abbrev=False)
+    parser.add_argument("--log-file", "--logfile", dest="log_file")
+    parser.add_argument("--log-dir", "--logdir", dest="log_dir")
+    parser.add_argument("-d", "--debug", dest="debug", action="store_true")
+    parser.add_argument("--nodebug", dest="debug", action="store_false")
+    known, rest = parser.parse_known_args(argv)
+    log_file = known.log_file
+    if known.log_dir:
+        log_file = os.path.join(known.log_dir, log_file or "ironic-inspector.log")
+    return rest, log_file, known.debug
 
 
 def ironic_inspector_exit(argv=None):
-    """``ironic-inspector --config-file FILE``: the same daemon as ``twistd -n inspectord``."""
+    """``ironic-inspector --config-file FILE``: the same daemon as ``twistd -n inspectord``.
+
+    oslo.log's flags map onto twistd's logging: ``--log-file`` is twistd's
+    ``--logfile``; without ``--debug`` debug events are left out, as
+    oslo.log's default level (INFO) did.
+    """
+    from twisted.application import app
     from twisted.scripts import twistd
 
+    from inspectord import logs
+
     argv = sys.argv[1:] if argv is None else argv
-    sys.argv = twistd_argv(argv)
+    rest, log_file, debug = split_oslo_log_flags(argv)
+
+    class ServerOptions(twistd.ServerOptions):
+        def postOptions(self):
+            super().postOptions()
+            self["logger"] = functools.partial(logs.leveled_file_observer, log_file, debug)
+
+    sys.argv = twistd_argv(rest, log_file)
     sys.argv[0] = os.path.join(os.path.dirname(sys.executable), "twistd")
-    twistd.run()
+    app.run(twistd.runApp, ServerOptions)

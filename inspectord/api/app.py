@@ -19,7 +19,7 @@ from werkzeug import exceptions as werkzeug_exceptions
 
 from inspectord import errors
 from inspectord import state as st
-from inspectord.api import bodies, limits, openapi, ops, ui, versions
+from inspectord.api import bodies, limits, openapi, ops, proxy, ui, versions
 from inspectord.api.status import BodyTooLarge, status_for
 from inspectord.processing import rules as rules_mod
 
@@ -274,13 +274,20 @@ class API:
         request.setHeader("Content-Type", JSON)
         return bodies.dumps(result)
 
-    def _root_url(self, request):
+    def _external(self, request):
+        """``(scheme, host, prefix)`` of the URL the client used (:mod:`inspectord.api.proxy`)."""
         host = request.getHeader("host")
         if not host:
             local = request.getHost()
             # A unix socket (listen_unix_socket) has no host and port.
             host = "{}:{}".format(local.host, local.port) if hasattr(local, "port") else "localhost"
-        return "{}://{}/".format("https" if request.isSecure() else "http", host)
+        scheme = "https" if request.isSecure() else "http"
+        if not self.config.oslo_middleware.enable_proxy_headers_parsing:
+            return scheme, host, ""
+        return proxy.external(request.getHeader, scheme, host)
+
+    def _root_url(self, request):
+        return "{}://{}{}/".format(*self._external(request))
 
     def _link(self, request, path):
         return [{"rel": "self", "href": self._root_url(request) + path}]
@@ -476,7 +483,8 @@ class API:
 
     def _rule(self, request, rule, short=False):
         result = rules_mod.as_dict(rule, short=short)
-        result["links"] = [{"href": "/v1/rules/" + rule["uuid"], "rel": "self"}]
+        prefix = self._external(request)[2]
+        result["links"] = [{"href": prefix + "/v1/rules/" + rule["uuid"], "rel": "self"}]
         return result
 
     @app.route("/v1/rules", methods=["GET"])

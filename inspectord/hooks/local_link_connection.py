@@ -45,6 +45,18 @@ def from_raw(tlvs, warn):
     return {k: v for k, v in found.items() if v}
 
 
+def acceptable(llc):
+    """Whether Ironic's port schema accepts ``llc`` as a ``local_link_connection``.
+
+    ``port_id`` with ``switch_id`` (or a smart NIC's ``hostname``), or an
+    unmanaged network; LLDP without a MAC chassis ID gives a ``port_id``
+    alone, which Ironic refuses (and with it the whole port update).
+    """
+    if not llc or llc.get("network_type") == "unmanaged":
+        return True
+    return "port_id" in llc and ("switch_id" in llc or "hostname" in llc)
+
+
 @processing_hook
 class LocalLinkConnectionHook(ProcessingHook):
     """Set ``local_link_connection`` (switch_id, port_id, switch_info) of ports from LLDP.
@@ -52,7 +64,9 @@ class LocalLinkConnectionHook(ProcessingHook):
     Uses ``lldp_processed`` when lldp_basic ran before, else the raw TLVs.
     ``switch_id`` is only set from a MAC chassis ID; ``switch_info`` is the
     switch's system name (an addition to ironic-inspector, which sets only
-    the first two).  Existing values are kept unless
+    the first two).  A port whose result Ironic would refuse (a ``port_id``
+    without ``switch_id``: LLDP without a MAC chassis ID) is left alone,
+    with a warning naming it.  Existing values are kept unless
     ``[processing]overwrite_existing``; unchanged values are not sent.
     Changes join the port's creation request or its one PATCH.
     """
@@ -82,13 +96,23 @@ class LocalLinkConnectionHook(ProcessingHook):
             if not values:
                 values = from_raw(tlvs, warn)
             current = port.get("local_link_connection") or {}
-            patch = [
-                {"op": "add", "path": "/local_link_connection/" + key, "value": value}
-                for key, value in sorted(values.items())
+            changes = {
+                key: value for key, value in values.items()
                 if current.get(key) != value and (overwrite or key not in current)
-            ]
-            if patch:
-                node.patch_port(mac, patch)
+            }
+            if not changes:
+                continue
+            if not acceptable(dict(current, **changes)):
+                self.log.warn(
+                    "Node {node}: port {mac} (interface {iface}): LLDP gave {keys} but no switch chassis MAC; "
+                    "Ironic needs switch_id with port_id, local_link_connection left as it is",
+                    node=node.uuid, mac=mac, iface=name, keys=", ".join(sorted(values)),
+                )
+                continue
+            node.patch_port(mac, [
+                {"op": "add", "path": "/local_link_connection/" + key, "value": value}
+                for key, value in sorted(changes.items())
+            ])
 
     def _from_processed(self, processed, node, iface):
         values = {}

@@ -1,7 +1,6 @@
 """Verify new BMC credentials: log in over IPMI 2.0 LAN, retried on the clock within a window."""
 
 from twisted.internet import defer, task
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -24,17 +23,18 @@ class CredentialsVerifier:
 
     Each attempt runs ``open_session(address, port, username, password,
     privilege, timeout)`` (blocking; :func:`thd_open_session` by default)
-    in ``threadpool``, never in the reactor thread.  The thread gives up
+    in ``pool``, never in the reactor thread.  The thread gives up
     after ``attempt_timeout`` seconds, and so does the verifier, on its
     clock, should the thread hang.  Attempts on one BMC never overlap, also
     across calls and after such a timeout: pyghmi shares sessions by
     credentials and is not safe with two logins to one BMC at once.  Use
     one verifier per process.
 
-    :param reactor: runs the thread pool's results back in the reactor thread.
     :param clock: ``IReactorTime`` for the window, backoff and timeouts.
-    :param threadpool: a started ``twisted.python.threadpool.ThreadPool``
-        (or anything ``deferToThreadPool`` accepts) reserved for pyghmi.
+    :param pool: runs the blocking login, ``run(f, *args) -> Deferred``: the
+        :class:`inspectord.threads.ThreadPoolService` reserved for pyghmi
+        (whose stop waits for a stuck login only a bounded grace), or
+        :class:`inspectord.threads.SynchronousRunner` in unit tests.
     :param privilege: session privilege level to ask for (4 = ADMINISTRATOR,
         what Ironic's ipmitool driver uses by default).
     """
@@ -43,9 +43,8 @@ class CredentialsVerifier:
 
     def __init__(
         self,
-        reactor,
         clock,
-        threadpool,
+        pool,
         window=60.0,
         attempt_timeout=10.0,
         retry_interval=2.0,
@@ -55,9 +54,8 @@ class CredentialsVerifier:
     ):
         if window < 0 or attempt_timeout <= 0 or retry_interval <= 0:
             raise ValueError("window must be >= 0, attempt_timeout and retry_interval > 0")
-        self._reactor = reactor
         self._clock = clock
-        self._threadpool = threadpool
+        self._pool = pool
         self.window = window
         self.attempt_timeout = attempt_timeout
         self.retry_interval = retry_interval
@@ -136,9 +134,9 @@ class CredentialsVerifier:
         while key in self._in_flight:
             # An attempt on this BMC (maybe an abandoned one) is still running.
             await self._wait(_follow(self._in_flight[key]))
-        running = deferToThreadPool(
-            self._reactor, self._threadpool, _thd_attempt, self._open_session,
-            address, port, username, password, self.privilege, self.attempt_timeout,
+        running = self._pool.run(
+            _thd_attempt, self._open_session, address, port, username, password, self.privilege,
+            self.attempt_timeout,
         )
         self._in_flight[key] = running
 

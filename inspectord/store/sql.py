@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from inspectord import errors
 from inspectord import state as st
+from inspectord.interfaces import IStore
 from inspectord.timeutil import utc
 from inspectord.store import adopt, enrollment, schema
 from inspectord.store.records import Match, NodeRecord
@@ -487,8 +489,9 @@ def _new_version():
     return uuidlib.uuid4().hex
 
 
+@implementer(IStore)
 class SQLStore:
-    """Asynchronous node store over a :class:`DatabasePool`.
+    """Asynchronous node store over a :class:`DatabasePool` (:class:`~inspectord.interfaces.IStore`).
 
     :param pool: has ``run(f, *args) -> Deferred`` running ``f`` in the
         database thread pool (a synchronous stand-in in unit tests).
@@ -1110,8 +1113,13 @@ class SQLStore:
 
         return d.addCallback(remember)
 
-    def transition(self, uuid, event, now, **kwargs):
-        return self._run(self.thd_transition, uuid, event, now, **kwargs).addCallback(self._remember)
+    def transition(self, uuid, event, now, error=None, expected=None, lease_until=None, processed=None,
+                   delete_data=False, raw=None, owner=None, **fields):
+        d = self._run(
+            self.thd_transition, uuid, event, now, error=error, expected=expected, lease_until=lease_until,
+            processed=processed, delete_data=delete_data, raw=raw, owner=owner, **fields
+        )
+        return d.addCallback(self._remember)
 
     def lookup(self, macs, bmc_addresses):
         return self._run(self.thd_lookup, macs, bmc_addresses)

@@ -13,13 +13,12 @@ import socket
 import time
 
 from twisted.internet import defer, reactor, task
-from twisted.internet.threads import deferToThreadPool
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.python import threadpool
 from twisted.trial import unittest
 
 from devenv.bmc import BMCProcess, ipmitool_env, set_credentials_argv
 from inspectord.ipmi import BMCUnreachable, CredentialsRejected, CredentialsVerifier, pyghmi_available
+from inspectord.threads import ThreadPoolService
 
 
 def _skip_reason():
@@ -60,9 +59,9 @@ class BMCCase(unittest.TestCase):
     timeout = 120
 
     def setUp(self):
-        self.pool = threadpool.ThreadPool(minthreads=0, maxthreads=2, name="test-pyghmi")
-        self.pool.start()
-        self.addCleanup(self.pool.stop)
+        self.pool = ThreadPoolService(reactor, "test-pyghmi", 2)
+        self.pool.startService()
+        self.addCleanup(self.pool.stopService)
 
     def start_bmc(self, **kwargs):
         bmc = BMCProcess(**kwargs).start()
@@ -72,7 +71,7 @@ class BMCCase(unittest.TestCase):
     def verifier(self, **kwargs):
         kwargs.setdefault("retry_interval", 0.2)
         kwargs.setdefault("max_interval", 1.0)
-        return CredentialsVerifier(reactor, reactor, self.pool, **kwargs)
+        return CredentialsVerifier(reactor, self.pool, **kwargs)
 
     async def set_credentials(self, bmc, user_id, username, password, steps=None):
         argvs = set_credentials_argv(bmc.address, bmc.port, bmc.user, bmc.password, user_id, username, password)
@@ -114,7 +113,7 @@ class SimulatorTests(BMCCase):
             )
             self.assertEqual((code, output.strip()), (0, "Chassis Power is off"))
         # and with pyghmi's Command (SHA-256, cipher suite 17)
-        power = await deferToThreadPool(reactor, self.pool, pyghmi_power, bmc.address, bmc.port, "newuser", "newpass")
+        power = await self.pool.run(pyghmi_power, bmc.address, bmc.port, "newuser", "newpass")
         self.assertEqual(power, "off")
         self.assertIn("session opened for b'newuser' (cipher suite 17)", bmc.log_tail(100))
         # the admin account is untouched

@@ -1,7 +1,7 @@
 """The node store on real MariaDB and PostgreSQL servers.
 
 Every contract class of ``tests/unit/test_store.py`` (run there on SQLite
-in memory) runs here again on each engine, against a server the test
+in memory), ``verifyObject(IStore, store)`` included, runs here again on each engine, against a server the test
 process starts (:mod:`devenv.databases`); then what differs between
 engines: character sets and collations, long text and long indexed
 strings, timestamps, isolation, reconnects after a restart, a crash or
@@ -30,12 +30,14 @@ from tests.integration import base
 from tests.unit import test_store as contract
 
 CONTRACT = (
+    contract.InterfaceTests,
     contract.StartTests,
     contract.TransitionTests,
     contract.LookupTests,
     contract.DataTests,
     contract.PeriodicQueryTests,
     contract.MigrationTests,
+    contract.SQLRaceTests,
 )
 PREFIXES = {"mariadb": "MariaDB", "postgresql": "PostgreSQL"}
 T0 = contract.T0

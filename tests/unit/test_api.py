@@ -107,6 +107,62 @@ class RootTests(APITestCase):
         self.assertError(self.request("PUT", "/v1/introspection/" + UNKNOWN_UUID), 405)
 
 
+class ProxyHeaderTests(APITestCase):
+    """``[oslo_middleware]enable_proxy_headers_parsing``: links as the client behind a proxy sees them."""
+
+    PROXIED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "metal3.example:6385",
+               "X-Forwarded-Prefix": "/inspector"}
+
+    def links(self, headers):
+        _, _, body = self.request("GET", "/", headers=headers)
+        version = body["versions"][0]["links"][0]["href"]
+        _, _, body = self.request("GET", "/v1", headers=headers)
+        resources = {r["name"]: r["links"][0]["href"] for r in body["resources"]}
+        return version, resources["introspection"]
+
+    def test_ignored_by_default(self):
+        self.assertEqual(
+            self.links(self.PROXIED),
+            ("http://inspectord.test:5050/v1", "http://inspectord.test:5050/v1/introspection"),
+        )
+
+    def test_x_forwarded(self):
+        self.harness(oslo_middleware__enable_proxy_headers_parsing=True)
+        self.assertEqual(
+            self.links(self.PROXIED),
+            ("https://metal3.example:6385/inspector/v1", "https://metal3.example:6385/inspector/v1/introspection"),
+        )
+        # Without the headers: as before.
+        self.assertEqual(self.links({})[0], "http://inspectord.test:5050/v1")
+
+    def test_rfc7239_forwarded_first_proxy_wins_over_x_forwarded(self):
+        self.harness(oslo_middleware__enable_proxy_headers_parsing=True)
+        headers = {
+            "Forwarded": 'for=192.0.2.60;proto=https;host="[2001:db8::5]:8443", for=198.51.100.1;proto=http;host=inner',
+            "X-Forwarded-Proto": "http", "X-Forwarded-Host": "ignored.example", "X-Forwarded-Prefix": "/bm/",
+        }
+        self.assertEqual(self.links(headers)[0], "https://[2001:db8::5]:8443/bm/v1")
+
+    def test_forwarded_without_proto_or_host_keeps_the_request_values(self):
+        self.harness(oslo_middleware__enable_proxy_headers_parsing=True)
+        self.assertEqual(self.links({"Forwarded": "for=192.0.2.60"})[0], "http://inspectord.test:5050/v1")
+
+    def test_values_that_are_no_scheme_or_host_ignored(self):
+        self.harness(oslo_middleware__enable_proxy_headers_parsing=True)
+        headers = {"X-Forwarded-Proto": "javascript", "X-Forwarded-Host": "evil.example/path?x",
+                   "X-Forwarded-Prefix": "/a b"}
+        self.assertEqual(self.links(headers)[0], "http://inspectord.test:5050/v1")
+        self.assertEqual(self.links({"X-Forwarded-Host": "a.example,b.example"})[0], "http://inspectord.test:5050/v1")
+
+    def test_rule_links_get_the_prefix(self):
+        rule = {"conditions": [], "actions": [{"action": "fail", "message": "x"}]}
+        for enabled, expected in ((False, "/v1/rules/"), (True, "/inspector/v1/rules/")):
+            self.harness(oslo_middleware__enable_proxy_headers_parsing=enabled)
+            code, _, body = self.request("POST", "/v1/rules", rule, headers=self.PROXIED)
+            self.assertEqual(code, 201, body)
+            self.assertEqual(body["links"][0]["href"], expected + body["uuid"])
+
+
 class VersionTests(APITestCase):
     def version_of(self, headers):
         code, response_headers, body = self.request("GET", "/", headers=headers)

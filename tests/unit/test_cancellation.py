@@ -18,9 +18,9 @@ from inspectord.ipmi.base import UNREACHABLE, AttemptResult
 from inspectord.ironic.client import IronicClient, static_endpoint
 from inspectord.pxe import service as pxe_service
 from inspectord.store.swift import SwiftClient
+from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import Harness, fixture
 from tests.unit.test_auth_keystone import AUTH_URL, ServiceOptions, Unreachable
-from tests.unit.test_ipmi import ImmediateReactor, InlinePool
 from tests.unit.test_ironic_client import FakeResponse
 from tests.unit.test_pxe_service import FakeDriver, FakePorts, new_store
 
@@ -207,7 +207,7 @@ class StopWithin2sTests(SynchronousTestCase):
             return AttemptResult(UNREACHABLE, "no answer")
 
         h.introspection.verifier = CredentialsVerifier(
-            ImmediateReactor(), h.clock, InlinePool(), window=600, attempt_timeout=5, open_session=unanswering
+            h.clock, SynchronousRunner(), window=600, attempt_timeout=5, open_session=unanswering
         )
         uuid = h.fake.add_node(name="n", macs=[MAC], provision_state="enroll",
                                driver_info={"ipmi_address": "192.0.2.9", "ipmi_username": "admin"})

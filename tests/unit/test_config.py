@@ -139,6 +139,18 @@ class LoadTests(ConfigTestCase):
         self.assertEqual(conf.database.connection, config.DEFAULT_DATABASE)
         self.assertEqual(conf.ignored_options, ())
 
+    def test_proxy_headers_option(self):
+        """[oslo_middleware]enable_proxy_headers_parsing is read (false by default); its neighbours are ignored."""
+        minimal = "[DEFAULT]\nauth_strategy = noauth\n[ironic]\nendpoint_override = http://i:6385\n"
+        self.assertFalse(config.load(self.write(minimal)).oslo_middleware.enable_proxy_headers_parsing)
+        conf = config.load(self.write(
+            minimal + "[oslo_middleware]\nenable_proxy_headers_parsing = true\nmax_request_body_size = 1\n"
+        ))
+        self.assertTrue(conf.oslo_middleware.enable_proxy_headers_parsing)
+        self.assertEqual(conf.ignored_options, ("[oslo_middleware]max_request_body_size",))
+        self.assertRaises(errors.ConfigError, config.load,
+                          self.write(minimal + "[oslo_middleware]\nenable_proxy_headers_parsing = maybe\n"))
+
     def test_frozen(self):
         conf = config.load(self.write(INSPECTOR_CONF))
         self.assertRaises(dataclasses.FrozenInstanceError, setattr, conf.default, "timeout", 1)

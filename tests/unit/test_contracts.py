@@ -20,9 +20,9 @@ from inspectord.pxe.service import PXEFilterService
 from inspectord.store import SQLStore
 from inspectord.store.pool import SynchronousPool
 from inspectord.testing import FakeIronic, FakePXEFilter, FakeVerifier
+from inspectord.threads import SynchronousRunner
 from tests.contracts import IronicContract, PXEFilterContract, VerifierContract
 from tests.unit.helpers import migrated_engine
-from tests.unit.test_ipmi import ImmediateReactor, InlinePool
 from tests.unit.test_pxe_service import FakeDriver, FakePorts
 
 _names = itertools.count()
@@ -127,7 +127,7 @@ class CredentialsVerifierContractTests(VerifierContract, SynchronousTestCase):
                 return AttemptResult(UNREACHABLE, "no answer")
             return AttemptResult(OK if accepted == (username, password) else REJECTED, "checked")
 
-        return CredentialsVerifier(ImmediateReactor(), self.clock, InlinePool(), window=0, open_session=open_session)
+        return CredentialsVerifier(self.clock, SynchronousRunner(), window=0, open_session=open_session)
 
     def run_scenario(self, scenario, bmcs):
         verifier = self.make_verifier(bmcs)

@@ -5,9 +5,12 @@ Nexus, an Arista, a Juniper, a Cumulus (IPv6-only management) and an HPE
 switch (chassis ID as a network address), and a misbehaving agent.
 """
 
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord.hooks import lldp_tlvs
+from inspectord.hooks.local_link_connection import LocalLinkConnectionHook, acceptable
+from inspectord.testing import _local_link_connection_problem
 from tests.unit.helpers import Harness, fixture
 from tests.unit.test_hooks import DEFAULT, FIXTURE_MAC, all_collectors, make_record, run_hooks
 
@@ -238,16 +241,67 @@ class LocalLinkConnectionTests(SynchronousTestCase):
             self.assertEqual(ports["02:fc:00:00:00:02"]["local_link_connection"], {
                 "switch_id": "78:fe:3d:4a:5b:c0", "port_id": "523", "switch_info": "ex4300-oob-r12"}, hooks)
 
-    def test_chassis_id_that_is_not_a_mac(self):
-        for hooks in (self.WITH_BASIC, self.RAW_ONLY):
-            _, node = run_hooks(lldp_payload("hpe-procurve-network-address-chassis"), hooks)
-            self.assertEqual(node.update.new_ports[0]["local_link_connection"],
-                             {"port_id": "12", "switch_info": "hp-2920-r12"}, hooks)
+    def warnings(self):
+        events = []
+        self.patch(LocalLinkConnectionHook, "log", Logger(observer=events.append))
+        return events
 
-    def test_broken_agent_gives_what_it_can(self):
+    def assertSkippedWithWarning(self, events, mac, hooks):
+        warned = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn and e.get("mac") == mac]
+        self.assertEqual(len(warned), 1, hooks)
+        self.assertIn("port " + mac, warned[0])
+        self.assertIn("switch_id", warned[0])
+
+    def test_chassis_id_that_is_not_a_mac(self):
+        """A port_id without switch_id is refused by Ironic: the port gets no local_link_connection."""
         for hooks in (self.WITH_BASIC, self.RAW_ONLY):
+            events = self.warnings()
+            _, node = run_hooks(lldp_payload("hpe-procurve-network-address-chassis"), hooks)
+            port, = node.update.new_ports
+            self.assertNotIn("local_link_connection", port, hooks)
+            self.assertSkippedWithWarning(events, port["address"], hooks)
+
+    def test_broken_agent_without_chassis_id(self):
+        for hooks in (self.WITH_BASIC, self.RAW_ONLY):
+            events = self.warnings()
             _, node = run_hooks(lldp_payload("broken-nic-agent"), hooks)
-            self.assertEqual(node.update.new_ports[0]["local_link_connection"], {"port_id": "Ethernet1"}, hooks)
+            port, = node.update.new_ports
+            self.assertNotIn("local_link_connection", port, hooks)
+            self.assertSkippedWithWarning(events, port["address"], hooks)
+
+    def test_existing_switch_id_makes_a_port_id_acceptable(self):
+        """A port that has a switch_id already may get the new port_id alone."""
+        ports = {FIXTURE_MAC: {"uuid": "p1", "pxe_enabled": True,
+                               "local_link_connection": {"switch_id": "00:3a:9c:5e:71:a8", "port_id": "1"}}}
+        _, node = run_hooks(lldp_payload("broken-nic-agent"), self.RAW_ONLY, record=make_record(ports=ports))
+        self.assertEqual(node.update.port_patches,
+                         {"p1": [{"op": "add", "path": "/local_link_connection/port_id", "value": "Ethernet1"}]})
+
+    def test_acceptable_as_ironic_schema(self):
+        for llc, expected in [
+            ({}, True),
+            ({"port_id": "1", "switch_id": "00:3a:9c:5e:71:a8"}, True),
+            ({"port_id": "1", "hostname": "nic-host"}, True),
+            ({"network_type": "unmanaged"}, True),
+            ({"port_id": "1"}, False),
+            ({"port_id": "1", "switch_info": "leaf"}, False),
+            ({"switch_info": "leaf"}, False),
+        ]:
+            self.assertEqual(acceptable(llc), expected, llc)
+            self.assertEqual(_local_link_connection_problem(llc) is None, expected, llc)
+
+    def test_end_to_end_port_without_chassis_mac_still_created(self):
+        """Against the fake Ironic, which refuses a lone port_id as Ironic does: the port is created."""
+        h = Harness(processing__processing_hooks=self.WITH_BASIC)
+        uuid = h.fake.add_node(macs=[FIXTURE_MAC])
+        h.request("POST", "/v1/introspection/" + uuid)
+        payload = lldp_payload("cisco-nexus-93180yc-fx", "hpe-procurve-network-address-chassis")
+        self.assertEqual(h.request("POST", "/v1/continue", payload)[0], 200)
+        self.assertEqual(h.request("GET", "/v1/introspection/" + uuid)[2]["state"], "finished")
+        llc = {p["address"]: p.get("local_link_connection") for p in h.fake.node_ports(uuid)}
+        self.assertEqual(llc["02:fc:00:00:00:01"]["port_id"], "Ethernet1/17")
+        self.assertIn("02:fc:00:00:00:02", llc)
+        self.assertFalse(llc["02:fc:00:00:00:02"])
 
     def test_existing_port(self):
         current = {"switch_id": "00:3a:9c:5e:71:a8", "port_id": "Ethernet1/9", "switch_info": "leaf-r12-a"}

@@ -2,7 +2,6 @@
 
 from twisted.internet import defer, task
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from inspectord import errors
@@ -17,6 +16,7 @@ from inspectord.ipmi import (
 )
 from inspectord.ipmi import session as ipmi_session
 from inspectord.ipmi.base import BMC_ERROR, OK, REJECTED, UNREACHABLE
+from inspectord.threads import SynchronousRunner
 
 PASSWORD = "Sekr1tPassw0rd"
 OK_RESULT = AttemptResult(OK)
@@ -24,37 +24,20 @@ REJECTED_RESULT = AttemptResult(REJECTED, "Incorrect password provided")
 UNREACHABLE_RESULT = AttemptResult(UNREACHABLE, "no answer")
 
 
-class ImmediateReactor:
-    """``callFromThread`` at once: with :class:`InlinePool`, ``deferToThreadPool`` is synchronous."""
-
-    def callFromThread(self, f, *args, **kwargs):
-        f(*args, **kwargs)
-
-
-class InlinePool:
-    """Runs the call in the calling thread (a thread pool stand-in)."""
-
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            onResult(False, Failure())
-        else:
-            onResult(True, result)
-
-
 class HeldPool:
-    """Keeps every call until the test finishes it: a thread still working."""
+    """A thread pool whose every call waits until the test finishes it: a thread still working."""
 
     def __init__(self):
         self.calls = []
 
-    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):
-        self.calls.append((onResult, f, args, kwargs))
+    def run(self, f, *args):
+        d = defer.Deferred()
+        self.calls.append((d, f, args))
+        return d
 
     def finish(self, index=0):
-        onResult, f, args, kwargs = self.calls.pop(index)
-        onResult(True, f(*args, **kwargs))
+        d, f, args = self.calls.pop(index)
+        d.callback(f(*args))
 
 
 class ScriptedBMC:
@@ -102,7 +85,7 @@ class VerifierTests(unittest.SynchronousTestCase):
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
     def verifier(self, bmc, pool=None, **kwargs):
-        return CredentialsVerifier(ImmediateReactor(), self.clock, pool or InlinePool(), open_session=bmc, **kwargs)
+        return CredentialsVerifier(self.clock, pool or SynchronousRunner(), open_session=bmc, **kwargs)
 
     def verify(self, verifier, address="192.0.2.5", username="newuser", password=PASSWORD, port=623):
         return defer.Deferred.fromCoroutine(verifier.verify(address, username, password, port=port))
@@ -263,7 +246,7 @@ class VerifierTests(unittest.SynchronousTestCase):
 
     def test_bad_parameters(self):
         for kwargs in ({"window": -1}, {"attempt_timeout": 0}, {"retry_interval": 0}):
-            self.assertRaises(ValueError, CredentialsVerifier, None, self.clock, None, **kwargs)
+            self.assertRaises(ValueError, CredentialsVerifier, self.clock, None, **kwargs)
 
     def test_privilege_passed(self):
         bmc = ScriptedBMC(self.clock, OK_RESULT)

@@ -1,6 +1,8 @@
 """The SQL node store: compare-and-set transitions, lookup, data, migrations.
 
-The test cases here are the store's contract, run on SQLite in memory;
+The test cases here are the store's contract, run on SQLite in memory
+through :class:`~inspectord.interfaces.IStore`'s methods only (the unit
+tests of the components use this same store, not a fake);
 ``tests/integration/test_store_engines.py`` runs the same classes on real
 MariaDB and PostgreSQL servers by overriding :meth:`StoreTestCase.make_engine`
 and :meth:`MigrationTests.database_url`.
@@ -20,8 +22,10 @@ from alembic.script import ScriptDirectory
 from twisted.internet import defer, task
 from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from inspectord import errors, tap
+from inspectord.interfaces import IStore
 from inspectord.api.status import status_for
 from inspectord.store import schema, sql
 from inspectord.store.adopt import DatabaseShape
@@ -55,7 +59,31 @@ def seconds(n):
     return datetime.timedelta(seconds=n)
 
 
+class InterfaceOnly:
+    """``provider`` seen through ``interface``: any other attribute is an AttributeError.
+
+    The contract tests reach the store through this, so they test what the
+    components may use and nothing of one implementation.
+    """
+
+    def __init__(self, interface, provider):
+        self._names = frozenset(interface.names(all=True))
+        self._interface = interface
+        self._provider = provider
+
+    def __getattr__(self, name):
+        if name not in self._names:
+            raise AttributeError("{} is not part of {}".format(name, self._interface.__name__))
+        return getattr(self._provider, name)
+
+
 class StoreTestCase(SynchronousTestCase):
+    """The contract of :class:`~inspectord.interfaces.IStore`, through its methods only.
+
+    ``self.sql`` is the :class:`SQLStore` under test; ``self.store`` lets
+    through only what :class:`IStore` declares.
+    """
+
     def make_engine(self):
         """A database for one test (migrated or not)."""
         return make_engine("sqlite://")
@@ -63,29 +91,47 @@ class StoreTestCase(SynchronousTestCase):
     def setUp(self):
         self.engine = self.make_engine()
         self.addCleanup(self.engine.dispose)
-        self.store = SQLStore(self.engine, SynchronousPool())
+        self.sql = SQLStore(self.engine, SynchronousPool())
+        self.store = InterfaceOnly(IStore, self.sql)
         self.successResultOf(self.store.upgrade())
 
-    def start(self, uuid, macs=(), bmcs=(), now=T0, manage_boot=True, node=None):
+    def call(self, method, *args, **kwargs):
+        """The result of the store's ``method`` (the synchronous pool has it at once)."""
+        return self.successResultOf(getattr(self.store, method)(*args, **kwargs))
+
+    def refused(self, error, method, *args, **kwargs):
+        """The ``error`` the store's ``method`` fails with."""
+        return self.failureResultOf(getattr(self.store, method)(*args, **kwargs), error).value
+
+    def starting(self, uuid, macs=(), bmcs=(), now=T0, manage_boot=True, node=None):
         attributes = [("mac", m) for m in macs] + [("bmc_address", b) for b in bmcs]
-        return self.store.thd_start(
+        return self.store.start(
             uuid, now, manage_boot, node or {"name": "node-" + uuid[:4]},
             {m: {"uuid": "port-" + m, "pxe_enabled": True} for m in macs}, attributes,
         )
 
+    def start(self, *args, **kwargs):
+        return self.successResultOf(self.starting(*args, **kwargs))
+
     def move(self, uuid, *events, now=T0, **kwargs):
         record = None
         for event in events:
-            record = self.store.thd_transition(uuid, event, now, **kwargs)
+            record = self.call("transition", uuid, event, now, **kwargs)
         return record
 
-    def attributes(self, uuid):
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(schema.attributes.c.name, schema.attributes.c.value)
-                .where(schema.attributes.c.node_uuid == uuid)
-            ).all()
-        return sorted(tuple(r) for r in rows)
+    def found_by(self, macs=(), bmcs=()):
+        """The UUID the lookup finds by these attributes, or None."""
+        match = self.call("lookup", list(macs), list(bmcs))
+        return match and match.uuid
+
+
+class InterfaceTests(StoreTestCase):
+    def test_provides_istore(self):
+        self.assertTrue(verifyObject(IStore, self.sql))
+
+    def test_contract_sees_only_istore(self):
+        self.assertRaises(AttributeError, getattr, self.store, "thd_get_node")
+        self.assertRaises(AttributeError, getattr, self.store, "engine")
 
 
 class StartTests(StoreTestCase):
@@ -103,10 +149,11 @@ class StartTests(StoreTestCase):
         self.assertEqual(record.name, "node-1111")
         self.assertEqual(record.ports[MAC1], {"uuid": "port-" + MAC1, "pxe_enabled": True})
         self.assertTrue(record.version_id)
-        self.assertEqual(
-            self.attributes(A), [("bmc_address", "192.0.2.1"), ("mac", MAC1), ("mac", MAC2)]
-        )
-        self.assertEqual(self.store.thd_get_node(A), record)
+        found = (self.found_by([MAC1]), self.found_by([MAC2]), self.found_by(bmcs=["192.0.2.1"]))
+        self.assertEqual(found, (A, A, A))
+        self.assertEqual(self.call("lookup", [MAC1, MAC2], ["192.0.2.1"]).score, 3)
+        self.assertEqual(sorted(self.call("filter_macs")[0]), [MAC1, MAC2])
+        self.assertEqual(self.call("get_node", A), record)
 
     def test_async_start(self):
         """The public methods hand the work to the pool and give records."""
@@ -119,7 +166,7 @@ class StartTests(StoreTestCase):
         first = self.start(A, macs=[MAC1])
         self.move(A, "wait", "process")
         self.move(A, "error", error="boom", now=T0 + seconds(10))
-        self.assertEqual(self.store.thd_get_node(A).error, "boom")
+        self.assertEqual(self.call("get_node", A).error, "boom")
         later = T0 + seconds(100)
         record = self.start(A, macs=[MAC2], now=later)
         self.assertEqual(record.state, "starting")
@@ -127,7 +174,8 @@ class StartTests(StoreTestCase):
         self.assertIsNone(record.finished_at)
         self.assertIsNone(record.error)
         self.assertNotEqual(record.version_id, first.version_id)
-        self.assertEqual(self.attributes(A), [("mac", MAC2)])
+        self.assertEqual((self.found_by([MAC1]), self.found_by([MAC2])), (None, A))
+        self.assertEqual(self.call("filter_macs"), ([MAC2], 1))
 
     def test_restart_waiting(self):
         self.start(A, macs=[MAC1])
@@ -137,8 +185,8 @@ class StartTests(StoreTestCase):
     def test_refused_while_processing(self):
         self.start(A, macs=[MAC1])
         self.move(A, "wait", "process")
-        self.assertRaises(errors.InvalidTransition, self.start, A, macs=[MAC1])
-        self.assertEqual(self.store.thd_get_node(A).state, "processing")
+        self.failureResultOf(self.starting(A, macs=[MAC1]), errors.InvalidTransition)
+        self.assertEqual(self.call("get_node", A).state, "processing")
 
     def test_refused_while_starting(self):
         self.start(A)
@@ -148,12 +196,11 @@ class StartTests(StoreTestCase):
     def test_mac_conflict_with_active_node(self):
         """Two nodes under introspection cannot share a MAC or BMC address."""
         self.start(A, macs=[MAC1, MAC2])
-        with self.assertRaises(errors.InvalidInput) as caught:
-            self.start(B, macs=[MAC3, MAC2])
-        self.assertIn(MAC2, caught.exception.message)
-        self.assertIn(A, caught.exception.message)
-        self.assertNotIn(MAC3, caught.exception.message)
-        self.assertRaises(errors.NotFound, self.store.thd_get_node, B)
+        refusal = self.failureResultOf(self.starting(B, macs=[MAC3, MAC2]), errors.InvalidInput).value
+        self.assertIn(MAC2, refusal.message)
+        self.assertIn(A, refusal.message)
+        self.assertNotIn(MAC3, refusal.message)
+        self.refused(errors.NotFound, "get_node", B)
 
     def test_shared_bmc_address_allowed(self):
         """Nodes behind one BMC IP (virtualbmc ports, a Redfish manager) start together.
@@ -162,8 +209,8 @@ class StartTests(StoreTestCase):
         """
         self.start(A, macs=[MAC1], bmcs=["192.0.2.1"])
         self.assertEqual(self.start(B, macs=[MAC2], bmcs=["192.0.2.1"]).state, "starting")
-        self.assertEqual(self.store.thd_lookup([MAC2], ["192.0.2.1"]).uuid, B)
-        self.assertRaises(errors.NotFound, self.store.thd_lookup, [], ["192.0.2.1"])
+        self.assertEqual(self.call("lookup", [MAC2], ["192.0.2.1"]).uuid, B)
+        self.refused(errors.NotFound, "lookup", [], ["192.0.2.1"])
 
 
     def test_no_conflict_with_finished_node(self):
@@ -171,44 +218,12 @@ class StartTests(StoreTestCase):
         self.move(A, "wait", "process", "finish")
         self.assertEqual(self.start(B, macs=[MAC1]).state, "starting")
 
-    def test_concurrent_first_start_loses(self):
-        """Another request inserted the node between the read and the insert: 409, not an integrity error."""
-        original = self.store._thd_check_conflicts
-
-        def racing(conn, uuid, attributes):
-            original(conn, uuid, attributes)
-            conn.execute(
-                schema.nodes.insert().values(
-                    uuid=uuid, state="starting", started_at=T0, manage_boot=True, version_id="other",
-                    node={}, ports={}, options={},
-                )
-            )
-
-        self.patch(self.store, "_thd_check_conflicts", racing)
-        failure = self.failureResultOf(self.store.start(A, T0, True, {}, {}, [("mac", MAC1)]), errors.StateChanged)
-        self.assertEqual(status_for(failure.value), 409)
-        self.assertIn("another request", failure.value.message)
-        self.patch(self.store, "_thd_check_conflicts", original)
-        self.assertRaises(errors.NotFound, self.store.thd_get_node, A)
-
-    def test_concurrent_restart_loses(self):
-        """A row changed between the read and the write: StateChanged."""
-        self.start(A, macs=[MAC1])
-        self.move(A, "wait")
-        original = self.store._thd_check_conflicts
-
-        def racing(conn, uuid, attributes):
-            original(conn, uuid, attributes)
-            conn.execute(schema.nodes.update().where(schema.nodes.c.uuid == uuid).values(version_id="other"))
-
-        self.patch(self.store, "_thd_check_conflicts", racing)
-        self.assertRaises(errors.StateChanged, self.start, A, macs=[MAC1])
 
 
 class TransitionTests(StoreTestCase):
     def test_transition(self):
         started = self.start(A)
-        record = self.store.thd_transition(A, "wait", T0 + seconds(1))
+        record = self.call("transition", A, "wait", T0 + seconds(1))
         self.assertEqual(record.state, "waiting")
         self.assertNotEqual(record.version_id, started.version_id)
         self.assertIsNone(record.finished_at)
@@ -225,16 +240,16 @@ class TransitionTests(StoreTestCase):
     def test_finish_clears_error_and_lease(self):
         self.start(A)
         self.move(A, "wait")
-        record = self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(300))
+        record = self.call("transition", A, "process", T0, lease_until=T0 + seconds(300))
         self.assertEqual(record.lease_until, T0 + seconds(300))
-        record = self.store.thd_transition(A, "finish", T0 + seconds(9))
+        record = self.call("transition", A, "finish", T0 + seconds(9))
         self.assertEqual((record.state, record.error, record.lease_until), ("finished", None, None))
         self.assertEqual(record.finished_at, T0 + seconds(9))
 
     def test_invalid_transition(self):
         self.start(A)
-        self.assertRaises(errors.InvalidTransition, self.store.thd_transition, A, "finish", T0)
-        self.assertEqual(self.store.thd_get_node(A).state, "starting")
+        self.refused(errors.InvalidTransition, "transition", A, "finish", T0)
+        self.assertEqual(self.call("get_node", A).state, "starting")
 
     def test_unknown_node(self):
         self.failureResultOf(self.store.transition(C, "wait", T0), errors.NotFound)
@@ -243,36 +258,19 @@ class TransitionTests(StoreTestCase):
         """expected= refuses when the node is not where the caller thinks."""
         self.start(A)
         self.move(A, "wait")
-        with self.assertRaises(errors.StateChanged) as caught:
-            self.store.thd_transition(A, "error", T0, expected="starting")
-        self.assertIn("waiting", caught.exception.message)
-        self.assertEqual(self.store.thd_get_node(A).state, "waiting")
-        record = self.store.thd_transition(A, "error", T0, expected=["starting", "waiting"], error="e")
+        refusal = self.refused(errors.StateChanged, "transition", A, "error", T0, expected="starting")
+        self.assertIn("waiting", refusal.message)
+        self.assertEqual(self.call("get_node", A).state, "waiting")
+        record = self.call("transition", A, "error", T0, expected=["starting", "waiting"], error="e")
         self.assertEqual(record.state, "error")
-
-    def test_concurrent_update_between_read_and_write(self):
-        """Compare-and-set: another writer between read and UPDATE wins."""
-        self.start(A)
-        self.move(A, "wait")
-        original = self.store._thd_get
-
-        def racing(conn, uuid):
-            row = original(conn, uuid)
-            conn.execute(schema.nodes.update().where(schema.nodes.c.uuid == uuid).values(version_id="other"))
-            return row
-
-        self.patch(self.store, "_thd_get", racing)
-        self.assertRaises(errors.StateChanged, self.store.thd_transition, A, "process", T0)
-        self.patch(self.store, "_thd_get", original)
-        self.assertEqual(self.store.thd_get_node(A).state, "waiting")
 
     def test_stale_record_claim(self):
         """Two instances claim one node with the same record: one wins."""
         self.start(A)
         self.move(A, "wait")
-        self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(1))
-        stale = self.store.thd_get_node(A)
-        claimed = self.store.thd_claim(stale, T0 + seconds(2), T0 + seconds(302))
+        self.call("transition", A, "process", T0, lease_until=T0 + seconds(1))
+        stale = self.call("get_node", A)
+        claimed = self.call("claim", stale, T0 + seconds(2), T0 + seconds(302))
         self.assertEqual(claimed.lease_until, T0 + seconds(302))
         self.assertNotEqual(claimed.version_id, stale.version_id)
         self.failureResultOf(self.store.claim(stale, T0 + seconds(2), T0 + seconds(302)), errors.StateChanged)
@@ -280,16 +278,16 @@ class TransitionTests(StoreTestCase):
     def test_transition_after_claim_uses_fresh_row(self):
         self.start(A)
         self.move(A, "wait", "process")
-        stale = self.store.thd_get_node(A)
-        self.store.thd_claim(stale, T0, T0 + seconds(300))
-        self.assertEqual(self.store.thd_transition(A, "finish", T0, expected="processing").state, "finished")
+        stale = self.call("get_node", A)
+        self.call("claim", stale, T0, T0 + seconds(300))
+        self.assertEqual(self.call("transition", A, "finish", T0, expected="processing").state, "finished")
 
 
 class LookupTests(StoreTestCase):
     def test_best_match(self):
         self.start(A, macs=[MAC1], bmcs=["192.0.2.1"])
         self.start(B, macs=[MAC2])
-        match = self.store.thd_lookup([MAC1.upper(), MAC2], ["192.0.2.1"])
+        match = self.call("lookup", [MAC1.upper(), MAC2], ["192.0.2.1"])
         self.assertIsInstance(match, Match)
         self.assertEqual((match.uuid, match.score), (A, 2))
         self.assertEqual(match.record.uuid, A)
@@ -297,11 +295,10 @@ class LookupTests(StoreTestCase):
     def test_tie_is_not_found(self):
         self.start(A, macs=[MAC1])
         self.start(B, macs=[MAC2])
-        with self.assertRaises(errors.NotFound) as caught:
-            self.store.thd_lookup([MAC1, MAC2], [])
-        self.assertEqual(status_for(caught.exception), 404)
-        self.assertIn(A, caught.exception.message)
-        self.assertIn(B, caught.exception.message)
+        refusal = self.refused(errors.NotFound, "lookup", [MAC1, MAC2], [])
+        self.assertEqual(status_for(refusal), 404)
+        self.assertIn(A, refusal.message)
+        self.assertIn(B, refusal.message)
 
     def test_bmc_only(self):
         self.start(A, bmcs=["192.0.2.200"])
@@ -310,7 +307,7 @@ class LookupTests(StoreTestCase):
     def test_finished_node_found(self):
         self.start(A, macs=[MAC1])
         self.move(A, "wait", "process", "finish")
-        match = self.store.thd_lookup([MAC1], [])
+        match = self.call("lookup", [MAC1], [])
         self.assertEqual((match.uuid, match.record.state), (A, "finished"))
 
     def test_active_preferred_over_finished(self):
@@ -318,17 +315,17 @@ class LookupTests(StoreTestCase):
         self.start(A, macs=[MAC1, MAC2], bmcs=["192.0.2.1"])
         self.move(A, "wait", "process", "finish")
         self.start(B, macs=[MAC3])
-        match = self.store.thd_lookup([MAC1, MAC2, MAC3], ["192.0.2.1"])
+        match = self.call("lookup", [MAC1, MAC2, MAC3], ["192.0.2.1"])
         self.assertEqual((match.uuid, match.score), (B, 1))
 
     def test_no_attributes(self):
         self.start(A, macs=[MAC1])
-        self.assertIsNone(self.store.thd_lookup([], []))
-        self.assertIsNone(self.store.thd_lookup([None, ""], [None]))
+        self.assertIsNone(self.call("lookup", [], []))
+        self.assertIsNone(self.call("lookup", [None, ""], [None]))
 
     def test_nothing_matches(self):
         self.start(A, macs=[MAC1])
-        self.assertIsNone(self.store.thd_lookup([MAC3], ["192.0.2.9"]))
+        self.assertIsNone(self.call("lookup", [MAC3], ["192.0.2.9"]))
 
 
 class DataTests(StoreTestCase):
@@ -337,37 +334,32 @@ class DataTests(StoreTestCase):
         self.start(A)
 
     def test_store_and_get(self):
-        self.store.thd_store_data(A, {"raw": 1}, False, T0)
-        self.store.thd_store_data(A, {"processed": 2}, True, T0)
-        self.assertEqual(self.store.thd_get_data(A, False), {"raw": 1})
+        self.call("store_data", A, {"raw": 1}, False, T0)
+        self.call("store_data", A, {"processed": 2}, True, T0)
+        self.assertEqual(self.call("get_data", A, False), {"raw": 1})
         self.assertEqual(self.successResultOf(self.store.get_data(A, True)), {"processed": 2})
 
     def test_store_replaces(self):
-        self.store.thd_store_data(A, {"v": 1}, False, T0)
+        self.call("store_data", A, {"v": 1}, False, T0)
         self.successResultOf(self.store.store_data(A, {"v": 2}, False, T0 + seconds(1)))
-        self.assertEqual(self.store.thd_get_data(A, False), {"v": 2})
-        with self.engine.connect() as conn:
-            count = conn.execute(sa.select(sa.func.count()).select_from(schema.introspection_data)).scalar()
-        self.assertEqual(count, 1)
+        self.assertEqual(self.call("get_data", A, False), {"v": 2})
 
     def test_large_and_unicode_data(self):
         """Bigger than MySQL's TEXT (64 KiB), with characters outside the BMP."""
         data = {"inventory": {"hostname": "n\u0153ud-\U0001f5a5", "blob": "x" * 300_000}}
-        self.store.thd_store_data(A, data, False, T0)
-        self.assertEqual(self.store.thd_get_data(A, False), data)
+        self.call("store_data", A, data, False, T0)
+        self.assertEqual(self.call("get_data", A, False), data)
 
     def test_missing(self):
-        with self.assertRaises(errors.NotFound) as caught:
-            self.store.thd_get_data(A, False)
-        self.assertIn("unprocessed", caught.exception.message)
+        self.assertIn("unprocessed", self.refused(errors.NotFound, "get_data", A, False).message)
         self.assertIn("processed", str(self.failureResultOf(self.store.get_data(A, True), errors.NotFound).value))
 
     def test_delete(self):
-        self.store.thd_store_data(A, {"raw": 1}, False, T0)
-        self.store.thd_store_data(A, {"processed": 2}, True, T0)
+        self.call("store_data", A, {"raw": 1}, False, T0)
+        self.call("store_data", A, {"processed": 2}, True, T0)
         self.successResultOf(self.store.delete_data(A))
-        self.assertRaises(errors.NotFound, self.store.thd_get_data, A, False)
-        self.assertRaises(errors.NotFound, self.store.thd_get_data, A, True)
+        self.refused(errors.NotFound, "get_data", A, False)
+        self.refused(errors.NotFound, "get_data", A, True)
 
 
 class PeriodicQueryTests(StoreTestCase):
@@ -377,20 +369,20 @@ class PeriodicQueryTests(StoreTestCase):
         self.start(B, now=T0)
         self.start(C, now=T0 + seconds(5))
         self.move(C, "wait", "process", "finish")
-        self.assertEqual(self.store.thd_timed_out(T0 + seconds(11)), [B, A])
+        self.assertEqual(self.call("timed_out", T0 + seconds(11)), [B, A])
         self.assertEqual(self.successResultOf(self.store.timed_out(T0 + seconds(10))), [B])
-        self.assertEqual(self.store.thd_timed_out(T0), [])
+        self.assertEqual(self.call("timed_out", T0), [])
 
     def test_expired_leases(self):
         self.start(A, macs=[MAC1])
         self.start(B, macs=[MAC2])
         self.start(C, macs=[MAC3])
         self.move(A, "wait")
-        self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(300))
+        self.call("transition", A, "process", T0, lease_until=T0 + seconds(300))
         self.move(B, "wait")
-        self.store.thd_transition(B, "process", T0, lease_until=T0 + seconds(600))
+        self.call("transition", B, "process", T0, lease_until=T0 + seconds(600))
         self.move(C, "wait")  # waiting: never "abandoned"
-        self.assertEqual(self.store.thd_expired_leases(T0 + seconds(299)), [])
+        self.assertEqual(self.call("expired_leases", T0 + seconds(299)), [])
         expired = self.successResultOf(self.store.expired_leases(T0 + seconds(300)))
         self.assertEqual([r.uuid for r in expired], [A])
         self.assertEqual(expired[0].state, "processing")
@@ -399,25 +391,25 @@ class PeriodicQueryTests(StoreTestCase):
         for uuid, mac in ((A, MAC1), (B, MAC2), (C, MAC3)):
             self.start(uuid, macs=[mac])
             self.move(uuid, "wait")
-        self.store.thd_transition(A, "process", T0, lease_until=T0 + seconds(30), owner="one")
-        self.store.thd_transition(B, "process", T0, lease_until=T0 + seconds(30), owner="one")
-        self.store.thd_transition(C, "process", T0, lease_until=T0 + seconds(30), owner="two")
-        versions = {u: self.store.thd_get_node(u).version_id for u in (A, B, C)}
+        self.call("transition", A, "process", T0, lease_until=T0 + seconds(30), owner="one")
+        self.call("transition", B, "process", T0, lease_until=T0 + seconds(30), owner="one")
+        self.call("transition", C, "process", T0, lease_until=T0 + seconds(30), owner="two")
+        versions = {u: self.call("get_node", u).version_id for u in (A, B, C)}
         # One owner renews what it holds; another's node is left alone.
-        self.assertEqual(self.store.thd_renew_leases("one", {T0 + seconds(60): [A, B, C]}), 2)
-        self.assertEqual([self.store.thd_get_node(u).lease_until for u in (A, B, C)],
+        self.assertEqual(self.call("renew_leases", "one", {T0 + seconds(60): [A, B, C]}), 2)
+        self.assertEqual([self.call("get_node", u).lease_until for u in (A, B, C)],
                          [T0 + seconds(60), T0 + seconds(60), T0 + seconds(30)])
-        self.assertEqual({u: self.store.thd_get_node(u).version_id for u in (A, B, C)}, versions)
-        self.assertEqual(self.store.thd_release_leases("one", T0 + seconds(1)), 2)
-        self.assertEqual(sorted(r.uuid for r in self.store.thd_expired_leases(T0 + seconds(1))), sorted([A, B]))
-        self.assertIsNone(self.store.thd_get_node(A).lease_owner)
-        self.assertEqual(self.store.thd_get_node(C).lease_owner, "two")
+        self.assertEqual({u: self.call("get_node", u).version_id for u in (A, B, C)}, versions)
+        self.assertEqual(self.call("release_leases", "one", T0 + seconds(1)), 2)
+        self.assertEqual(sorted(r.uuid for r in self.call("expired_leases", T0 + seconds(1))), sorted([A, B]))
+        self.assertIsNone(self.call("get_node", A).lease_owner)
+        self.assertEqual(self.call("get_node", C).lease_owner, "two")
 
     def test_list_newest_first_with_marker(self):
         uuids = ["{:08d}-0000-0000-0000-000000000000".format(i) for i in range(5)]
         for i, uuid in enumerate(uuids):
             self.start(uuid, now=T0 + seconds(i // 2))  # pairs share a start time
-        everything = [r.uuid for r in self.store.thd_list(10)]
+        everything = [r.uuid for r in self.call("list_nodes", 10)]
         self.assertEqual(everything, [uuids[4], uuids[3], uuids[2], uuids[1], uuids[0]])
         pages, marker = [], None
         while True:
@@ -432,14 +424,14 @@ class PeriodicQueryTests(StoreTestCase):
         self.start(A)
         self.start(B)
         self.move(B, "wait")
-        self.assertEqual([r.uuid for r in self.store.thd_list(10, states=["waiting"])], [B])
-        self.assertEqual(self.store.thd_list(10, states=["finished"]), [])
+        self.assertEqual([r.uuid for r in self.call("list_nodes", 10, states=["waiting"])], [B])
+        self.assertEqual(self.call("list_nodes", 10, states=["finished"]), [])
 
     def test_brief_list_leaves_the_node_out(self):
         """What a status shows is there; the Ironic node and the options are not read."""
         self.start(A, macs=[MAC1])
         self.move(A, "wait")
-        full, = self.store.thd_list(10)
+        full, = self.call("list_nodes", 10)
         brief, = self.successResultOf(self.store.list_nodes(10, brief=True))
         self.assertEqual(full.name, "node-" + A[:4])
         self.assertEqual(brief.node, {})
@@ -449,7 +441,72 @@ class PeriodicQueryTests(StoreTestCase):
         self.assertTrue(brief.active)
 
     def test_list_unknown_marker(self):
-        self.assertRaises(errors.NotFound, self.store.thd_list, 10, C)
+        self.refused(errors.NotFound, "list_nodes", 10, C)
+
+
+class SQLRaceTests(StoreTestCase):
+    """What :class:`SQLStore` does when another writer acts between its read and its write.
+
+    Not part of the interface: these reach into the SQL implementation to
+    put a concurrent write at the worst moment.
+    """
+
+    def test_concurrent_first_start_loses(self):
+        """Another request inserted the node between the read and the insert: 409, not an integrity error."""
+        original = self.sql._thd_check_conflicts
+
+        def racing(conn, uuid, attributes):
+            original(conn, uuid, attributes)
+            conn.execute(
+                schema.nodes.insert().values(
+                    uuid=uuid, state="starting", started_at=T0, manage_boot=True, version_id="other",
+                    node={}, ports={}, options={},
+                )
+            )
+
+        self.patch(self.sql, "_thd_check_conflicts", racing)
+        failure = self.failureResultOf(self.store.start(A, T0, True, {}, {}, [("mac", MAC1)]), errors.StateChanged)
+        self.assertEqual(status_for(failure.value), 409)
+        self.assertIn("another request", failure.value.message)
+        self.patch(self.sql, "_thd_check_conflicts", original)
+        self.refused(errors.NotFound, "get_node", A)
+
+    def test_concurrent_restart_loses(self):
+        """A row changed between the read and the write: StateChanged."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        original = self.sql._thd_check_conflicts
+
+        def racing(conn, uuid, attributes):
+            original(conn, uuid, attributes)
+            conn.execute(schema.nodes.update().where(schema.nodes.c.uuid == uuid).values(version_id="other"))
+
+        self.patch(self.sql, "_thd_check_conflicts", racing)
+        self.failureResultOf(self.starting(A, macs=[MAC1]), errors.StateChanged)
+
+    def test_concurrent_update_between_read_and_write(self):
+        """Compare-and-set: another writer between read and UPDATE wins."""
+        self.start(A)
+        self.move(A, "wait")
+        original = self.sql._thd_get
+
+        def racing(conn, uuid):
+            row = original(conn, uuid)
+            conn.execute(schema.nodes.update().where(schema.nodes.c.uuid == uuid).values(version_id="other"))
+            return row
+
+        self.patch(self.sql, "_thd_get", racing)
+        self.refused(errors.StateChanged, "transition", A, "process", T0)
+        self.patch(self.sql, "_thd_get", original)
+        self.assertEqual(self.call("get_node", A).state, "waiting")
+
+    def test_data_replaced_in_place(self):
+        self.start(A)
+        self.call("store_data", A, {"v": 1}, False, T0)
+        self.call("store_data", A, {"v": 2}, False, T0 + seconds(1))
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(schema.introspection_data)).scalar()
+        self.assertEqual(count, 1)
 
 
 class MigrationTests(SynchronousTestCase):

@@ -1,17 +1,20 @@
 """``twistd inspectord``: option parsing and the service tree (never started)."""
 
 import gc
+import io
 import os
 import platform
+import sys
 
 import sqlalchemy as sa
-from twisted.application import internet, service
+from twisted.application import app, internet, service
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord import tap
+from inspectord import logs, tap
 from inspectord.sdnotify import Notifier
 from inspectord.service import OrderedMultiService
 from inspectord.api.app import API, make_site
@@ -124,6 +127,61 @@ class OptionsTests(TapTestCase):
         self.assertEqual(parsed.subCommand, "inspectord")
         self.assertEqual(parsed.subOptions["config"].default.listen_port, 5055)
 
+    def test_oslo_log_flags_split_off(self):
+        rest, log_file, debug = tap.split_oslo_log_flags(
+            ["--config-file", "/etc/a.conf", "--log-file=/var/log/x.log", "-d", "--config-dir", "/etc/d"]
+        )
+        self.assertEqual((rest, log_file, debug), (["--config-file", "/etc/a.conf", "--config-dir", "/etc/d"],
+                                                   "/var/log/x.log", True))
+        self.assertEqual(tap.split_oslo_log_flags(["--logfile", "x.log", "--log-dir", "/var/log/i", "--debug",
+                                                   "--nodebug"]),
+                         ([], "/var/log/i/x.log", False))
+        self.assertEqual(tap.split_oslo_log_flags(["--logdir", "/var/log/i"]),
+                         ([], "/var/log/i/ironic-inspector.log", False))
+        self.assertEqual(tap.split_oslo_log_flags(["-c", "/etc/a.conf"]), (["-c", "/etc/a.conf"], None, False))
+
+    def run_ironic_inspector(self, *flags):
+        """The twistd options ``ironic-inspector --config-file FILE FLAGS`` runs with (twistd itself not run)."""
+        ran = []
+        self.patch(sys, "argv", list(sys.argv))
+        self.patch(app, "run", lambda run_app, options_class: ran.append(options_class))
+        tap.ironic_inspector_exit(["--config-file", self.write_config(), *flags])
+        options = ran[0]()
+        options.parseOptions(sys.argv[1:])
+        return options
+
+    def emit_all_levels(self, observer):
+        for level in (LogLevel.debug, LogLevel.info, LogLevel.warn):
+            observer({"log_level": level, "log_format": "{level} line", "level": level.name,
+                      "log_time": 0.0, "log_namespace": "inspectord.test", "log_system": "-"})
+
+    def test_ironic_inspector_log_file_and_debug(self):
+        path = os.path.join(self.mktemp(), "inspector.log")
+        os.makedirs(os.path.dirname(path))
+        options = self.run_ironic_inspector("--log-file", path, "--debug")
+        self.assertEqual(options.subCommand, "inspectord")
+        self.assertEqual(options["logfile"], path)
+        self.emit_all_levels(options["logger"]())
+        with open(path) as f:
+            lines = f.read()
+        self.assertIn("debug line", lines)
+        self.assertIn("warn line", lines)
+
+    def test_ironic_inspector_without_debug_logs_from_info(self):
+        path = os.path.join(self.mktemp(), "inspector.log")
+        os.makedirs(os.path.dirname(path))
+        options = self.run_ironic_inspector("--log-file=" + path)
+        self.emit_all_levels(options["logger"]())
+        with open(path) as f:
+            lines = f.read()
+        self.assertNotIn("debug line", lines)
+        self.assertIn("info line", lines)
+
+    def test_leveled_observer_to_stdout(self):
+        out = io.StringIO()
+        self.emit_all_levels(logs.leveled_file_observer(None, False, stdout=out))
+        self.assertEqual(["info" in out.getvalue(), "debug" in out.getvalue()], [True, False])
+
     def test_dbsync_arguments(self):
         self.assertEqual(
             tap._parse_dbsync("ironic-inspector-dbsync", ["--config-file", "a", "--config-dir", "d", "--config-file", "b", "upgrade"]),
@@ -172,6 +230,14 @@ class MakeServiceTests(TapTestCase):
         # The systemd notifier first: stopped last, its watchdog keep-alives go on during a stop.
         self.assertEqual([type(c) for c in children], [Notifier, DatabasePool, ThreadPoolService, InspectordService])
         self.assertFalse(any(c.running for c in children))
+
+    def test_ipmi_verifier_runs_in_the_ipmi_pool(self):
+        """The pyghmi logins run in the named pool the service tree stops (with its bounded grace)."""
+        top = self.make(extra="\n[processing]\nenable_setting_ipmi_credentials = true\n")
+        ipmi = top.getServiceNamed("inspectord-ipmi")
+        self.assertIsInstance(ipmi, ThreadPoolService)
+        main = list(top)[-1]
+        self.assertIs(main.introspection.verifier._pool, ipmi)
 
     def test_database_from_config(self):
         main = list(self.make())[-1]
