@@ -494,11 +494,11 @@ _OPTS = {
     "oslo_middleware": [
         cfg.BoolOpt(
             "enable_proxy_headers_parsing",
-            default=False,
-            help="inspectord is behind a reverse proxy: the links it builds take their scheme, host and "
-            "path prefix from the proxy's Forwarded (RFC 7239) or X-Forwarded-Proto/-Host/-Prefix "
-            "headers, as oslo.middleware's HTTPProxyToWSGI.  Leave false when clients reach inspectord "
-            "directly: they could then choose those links.",
+            default=True,
+            help="The links inspectord builds take their scheme, host, port and path prefix from a "
+            "reverse proxy's headers (Forwarded, RFC 7239, or the last X-Forwarded-Proto/-Host/-Port/"
+            "-Prefix), as ironic-inspector always did.  Set false when clients reach inspectord "
+            "directly and you do not want them to choose those links.",
         ),
     ],
     "healthcheck": [

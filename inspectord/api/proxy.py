@@ -1,14 +1,16 @@
 """The URL a client used, when a reverse proxy stands in front of inspectord.
 
-With ``[oslo_middleware]enable_proxy_headers_parsing`` (off by default, as
-in ironic-inspector), the links inspectord builds use the scheme, host and
-path prefix the proxy reports, as oslo.middleware's ``HTTPProxyToWSGI``
-applies them: the first element of an RFC 7239 ``Forwarded`` header
-(``proto``, ``host``) when there is one, else ``X-Forwarded-Proto`` and
-``X-Forwarded-Host``; and ``X-Forwarded-Prefix`` in both cases.  Unlike
-oslo.middleware, quoted values (``host="[2001:db8::1]:8443"``) are
-unquoted, and a scheme other than http/https or a host with characters no
-host has is ignored, so a header cannot turn a link into something else.
+Unless ``[oslo_middleware]enable_proxy_headers_parsing`` is false, the
+links inspectord builds use the scheme, host, port and path prefix the
+proxy reports: the first element of an RFC 7239 ``Forwarded`` header
+(``proto``, ``host``) when there is one, as oslo.middleware's
+``HTTPProxyToWSGI`` reads it; else the last value of each of
+``X-Forwarded-Proto``, ``-Host`` and ``-Port``, as werkzeug's ``ProxyFix``
+in ironic-inspector 12.5.0 (which applied them always); and the last
+``X-Forwarded-Prefix`` in both cases.  Quoted values
+(``host="[2001:db8::1]:8443"``) are unquoted, and a scheme other than
+http/https, a host with characters no host has or a port that is not a
+number is ignored, so a header cannot turn a link into something else.
 """
 
 import re
@@ -35,6 +37,22 @@ def parse_forwarded(value):
     return proxies
 
 
+def _last(value):
+    """The last element of a comma-separated header (the proxy nearest to inspectord)."""
+    return value.rsplit(",", 1)[-1].strip() if value else value
+
+
+def _with_port(host, port):
+    """``host`` (``name``, ``name:port``, ``[v6]``, ``[v6]:port``) with its port replaced."""
+    if host.startswith("["):
+        name = host[: host.index("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        name = host.split(":", 1)[0]
+    else:
+        name = host
+    return "{}:{}".format(name, port)
+
+
 def external(get_header, scheme, host):
     """``(scheme, host, prefix)`` of the URL the client used.
 
@@ -49,12 +67,15 @@ def external(get_header, scheme, host):
         first = parse_forwarded(forwarded)[0]
         proto, forwarded_host = first.get("proto"), first.get("host")
     else:
-        proto, forwarded_host = get_header("x-forwarded-proto"), get_header("x-forwarded-host")
+        proto, forwarded_host = _last(get_header("x-forwarded-proto")), _last(get_header("x-forwarded-host"))
+        port = _last(get_header("x-forwarded-port"))
+        if port and port.isdigit() and 0 < int(port) < 65536:
+            forwarded_host = _with_port(forwarded_host or host, int(port))
     if proto and proto.strip().lower() in ("http", "https"):
         scheme = proto.strip().lower()
     if forwarded_host and _HOST.match(forwarded_host.strip()):
         host = forwarded_host.strip()
-    prefix = (get_header("x-forwarded-prefix") or "").strip()
+    prefix = _last(get_header("x-forwarded-prefix") or "")
     if _PREFIX_UNSAFE.search(prefix):
         prefix = ""
     prefix = prefix.rstrip("/")

@@ -108,7 +108,7 @@ class RootTests(APITestCase):
 
 
 class ProxyHeaderTests(APITestCase):
-    """``[oslo_middleware]enable_proxy_headers_parsing``: links as the client behind a proxy sees them."""
+    """``[oslo_middleware]enable_proxy_headers_parsing`` (on by default): links as the client behind a proxy sees them."""
 
     PROXIED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "metal3.example:6385",
                "X-Forwarded-Prefix": "/inspector"}
@@ -120,14 +120,15 @@ class ProxyHeaderTests(APITestCase):
         resources = {r["name"]: r["links"][0]["href"] for r in body["resources"]}
         return version, resources["introspection"]
 
-    def test_ignored_by_default(self):
+    def test_ignored_when_disabled(self):
+        self.harness(oslo_middleware__enable_proxy_headers_parsing=False)
         self.assertEqual(
             self.links(self.PROXIED),
             ("http://inspectord.test:5050/v1", "http://inspectord.test:5050/v1/introspection"),
         )
 
-    def test_x_forwarded(self):
-        self.harness(oslo_middleware__enable_proxy_headers_parsing=True)
+    def test_x_forwarded_by_default(self):
+        """ironic-inspector 12.5.0 applied X-Forwarded-* always (werkzeug's ProxyFix): so does the default."""
         self.assertEqual(
             self.links(self.PROXIED),
             ("https://metal3.example:6385/inspector/v1", "https://metal3.example:6385/inspector/v1/introspection"),
@@ -152,7 +153,17 @@ class ProxyHeaderTests(APITestCase):
         headers = {"X-Forwarded-Proto": "javascript", "X-Forwarded-Host": "evil.example/path?x",
                    "X-Forwarded-Prefix": "/a b"}
         self.assertEqual(self.links(headers)[0], "http://inspectord.test:5050/v1")
-        self.assertEqual(self.links({"X-Forwarded-Host": "a.example,b.example"})[0], "http://inspectord.test:5050/v1")
+        self.assertEqual(self.links({"X-Forwarded-Host": "a.example/x,b.example/y"})[0], "http://inspectord.test:5050/v1")
+        self.assertEqual(self.links({"X-Forwarded-Port": "http"})[0], "http://inspectord.test:5050/v1")
+
+    def test_last_value_of_each_list_and_the_port(self):
+        """As ProxyFix(x_proto=1, x_host=1, x_port=1, x_prefix=1): the value the nearest proxy added."""
+        headers = {"X-Forwarded-Proto": "http, https", "X-Forwarded-Host": "outer.example, inner.example:80",
+                   "X-Forwarded-Port": "8443", "X-Forwarded-Prefix": "/a, /bm"}
+        self.assertEqual(self.links(headers)[0], "https://inner.example:8443/bm/v1")
+        self.assertEqual(self.links({"X-Forwarded-Port": "6443"})[0], "http://inspectord.test:6443/v1")
+        self.assertEqual(self.links({"X-Forwarded-Host": "[2001:db8::7]", "X-Forwarded-Port": "443"})[0],
+                         "http://[2001:db8::7]:443/v1")
 
     def test_rule_links_get_the_prefix(self):
         rule = {"conditions": [], "actions": [{"action": "fail", "message": "x"}]}

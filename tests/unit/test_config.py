@@ -140,13 +140,14 @@ class LoadTests(ConfigTestCase):
         self.assertEqual(conf.ignored_options, ())
 
     def test_proxy_headers_option(self):
-        """[oslo_middleware]enable_proxy_headers_parsing is read (false by default); its neighbours are ignored."""
+        """[oslo_middleware]enable_proxy_headers_parsing is read (true by default, as ironic-inspector applied
+        X-Forwarded-* always); its neighbours are ignored."""
         minimal = "[DEFAULT]\nauth_strategy = noauth\n[ironic]\nendpoint_override = http://i:6385\n"
-        self.assertFalse(config.load(self.write(minimal)).oslo_middleware.enable_proxy_headers_parsing)
+        self.assertTrue(config.load(self.write(minimal)).oslo_middleware.enable_proxy_headers_parsing)
         conf = config.load(self.write(
-            minimal + "[oslo_middleware]\nenable_proxy_headers_parsing = true\nmax_request_body_size = 1\n"
+            minimal + "[oslo_middleware]\nenable_proxy_headers_parsing = false\nmax_request_body_size = 1\n"
         ))
-        self.assertTrue(conf.oslo_middleware.enable_proxy_headers_parsing)
+        self.assertFalse(conf.oslo_middleware.enable_proxy_headers_parsing)
         self.assertEqual(conf.ignored_options, ("[oslo_middleware]max_request_body_size",))
         self.assertRaises(errors.ConfigError, config.load,
                           self.write(minimal + "[oslo_middleware]\nenable_proxy_headers_parsing = maybe\n"))
