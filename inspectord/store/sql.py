@@ -289,6 +289,30 @@ def _migration_lock(connection):
 _GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
 
 
+@functools.lru_cache(maxsize=64)
+def _cas_update(columns):
+    """``UPDATE nodes SET <columns> WHERE uuid AND version_id`` with bound parameters.
+
+    One statement per set of columns (a handful: start, each kind of
+    transition), built once.  Its parameters: ``w_uuid``, ``w_version``
+    and ``v_<column>`` for each column set.
+    """
+    n = schema.nodes
+    return (
+        n.update()
+        .where(n.c.uuid == sa.bindparam("w_uuid"), n.c.version_id == sa.bindparam("w_version"))
+        .values({c: sa.bindparam("v_" + c) for c in columns})
+    )
+
+
+def _thd_cas_update(conn, uuid, version_id, values):
+    """Apply ``values`` to the node if its version is still ``version_id``; the row count."""
+    params = {"v_" + c: v for c, v in values.items()}
+    params["w_uuid"] = uuid
+    params["w_version"] = version_id
+    return conn.execute(_cas_update(tuple(values)), params).rowcount
+
+
 def _dialect_insert(dialect, table, row):
     """``(dialect's insert construct of row, True for MySQL's ON DUPLICATE KEY)``; only that dialect is imported."""
     mysql = dialect in ("mysql", "mariadb")  # mariadb:// URLs name the MariaDB dialect
@@ -360,6 +384,8 @@ def _upsert_seen(dialect):
     )
 
 
+_DELETE_ATTRIBUTES = schema.attributes.delete().where(schema.attributes.c.node_uuid == sa.bindparam("uuid"))
+_INSERT_ATTRIBUTE = schema.attributes.insert()
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
@@ -545,7 +571,7 @@ class SQLStore:
             options=options or {},
         )
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(schema.nodes).where(schema.nodes.c.uuid == uuid)).first()
+            row = conn.execute(_GET_NODE, {"uuid": uuid}).first()
             if row is not None:
                 st.next_state(row.state, st.Event.start)
             self._thd_check_conflicts(conn, uuid, attributes)
@@ -556,20 +582,16 @@ class SQLStore:
                     # Another request inserted it since the SELECT.
                     raise errors.StateChanged("Node {} is being started by another request".format(uuid)) from None
             else:
-                updated = conn.execute(
-                    schema.nodes.update()
-                    .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
-                    .values(**values)
-                ).rowcount
-                if not updated:
+                if not _thd_cas_update(conn, uuid, row.version_id, values):
                     raise errors.StateChanged("Node {} is being changed by another request".format(uuid))
-                conn.execute(schema.attributes.delete().where(schema.attributes.c.node_uuid == uuid))
+                conn.execute(_DELETE_ATTRIBUTES, {"uuid": uuid})
             if attributes:
                 conn.execute(
-                    schema.attributes.insert(),
+                    _INSERT_ATTRIBUTE,
                     [{"node_uuid": uuid, "name": n, "value": v} for n, v in sorted(set(attributes))],
                 )
-            return _record(self._thd_get(conn, uuid))
+            # The row is what was just written: no need to read it back.
+            return _record(types.SimpleNamespace(uuid=uuid, **values))
 
     def _thd_check_conflicts(self, conn, uuid, attributes):
         # Only MACs must be unique: nodes may share a BMC address (virtual
@@ -648,12 +670,7 @@ class SQLStore:
             values["error"] = None
         elif error is not None:
             values["error"] = error
-        updated = conn.execute(
-            schema.nodes.update()
-            .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
-            .values(**values)
-        ).rowcount
-        if not updated:
+        if not _thd_cas_update(conn, uuid, row.version_id, values):
             raise errors.StateChanged("Node {} was changed by another request".format(uuid))
         return _record(types.SimpleNamespace(**dict(row._mapping, **values)))
 
@@ -681,7 +698,7 @@ class SQLStore:
         None unless it moved.
         """
         with self.engine.begin() as conn:
-            match = self._thd_lookup(conn, macs, bmc_addresses)
+            match, match_row = self._thd_match(conn, macs, bmc_addresses)
             if match is None or match.record.state not in (st.State.waiting.value, st.State.starting.value):
                 return match, None, None
             self._thd_put_data(conn, match.uuid, raw, False, now)
@@ -691,7 +708,7 @@ class SQLStore:
                 return match, self._thd_mark_pending(conn, match.record), None
             record = self._thd_transition(
                 conn, match.uuid, st.Event.process, now, expected=st.State.waiting, lease_until=lease_until,
-                owner=owner,
+                owner=owner, row=match_row,
             )
             return match, record, self._thd_rules(conn)
 
@@ -736,15 +753,19 @@ class SQLStore:
         raise errors.StateChanged("Node {} keeps changing while its start ends".format(uuid))
 
     def _thd_lookup(self, conn, macs, bmc_addresses):
+        return self._thd_match(conn, macs, bmc_addresses)[0]
+
+    def _thd_match(self, conn, macs, bmc_addresses):
+        """``(Match, its node's row)`` of :meth:`thd_lookup`; ``(None, None)`` without a match."""
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
         if not pairs:
-            return None
+            return None, None
         rows = conn.execute(_LOOKUP, {
             "macs": sorted({v for name, v in pairs if name == "mac"}),
             "bmcs": sorted({v for name, v in pairs if name == "bmc_address"}),
         }).all()
         if not rows:
-            return None
+            return None, None
         active = [r.node_uuid for r in rows if r.state in _ACTIVE]
         scores = collections.Counter(active or [r.node_uuid for r in rows])
         ranked = scores.most_common()
@@ -755,7 +776,8 @@ class SQLStore:
                     ", ".join("{}={}".format(*p) for p in pairs), ", ".join(sorted(best))
                 )
             )
-        return Match(uuid=best[0], score=ranked[0][1], record=_record(self._thd_get(conn, best[0])))
+        row = self._thd_get(conn, best[0])
+        return Match(uuid=best[0], score=ranked[0][1], record=_record(row)), row
 
     def thd_store_data(self, uuid, data, processed, now):
         with self.engine.begin() as conn:
