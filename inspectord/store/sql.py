@@ -384,8 +384,24 @@ def _upsert_seen(dialect):
     )
 
 
+_A, _N = schema.attributes, schema.nodes
+# name = 'mac' AND value IN (...): searched in the (name, value) index,
+# where a row-value IN scanned every node under introspection.
+_CONFLICTS = (
+    sa.select(_A.c.name, _A.c.value, _A.c.node_uuid)
+    .join(_N, _N.c.uuid == _A.c.node_uuid)
+    .where(
+        _A.c.node_uuid != sa.bindparam("uuid"),
+        _N.c.state.in_(_ACTIVE),
+        _A.c.name == "mac",
+        _A.c.value.in_(sa.bindparam("macs", expanding=True)),
+    )
+)
 _DELETE_ATTRIBUTES = schema.attributes.delete().where(schema.attributes.c.node_uuid == sa.bindparam("uuid"))
 _INSERT_ATTRIBUTE = schema.attributes.insert()
+_DELETE_DATA = schema.introspection_data.delete().where(
+    schema.introspection_data.c.node_uuid == sa.bindparam("uuid")
+)
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
@@ -599,19 +615,7 @@ class SQLStore:
         attributes = [(n, v) for n, v in attributes if n == "mac"]
         if not attributes:
             return
-        a, n = schema.attributes, schema.nodes
-        # name = 'mac' AND value IN (...): searched in the (name, value)
-        # index, where a row-value IN scanned every node under introspection.
-        rows = conn.execute(
-            sa.select(a.c.name, a.c.value, a.c.node_uuid)
-            .join(n, n.c.uuid == a.c.node_uuid)
-            .where(
-                a.c.node_uuid != uuid,
-                n.c.state.in_(_ACTIVE),
-                a.c.name == "mac",
-                a.c.value.in_(sorted({v for _, v in attributes})),
-            )
-        ).all()
+        rows = conn.execute(_CONFLICTS, {"uuid": uuid, "macs": sorted({v for _, v in attributes})}).all()
         if rows:
             raise errors.InvalidInput(
                 "Node {} cannot be introspected: {} already under introspection".format(
@@ -637,7 +641,7 @@ class SQLStore:
             if raw is not None:
                 self._thd_put_data(conn, uuid, raw, False, now)
             if delete_data:
-                conn.execute(schema.introspection_data.delete().where(schema.introspection_data.c.node_uuid == uuid))
+                conn.execute(_DELETE_DATA, {"uuid": uuid})
             return self._thd_transition(conn, uuid, event, now, error, expected, lease_until, owner=owner, **fields)
 
     def _thd_transition(self, conn, uuid, event, now, error=None, expected=None, lease_until=None, owner=None,
