@@ -67,7 +67,8 @@ class PrioritySemaphore:
         else:
             self.tokens += 1
 
-    def run(self, f, *args, **kwargs):
+    def run(self, background, f, *args, **kwargs):
+        # ``background``: the client's own class of request, ignored here (priority decides).
         d = self._acquire()
         d.addCallback(lambda _: defer.maybeDeferred(f, *args, **kwargs))
 

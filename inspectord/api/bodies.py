@@ -12,6 +12,7 @@ storage in an earlier version is rendered as ``null``.
 
 import json
 import math
+import re
 
 from inspectord import errors
 
@@ -36,13 +37,24 @@ def _finite_float(text):
     return value
 
 
-def _check_shape(value, limit):
-    """Raise InvalidInput for nesting deeper than ``limit`` or a lone surrogate (iterative)."""
+#: A ``\\uD800``-``\\uDFFF`` escape: in an ASCII body, the only way a
+#: surrogate gets into the parsed value.  An ASCII body without one (nearly
+#: every body) needs no check of its strings.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _may_hold_surrogate(raw):
+    return not (isinstance(raw, bytes) and raw.isascii() and _SURROGATE_ESCAPE.search(raw) is None)
+
+
+def _check_shape(value, limit, texts=True):
+    """Raise InvalidInput for nesting deeper than ``limit`` or (``texts``) a lone surrogate (iterative)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            _check_text(item)
+            if texts:
+                _check_text(item)
             continue
         if not isinstance(item, (dict, list)):
             continue
@@ -51,9 +63,10 @@ def _check_shape(value, limit):
                 "Invalid JSON in the request body: nested deeper than the limit of {} levels".format(limit)
             )
         if isinstance(item, dict):
-            for key, child in item.items():
-                _check_text(key)
-                stack.append((child, depth + 1))
+            if texts:
+                for key in item:
+                    _check_text(key)
+            stack.extend((child, depth + 1) for child in item.values())
         else:
             stack.extend((child, depth + 1) for child in item)
 
@@ -81,7 +94,7 @@ def parse_json(raw, limit=MAX_JSON_DEPTH):
         ) from None
     except ValueError as e:  # also UnicodeDecodeError and Python's integer digit limit
         raise errors.InvalidInput("Invalid JSON in the request body: {}".format(e)) from None
-    _check_shape(value, limit)
+    _check_shape(value, limit, texts=_may_hold_surrogate(raw))
     return value
 
 

@@ -7,6 +7,7 @@ when Ironic answers 503, says the node is locked (409), or the connection
 fails.  Other errors are final and raised at once.
 """
 
+import collections
 import json
 
 from hyperlink import DecodedURL
@@ -30,6 +31,54 @@ def _passing(f, *args):
         return result
 
     return call
+
+
+class _Slots:
+    """Bounds the requests in flight; waiting requests are served by class.
+
+    A request someone waits on (an API call, a ramdisk callback's PATCH)
+    takes a free slot before a background one (power changes: the
+    ramdisk was already answered, the start already recorded), so a
+    callback is not answered only after the power-offs of every node that
+    called in before it.  A background request passed over ``limit`` times
+    in a row goes next: background work is delayed, never starved.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.tokens = limit
+        self._waiting = (collections.deque(), collections.deque())  # foreground, background
+        self._passed_over = 0
+
+    def run(self, background, f, *args):
+        def call(_):
+            # Only a request that got a slot gives one back (not one
+            # cancelled while it waited).
+            return defer.maybeDeferred(f, *args).addBoth(self._release)
+
+        return self._acquire(background).addCallback(call)
+
+    def _acquire(self, background):
+        if self.tokens > 0:
+            self.tokens -= 1
+            return defer.succeed(None)
+        queue = self._waiting[background]
+        d = defer.Deferred(lambda d: queue.remove(d))
+        queue.append(d)
+        return d
+
+    def _release(self, result):
+        foreground, background = self._waiting
+        if background and (not foreground or self._passed_over >= self.limit):
+            self._passed_over = 0
+            background.popleft().callback(None)
+        elif foreground:
+            if background:
+                self._passed_over += 1
+            foreground.popleft().callback(None)
+        else:
+            self.tokens += 1
+        return result
 
 
 def tls_failure(error):
@@ -94,7 +143,7 @@ class IronicClient:
         self._timeout = timeout
         self._max_retries = max_retries
         self._retry_interval = retry_interval
-        self._semaphore = defer.DeferredSemaphore(max_in_flight)
+        self._semaphore = _Slots(max_in_flight)
         # Backoff waits after a connection error; cancelled by stop_retrying().
         self._unreachable_waits = set()
         self._stopping = False
@@ -124,8 +173,11 @@ class IronicClient:
         d = defer.Deferred.fromCoroutine(self._once(method, path, body, params))
         return with_timeout(d, self._timeout, self._clock)
 
-    async def request(self, method, path, body=None, params=None, ok=(200,)):
+    async def request(self, method, path, body=None, params=None, ok=(200,), background=False):
         """Make one request, retrying what can be retried.
+
+        :param background: nobody waits on the answer: requests others
+            wait on take free slots first.
 
         :returns: the decoded JSON body (or None).
         :raises errors.IronicNotFound: 404.
@@ -136,7 +188,7 @@ class IronicClient:
             attempt += 1
             started = self._clock.seconds()
             try:
-                code, parsed = await self._semaphore.run(self._timed, method, path, body, params)
+                code, parsed = await self._semaphore.run(background, self._timed, method, path, body, params)
             except CONNECTION_ERRORS as e:
                 raise_if_cancelled(e)  # a cancelled call stops here, never back into backoff
                 self._metrics.ironic_request(method, path, "connection_error", self._clock.seconds() - started)
@@ -221,9 +273,14 @@ class IronicClient:
         )
 
     def set_power_state(self, uuid, target):
-        """``target``: ``power on``, ``power off`` or ``rebooting``."""
+        """``target``: ``power on``, ``power off`` or ``rebooting``.
+
+        A background request: power changes come after the API's answer
+        (start) or the ramdisk's (finish).
+        """
         return self.request(
-            "PUT", "/v1/nodes/{}/states/power".format(uuid), {"target": target}, ok=(200, 202, 204)
+            "PUT", "/v1/nodes/{}/states/power".format(uuid), {"target": target}, ok=(200, 202, 204),
+            background=True,
         )
 
     def patch_node(self, uuid, patch):

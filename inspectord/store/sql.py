@@ -291,6 +291,30 @@ def _migration_lock(connection):
 _GET_NODE = sa.select(schema.nodes).where(schema.nodes.c.uuid == sa.bindparam("uuid"))
 
 
+@functools.lru_cache(maxsize=64)
+def _cas_update(columns):
+    """``UPDATE nodes SET <columns> WHERE uuid AND version_id`` with bound parameters.
+
+    One statement per set of columns (a handful: start, each kind of
+    transition), built once.  Its parameters: ``w_uuid``, ``w_version``
+    and ``v_<column>`` for each column set.
+    """
+    n = schema.nodes
+    return (
+        n.update()
+        .where(n.c.uuid == sa.bindparam("w_uuid"), n.c.version_id == sa.bindparam("w_version"))
+        .values({c: sa.bindparam("v_" + c) for c in columns})
+    )
+
+
+def _thd_cas_update(conn, uuid, version_id, values):
+    """Apply ``values`` to the node if its version is still ``version_id``; the row count."""
+    params = {"v_" + c: v for c, v in values.items()}
+    params["w_uuid"] = uuid
+    params["w_version"] = version_id
+    return conn.execute(_cas_update(tuple(values)), params).rowcount
+
+
 def _dialect_insert(dialect, table, row):
     """``(dialect's insert construct of row, True for MySQL's ON DUPLICATE KEY)``; only that dialect is imported."""
     mysql = dialect in ("mysql", "mariadb")  # mariadb:// URLs name the MariaDB dialect
@@ -362,6 +386,24 @@ def _upsert_seen(dialect):
     )
 
 
+_A, _N = schema.attributes, schema.nodes
+# name = 'mac' AND value IN (...): searched in the (name, value) index,
+# where a row-value IN scanned every node under introspection.
+_CONFLICTS = (
+    sa.select(_A.c.name, _A.c.value, _A.c.node_uuid)
+    .join(_N, _N.c.uuid == _A.c.node_uuid)
+    .where(
+        _A.c.node_uuid != sa.bindparam("uuid"),
+        _N.c.state.in_(_ACTIVE),
+        _A.c.name == "mac",
+        _A.c.value.in_(sa.bindparam("macs", expanding=True)),
+    )
+)
+_DELETE_ATTRIBUTES = schema.attributes.delete().where(schema.attributes.c.node_uuid == sa.bindparam("uuid"))
+_INSERT_ATTRIBUTE = schema.attributes.insert()
+_DELETE_DATA = schema.introspection_data.delete().where(
+    schema.introspection_data.c.node_uuid == sa.bindparam("uuid")
+)
 _LIST_RULES = sa.select(schema.rules).order_by(schema.rules.c.position)
 _LOOKUP = (
     sa.select(schema.attributes.c.node_uuid, schema.nodes.c.state)
@@ -548,7 +590,7 @@ class SQLStore:
             options=options or {},
         )
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(schema.nodes).where(schema.nodes.c.uuid == uuid)).first()
+            row = conn.execute(_GET_NODE, {"uuid": uuid}).first()
             if row is not None:
                 st.next_state(row.state, st.Event.start)
             self._thd_check_conflicts(conn, uuid, attributes)
@@ -559,20 +601,16 @@ class SQLStore:
                     # Another request inserted it since the SELECT.
                     raise errors.StateChanged("Node {} is being started by another request".format(uuid)) from None
             else:
-                updated = conn.execute(
-                    schema.nodes.update()
-                    .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
-                    .values(**values)
-                ).rowcount
-                if not updated:
+                if not _thd_cas_update(conn, uuid, row.version_id, values):
                     raise errors.StateChanged("Node {} is being changed by another request".format(uuid))
-                conn.execute(schema.attributes.delete().where(schema.attributes.c.node_uuid == uuid))
+                conn.execute(_DELETE_ATTRIBUTES, {"uuid": uuid})
             if attributes:
                 conn.execute(
-                    schema.attributes.insert(),
+                    _INSERT_ATTRIBUTE,
                     [{"node_uuid": uuid, "name": n, "value": v} for n, v in sorted(set(attributes))],
                 )
-            return _record(self._thd_get(conn, uuid))
+            # The row is what was just written: no need to read it back.
+            return _record(types.SimpleNamespace(uuid=uuid, **values))
 
     def _thd_check_conflicts(self, conn, uuid, attributes):
         # Only MACs must be unique: nodes may share a BMC address (virtual
@@ -580,19 +618,7 @@ class SQLStore:
         attributes = [(n, v) for n, v in attributes if n == "mac"]
         if not attributes:
             return
-        a, n = schema.attributes, schema.nodes
-        # name = 'mac' AND value IN (...): searched in the (name, value)
-        # index, where a row-value IN scanned every node under introspection.
-        rows = conn.execute(
-            sa.select(a.c.name, a.c.value, a.c.node_uuid)
-            .join(n, n.c.uuid == a.c.node_uuid)
-            .where(
-                a.c.node_uuid != uuid,
-                n.c.state.in_(_ACTIVE),
-                a.c.name == "mac",
-                a.c.value.in_(sorted({v for _, v in attributes})),
-            )
-        ).all()
+        rows = conn.execute(_CONFLICTS, {"uuid": uuid, "macs": sorted({v for _, v in attributes})}).all()
         if rows:
             raise errors.InvalidInput(
                 "Node {} cannot be introspected: {} already under introspection".format(
@@ -618,7 +644,7 @@ class SQLStore:
             if raw is not None:
                 self._thd_put_data(conn, uuid, raw, False, now)
             if delete_data:
-                conn.execute(schema.introspection_data.delete().where(schema.introspection_data.c.node_uuid == uuid))
+                conn.execute(_DELETE_DATA, {"uuid": uuid})
             return self._thd_transition(conn, uuid, event, now, error, expected, lease_until, owner=owner, **fields)
 
     def _thd_transition(self, conn, uuid, event, now, error=None, expected=None, lease_until=None, owner=None,
@@ -651,12 +677,7 @@ class SQLStore:
             values["error"] = None
         elif error is not None:
             values["error"] = error
-        updated = conn.execute(
-            schema.nodes.update()
-            .where(schema.nodes.c.uuid == uuid, schema.nodes.c.version_id == row.version_id)
-            .values(**values)
-        ).rowcount
-        if not updated:
+        if not _thd_cas_update(conn, uuid, row.version_id, values):
             raise errors.StateChanged("Node {} was changed by another request".format(uuid))
         return _record(types.SimpleNamespace(**dict(row._mapping, **values)))
 
@@ -684,7 +705,7 @@ class SQLStore:
         None unless it moved.
         """
         with self.engine.begin() as conn:
-            match = self._thd_lookup(conn, macs, bmc_addresses)
+            match, match_row = self._thd_match(conn, macs, bmc_addresses)
             if match is None or match.record.state not in (st.State.waiting.value, st.State.starting.value):
                 return match, None, None
             self._thd_put_data(conn, match.uuid, raw, False, now)
@@ -694,7 +715,7 @@ class SQLStore:
                 return match, self._thd_mark_pending(conn, match.record), None
             record = self._thd_transition(
                 conn, match.uuid, st.Event.process, now, expected=st.State.waiting, lease_until=lease_until,
-                owner=owner,
+                owner=owner, row=match_row,
             )
             return match, record, self._thd_rules(conn)
 
@@ -739,15 +760,19 @@ class SQLStore:
         raise errors.StateChanged("Node {} keeps changing while its start ends".format(uuid))
 
     def _thd_lookup(self, conn, macs, bmc_addresses):
+        return self._thd_match(conn, macs, bmc_addresses)[0]
+
+    def _thd_match(self, conn, macs, bmc_addresses):
+        """``(Match, its node's row)`` of :meth:`thd_lookup`; ``(None, None)`` without a match."""
         pairs = [("mac", m.lower()) for m in macs if m] + [("bmc_address", b) for b in bmc_addresses if b]
         if not pairs:
-            return None
+            return None, None
         rows = conn.execute(_LOOKUP, {
             "macs": sorted({v for name, v in pairs if name == "mac"}),
             "bmcs": sorted({v for name, v in pairs if name == "bmc_address"}),
         }).all()
         if not rows:
-            return None
+            return None, None
         active = [r.node_uuid for r in rows if r.state in _ACTIVE]
         scores = collections.Counter(active or [r.node_uuid for r in rows])
         ranked = scores.most_common()
@@ -758,7 +783,8 @@ class SQLStore:
                     ", ".join("{}={}".format(*p) for p in pairs), ", ".join(sorted(best))
                 )
             )
-        return Match(uuid=best[0], score=ranked[0][1], record=_record(self._thd_get(conn, best[0])))
+        row = self._thd_get(conn, best[0])
+        return Match(uuid=best[0], score=ranked[0][1], record=_record(row)), row
 
     def thd_store_data(self, uuid, data, processed, now):
         with self.engine.begin() as conn:

@@ -460,6 +460,55 @@ class ConcurrencyTests(ClientTestCase):
         manual.answer(200, {"n": "a"})
         self.assertEqual(self.successResultOf(first), {"n": "a"})
 
+    def test_waited_on_requests_go_before_power_changes(self):
+        """A queued PATCH (a ramdisk waits on it) takes the free slot before a queued power-off."""
+        manual = ManualHTTP()
+        client = self.client(manual, max_in_flight=1)
+        first = self.call(client.get_node("a"))
+        off = self.call(client.set_power_state("b", "power off"))
+        patch = self.call(client.patch_node("c", []))
+        manual.answer(200, {"n": "a"})
+        self.assertEqual(manual.made[-1][:2], ("PATCH", ENDPOINT + "/v1/nodes/c"))
+        manual.answer(200, {"n": "c"})
+        self.assertEqual(manual.made[-1][:2], ("PUT", ENDPOINT + "/v1/nodes/b/states/power"))
+        manual.answer(202, b"")
+        self.assertEqual(self.successResultOf(first), {"n": "a"})
+        self.assertEqual(self.successResultOf(patch), {"n": "c"})
+        self.successResultOf(off)
+        self.assertEqual(len(manual.made), 3)
+
+    def test_power_changes_are_not_starved(self):
+        """Passed over ``max_in_flight`` times in a row, a queued power change goes next."""
+        manual = ManualHTTP()
+        client = self.client(manual, max_in_flight=2)
+        for i in range(2):
+            self.call(client.get_node("busy{}".format(i)))
+        off = self.call(client.set_power_state("b", "power off"))
+        for i in range(5):
+            self.call(client.get_node("n{}".format(i)))
+        for _ in range(3):
+            manual.answer(200, {})
+        made = [u.rsplit("/v1/nodes/", 1)[1] for _, u, _ in manual.made]
+        self.assertEqual(made, ["busy0", "busy1", "n0", "n1", "b/states/power"])
+        manual.answer(200, {})  # n1
+        manual.answer(202, b"")
+        self.successResultOf(off)
+
+    def test_cancelled_wait_frees_nothing(self):
+        """A request cancelled while it waits for a slot leaves the queue; the slot count stays right."""
+        manual = ManualHTTP()
+        client = self.client(manual, max_in_flight=1)
+        first = self.call(client.get_node("a"))
+        waiting = self.call(client.set_power_state("b", "power off"))
+        waiting.cancel()
+        self.failureResultOf(waiting, defer.CancelledError)
+        third = self.call(client.get_node("c"))
+        manual.answer(200, {"n": "a"})
+        manual.answer(200, {"n": "c"})
+        self.assertEqual([u.rsplit("/", 1)[1] for _, u, _ in manual.made], ["a", "c"])
+        self.successResultOf(first)
+        self.successResultOf(third)
+
 
 class KeystoneEndpointTests(SynchronousTestCase):
     def options(self, session, endpoint_override=None):
