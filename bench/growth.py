@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,61 @@ class FakeIronicProcess:
         self.process.wait(30)
 
 
+class MemoryTracer:
+    """tracemalloc in the service (``bench/tracemem``): snapshots on demand, their growth over idle."""
+
+    def __init__(self, workdir, top):
+        self.directory = pathlib.Path(workdir) / "tracemalloc"
+        self.directory.mkdir()
+        self.top = top
+        self.labels = []
+        self.env = {
+            "INSPECTORD_BENCH_TRACEMALLOC": str(self.directory),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR / "tracemem"), os.environ.get("PYTHONPATH")])),
+        }
+
+    def snapshot(self, pid, label):
+        path = self.directory / "snapshot-{}.tracemalloc".format(len(self.labels))
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 300
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no tracemalloc snapshot from the service at " + label)
+            time.sleep(0.2)
+        self.labels.append(label)
+        say("tracemalloc snapshot: " + label)
+
+    def growth(self):
+        """For each snapshot after the first: traced MB and the top allocation sites grown since idle."""
+        import tracemalloc
+
+        def load(i):
+            return tracemalloc.Snapshot.load(str(self.directory / "snapshot-{}.tracemalloc".format(i))).filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)])
+
+        idle = load(0)
+        out = {"idle_traced_mb": sum(s.size for s in idle.statistics("filename")) / 2**20, "snapshots": []}
+        for i, label in enumerate(self.labels[1:], 1):
+            snap = load(i)
+            stats = snap.compare_to(idle, "lineno")
+            out["snapshots"].append({
+                "label": label,
+                "traced_mb": sum(s.size for s in snap.statistics("filename")) / 2**20,
+                "top": [{"where": "{}:{}".format(_short(s.traceback[0].filename), s.traceback[0].lineno),
+                         "grown_kb": s.size_diff / 1024, "count_grown": s.count_diff}
+                        for s in stats[:self.top]],
+            })
+        return out
+
+
+def _short(filename):
+    for marker in ("site-packages/", "/inspectord/", "/lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1] if marker != "/inspectord/" else "inspectord/" + filename.split(
+                marker, 1)[1]
+    return filename
+
+
 async def page_through(url, state=None):
     """Every page of ``GET /v1/introspection?limit=1000``: (statuses, [seconds per page])."""
     client = workload.service_client(url, 1)
@@ -105,13 +161,16 @@ def run_one(count, args, workdir):
     result = {"nodes": count}
     ironic = FakeIronicProcess(workdir, count)
     say("fake Ironic with {} nodes at {}".format(count, ironic.url))
+    tracer = MemoryTracer(workdir, args.tracemalloc_top) if args.tracemalloc else None
     service = InspectordProcess(pathlib.Path(workdir) / "inspectord", ironic.url, clean_up_period=60,
-                                extra_config=args.inspectord_config)
+                                extra_config=args.inspectord_config, env=tracer.env if tracer else None)
     try:
-        service.start()
+        service.start(timeout=args.start_timeout)
         pid = service.process.pid
         time.sleep(1.0)
         result["idle_rss_mb"] = procstats.rss_mb(pid)
+        if tracer:
+            tracer.snapshot(pid, "idle")
 
         # -- start every node, until all wait for their ramdisk
         cpu, t = procstats.cpu_seconds(pid), time.monotonic()
@@ -125,6 +184,8 @@ def run_one(count, args, workdir):
             "waiting": sum(1 for s in waiting if s["state"] == "waiting"),
         }
         result["start"]["cpu_ms_per_node"] = 1000 * result["start"]["cpu_s"] / count
+        if tracer:
+            tracer.snapshot(pid, "waiting")
 
         # -- paging with N nodes waiting
         pages = []
@@ -144,6 +205,8 @@ def run_one(count, args, workdir):
         cpu, t = procstats.cpu_seconds(pid), time.monotonic()
         records, _ = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.monotonic() - t
+        if tracer:
+            tracer.snapshot(pid, "callbacks answered")
         finished = wait_all(service.url, count, lambda s: s["finished"], args.timeout, "finished")
         wall = time.monotonic() - t
         latencies = [r["latency"] for r in records if r["status"] == 200]
@@ -166,6 +229,9 @@ def run_one(count, args, workdir):
                                      "p99_ms": 1000 * _percentile(pages, 0.99), "max_ms": 1000 * max(pages)}
         result["peak_rss_mb"] = procstats.peak_rss_mb(pid)
         result["peak_over_idle_mb"] = result["peak_rss_mb"] - result["idle_rss_mb"]
+        if tracer:
+            tracer.snapshot(pid, "finished")
+            result["tracemalloc"] = tracer.growth()
     finally:
         service.stop()
         ironic.stop()
@@ -226,6 +292,19 @@ def markdown(meta, results):
         medians = _median_by_count(results, path)
         lines.append("| {} | ".format(label) + " | ".join(
             fmt.format(medians[n]) if n in medians else "-" for n in counts) + " |")
+    traced = [r for r in results if r.get("tracemalloc")]
+    if traced:
+        lines += ["", "## What grew in memory (tracemalloc, `--tracemalloc`)", "",
+                  "Allocation sites of the service grown since idle (tracing slows the service: the figures "
+                  "above are of a traced run)."]
+    for r in traced:
+        t = r["tracemalloc"]
+        lines += ["", "### {:,} nodes (run {}); traced at idle: {:.1f} MB".format(
+            r["nodes"], r.get("run", 0), t["idle_traced_mb"])]
+        for snap in t["snapshots"]:
+            lines += ["", "{}: traced {:.1f} MB".format(snap["label"], snap["traced_mb"]), "",
+                      "| where | grown (KB) | blocks |", "|---|---|---|"]
+            lines += ["| `{}` | {:.0f} | {} |".format(e["where"], e["grown_kb"], e["count_grown"]) for e in snap["top"]]
     lines += ["", "Raw data: `growth.json`; plot: `growth.png`.", ""]
     return "\n".join(lines)
 
@@ -263,7 +342,11 @@ def main(argv=None):
     parser.add_argument("--idle-window", type=float, default=60.0, help="seconds of CPU watched with nodes waiting")
     parser.add_argument("--paging-rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds for the service to answer")
     parser.add_argument("--inspectord-config", default="", help="appended to inspectord's configuration")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the service's allocations (slower) and report what grew since idle")
+    parser.add_argument("--tracemalloc-top", type=int, default=25, help="allocation sites reported per snapshot")
     parser.add_argument("--shared", action="store_true", help="say the machine was shared with other work")
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
     args = parser.parse_args(argv)

@@ -20,7 +20,9 @@ import argparse
 import datetime
 import os
 import resource
+import json
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,15 +35,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet import defer, task  # noqa: E402
 from twisted.python import threadpool  # noqa: E402
 
-from inspectord.pxe import decisions, dnsmasq, iptables, nftables  # noqa: E402
+from inspectord.dhcp.server import ServerOptions  # noqa: E402
+from inspectord.pxe import NoopFilter, decisions, dnsmasq, iptables, nftables  # noqa: E402
+from inspectord.pxe.builtin import BuiltinDriver  # noqa: E402
 from inspectord.pxe.process import Runner  # noqa: E402
 from inspectord.pxe.service import PXEFilterService  # noqa: E402
-from inspectord.store import SQLStore, make_engine  # noqa: E402
+from inspectord.store import SQLStore, make_engine, schema  # noqa: E402
 from inspectord.threads import PoolRunner  # noqa: E402
 from inspectord.store.pool import SynchronousPool  # noqa: E402
 
 INTERFACE = "bench0"
-PARTS = ("nftables", "iptables", "dnsmasq", "memory")
+PARTS = ("nftables", "iptables", "dnsmasq", "memory", "drivers")
+DRIVERS = ("noop", "iptables", "nftables", "dnsmasq", "builtin")
 CHAIN = "ironic-inspector"
 
 
@@ -81,8 +86,8 @@ class Bench:
         started = frozenset(self.known[:6])
         self.next_state = decisions.FilterState(started, frozenset(self.known) - started, True)
 
-    def row(self, what, value, unit, target=None, note=""):
-        self.rows.append((what, value, unit, target, note))
+    def row(self, what, value, unit, target=None, note="", group="100k"):
+        self.rows.append((what, value, unit, target, note, group))
         print("  {}: {:.1f} {}".format(what, value, unit), file=sys.stderr)
 
     async def setup(self):
@@ -213,6 +218,101 @@ class Bench:
         self.row("event to applied through the service (dnsmasq, {:,} known)".format(len(known)),
                  median_ms(samples), "ms", 1000)
 
+    # -- every driver through the service, at --allowed / --denied ----------
+
+    def split_store(self):
+        """A store with ``--allowed`` nodes waiting (one MAC each), and Ironic's ports: those plus ``--denied``."""
+        allowed, denied = self.args.allowed, self.args.denied
+        known = macs(allowed + denied, prefix=0x0a)
+        store = SQLStore(make_engine("sqlite://"), SynchronousPool())
+        store.upgrade()
+        now = datetime.datetime(2027, 1, 1)
+        nodes = [dict(uuid="{:08x}-0000-4000-8000-000000000000".format(i), state="waiting", started_at=now,
+                      finished_at=None, error=None, manage_boot=True, version_id="v", lease_until=None,
+                      lease_owner=None, data_pending=False, node={}, ports={known[i]: {}}, options={})
+                 for i in range(allowed)]
+        with store.engine.begin() as conn:
+            conn.execute(schema.nodes.insert(), nodes)
+            conn.execute(schema.attributes.insert(),
+                         [dict(node_uuid=n["uuid"], name="mac", value=known[i]) for i, n in enumerate(nodes)])
+        return store, known
+
+    def make_driver(self, name, store, workdir, pool):
+        if name == "iptables":
+            return iptables.IptablesDriver(self.runner, CHAIN, INTERFACE)
+        if name == "nftables":
+            return nftables.NftablesDriver(self.runner, "inspectord", INTERFACE)
+        if name == "dnsmasq":
+            return dnsmasq.DnsmasqDriver(self.runner, PoolRunner(self.reactor, pool).run, os.path.join(workdir, "hosts"))
+        if name == "builtin":
+            # The DHCP server's socket on loopback (the sync itself never touches it).
+            def open_socket(interface):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind(("127.0.0.1", 0))
+                sock.setblocking(False)
+                return sock
+
+            options = ServerOptions("127.0.0.1", mode="proxy")
+            return BuiltinDriver(self.reactor, options, "lo", store, open_socket=open_socket)
+        raise ValueError(name)
+
+    async def drivers(self):
+        """Each driver behind the filter service: ``--allowed`` nodes under introspection, ``--denied`` others."""
+        allowed, denied = self.args.allowed, self.args.denied
+        split = "{:,} allowed, {:,} denied".format(allowed, denied)
+        store, known = self.split_store()
+
+        class Ports:
+            async def list_all_port_macs(self):
+                return known
+
+        noop = NoopFilter()
+        samples = []
+        for _ in range(self.args.runs):
+            samples.append(await timed(self.reactor, lambda: noop.sync(full=True)))
+        self.row("noop: sync (nothing is applied), {}".format(split), median_ms(samples), "ms", group="drivers")
+        spare = iter(known[allowed:])
+        for name in self.args.drivers.split(","):
+            if name == "noop":
+                continue
+            workdir = tempfile.mkdtemp(prefix="inspectord-bench-")
+            pool = threadpool.ThreadPool(1, 1, "bench-io")
+            pool.start()
+            driver = self.make_driver(name, store, workdir, pool)
+            service = PXEFilterService(driver, store, Ports(), self.reactor, sync_period=0, delay=0, poll_interval=0)
+            try:
+                start = time.perf_counter()
+                service.startService()
+                # Until the state applied lists every Ironic port (read after the first store sync).
+                while service.applied is None or len(service.applied.denied) + len(service.applied.allowed) < len(known):
+                    await task.deferLater(self.reactor, 0.001, lambda: None)
+                self.row("{}: first sync from start (Ironic's ports read), {}".format(name, split),
+                         (time.perf_counter() - start) * 1000, "ms", group="drivers")
+                full = await self.runs(lambda: service.sync(full=True))
+                self.row("{}: full sync, {}".format(name, split), median_ms(full), "ms", 1000, group="drivers")
+                samples = []
+                for _ in range(self.args.runs):
+                    mac = next(spare)
+                    store.start("{}-{}".format(name, mac), datetime.datetime(2027, 1, 2), True, {}, {mac: {}},
+                                [("mac", mac)])
+                    samples.append(await timed(self.reactor, lambda: service.sync(full=False)))
+                    assert service.applied.allows(mac), (name, mac)
+                self.row("{}: incremental sync (one node starts)".format(name), median_ms(samples), "ms",
+                         group="drivers")
+            finally:
+                await service.stopService()
+                pool.stop()
+                shutil.rmtree(workdir, ignore_errors=True)
+                await self.clean(name)
+
+    async def clean(self, name):
+        if name == "nftables":
+            await self.runner.run(("nft", "delete", "table", "inet", "inspectord"))
+        elif name == "iptables":
+            await self.runner.run(("iptables", "-w", "-D") + iptables.jump_rule(CHAIN, INTERFACE, "4"))
+            await self.runner.run(("iptables", "-w", "-F", CHAIN))
+            await self.runner.run(("iptables", "-w", "-X", CHAIN))
+
     def memory(self):
         known_list = macs(len(self.known), prefix=0x06)
         tracemalloc.start()
@@ -239,11 +339,12 @@ class Bench:
         self.row("memory: dnsmasq driver's record of written files", cache / 2**20, "MiB")
 
     def table(self):
-        lines = ["", "PXE filter benchmark: {:,} MACs, median of {} runs".format(len(self.known), self.args.runs), ""]
+        lines = ["", "PXE filter benchmark: {:,} MACs; every driver at {:,} allowed + {:,} denied; median of {} runs".format(
+            len(self.known), self.args.allowed, self.args.denied, self.args.runs), ""]
         width = max(len(r[0]) for r in self.rows)
         lines.append("{:<{w}}  {:>12}  {:>8}  {}".format("measure", "value", "target", "note", w=width))
         lines.append("-" * (width + 40))
-        for what, value, unit, target, note in self.rows:
+        for what, value, unit, target, note, _group in self.rows:
             shown = "{:,.1f} {}".format(value, unit)
             goal = "" if target is None else "< {} {}".format(target, unit)
             if target is not None:
@@ -254,6 +355,15 @@ class Bench:
         lines.append("load average at the end: {:.2f} {:.2f} {:.2f} on {} CPUs (wall times grow with it)".format(
             *os.getloadavg(), os.cpu_count()))
         return "\n".join(lines)
+
+
+    def dump(self, path):
+        rows = [dict(zip(("what", "value", "unit", "target", "note", "group"), r)) for r in self.rows]
+        meta = {"macs": len(self.known), "allowed": self.args.allowed, "denied": self.args.denied,
+                "runs": self.args.runs, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
+                "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        with open(path, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
 
 
 async def main(reactor, args):
@@ -271,9 +381,13 @@ async def main(reactor, args):
             await bench.dnsmasq_files()
         if "memory" in parts:
             bench.memory()
+        if "drivers" in parts:
+            await bench.drivers()
     finally:
         bench.teardown()
     print(bench.table())
+    if args.json:
+        bench.dump(args.json)
 
 
 def parse(argv):
@@ -281,6 +395,11 @@ def parse(argv):
     parser.add_argument("--macs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--per-mac", type=int, default=1000, help="MACs for the one-process-per-MAC comparison")
+    parser.add_argument("--allowed", type=int, default=10_000,
+                        help="drivers part: MACs of nodes under introspection (allowed)")
+    parser.add_argument("--denied", type=int, default=100_000, help="drivers part: other Ironic port MACs (denied)")
+    parser.add_argument("--drivers", default=",".join(DRIVERS), help="drivers part: comma-separated drivers")
+    parser.add_argument("--json", default="", help="also write the figures there (for bench.growth's report)")
     parser.add_argument("--only", default="", help="comma-separated parts: " + ",".join(PARTS))
     return parser.parse_args(argv)
 
