@@ -292,6 +292,7 @@ def markdown(meta, results):
         medians = _median_by_count(results, path)
         lines.append("| {} | ".format(label) + " | ".join(
             fmt.format(medians[n]) if n in medians else "-" for n in counts) + " |")
+    lines += pxe_markdown(meta.get("pxe"))
     traced = [r for r in results if r.get("tracemalloc")]
     if traced:
         lines += ["", "## What grew in memory (tracemalloc, `--tracemalloc`)", "",
@@ -309,15 +310,53 @@ def markdown(meta, results):
     return "\n".join(lines)
 
 
-def plot(directory, results):
+PXE_PHASES = (("full", "full sync"), ("incremental", "incremental sync (one node starts)"),
+              ("first", "first sync from start (Ironic's ports read)"))
+
+
+def load_pxe(path):
+    """The per-driver rows of ``bench/pxe_filter.py --json`` at ``path``, or None."""
+    try:
+        data = json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    rows = [r for r in data.get("rows", []) if r.get("group") == "drivers"]
+    return {"meta": data.get("meta", {}), "rows": rows} if rows else None
+
+
+def pxe_markdown(pxe):
+    if not pxe:
+        return []
+    rows = pxe["rows"]
+    splits = sorted({(r["allowed"], r["denied"]) for r in rows})
+    drivers = list(dict.fromkeys(r["driver"] for r in rows))
+    m = pxe["meta"]
+    lines = ["", "## PXE filter sync per driver (`bench/pxe_filter.py`, through the filter service)", "",
+             "Median of {} runs, {}; load average {:.1f} on {} CPUs at the end.  The builtin driver's first "
+             "sync at the first size includes loading its DHCP packet code.".format(
+                 m.get("runs"), m.get("when"), (m.get("load_average") or [0])[0], m.get("cpus")), "",
+             "| driver | sync | " + " | ".join("{:,} allowed + {:,} denied".format(a, d) for a, d in splits) + " |",
+             "|---|---|" + "---|" * len(splits)]
+    for driver in drivers:
+        for phase, label in PXE_PHASES:
+            values = {(r["allowed"], r["denied"]): r["value"] for r in rows
+                      if r["driver"] == driver and r["phase"] == phase}
+            if values:
+                lines.append("| {} | {} (ms) | ".format(driver, label) + " | ".join(
+                    "{:.1f}".format(values[k]) if k in values else "-" for k in splits) + " |")
+    return lines
+
+
+def plot(directory, results, pxe=None):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     shown = [f for f in FIGURES if f[1] != ("lost",)]
+    phases = [p for p in PXE_PHASES[:2] if pxe and any(r["phase"] == p[0] for r in pxe["rows"])]
     columns = 3
-    rows = (len(shown) + columns - 1) // columns
+    rows = (len(shown) + len(phases) + columns - 1) // columns
     figure, axes = pyplot.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows))
     for ax, (label, path, _fmt) in zip(axes.flat, shown):
         medians = _median_by_count(results, path)
@@ -326,7 +365,18 @@ def plot(directory, results):
         ax.set_xlabel("nodes")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax, (phase, label) in zip(list(axes.flat)[len(shown):], phases):
+        for driver in dict.fromkeys(r["driver"] for r in pxe["rows"]):
+            points = sorted((r["allowed"], r["value"]) for r in pxe["rows"]
+                            if r["driver"] == driver and r["phase"] == phase)
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=driver)
+        ax.set_title("PXE filter {} (ms), allowed MACs; 10x as many denied".format(label), fontsize=9)
+        ax.set_xlabel("nodes under introspection (allowed MACs)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(shown) + len(phases):]:
         ax.axis("off")
     figure.tight_layout()
     figure.savefig(os.path.join(directory, "growth.png"), dpi=90)
@@ -344,12 +394,23 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds for the service to answer")
     parser.add_argument("--inspectord-config", default="", help="appended to inspectord's configuration")
+    parser.add_argument("--pxe-json", default="",
+                        help="per-driver PXE filter figures to report (bench/pxe_filter.py --json; default: "
+                        "pxe_filter.json in --out, if there)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite growth.md and growth.png from growth.json in --out (and the PXE figures)")
     parser.add_argument("--tracemalloc", action="store_true",
                         help="trace the service's allocations (slower) and report what grew since idle")
     parser.add_argument("--tracemalloc-top", type=int, default=25, help="allocation sites reported per snapshot")
     parser.add_argument("--shared", action="store_true", help="say the machine was shared with other work")
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
     args = parser.parse_args(argv)
+    if args.report_only:
+        out = pathlib.Path(args.out)
+        data = json.loads((out / "growth.json").read_text())
+        data["meta"]["pxe"] = load_pxe(args.pxe_json or out / "pxe_filter.json")
+        write(out, data["meta"], data["results"])
+        return
     counts = [int(c) for c in args.scale.split(",") if c.strip()]
     if len(counts) == 1:
         counts.append(1000)
@@ -370,9 +431,14 @@ def main(argv=None):
     }
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    meta["pxe"] = load_pxe(args.pxe_json or out / "pxe_filter.json")
+    write(out, meta, results)
+
+
+def write(out, meta, results):
     (out / "growth.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     (out / "growth.md").write_text(markdown(meta, results))
-    plot(str(out), results)
+    plot(str(out), results, meta.get("pxe"))
     print(markdown(meta, results))
 
 

@@ -11,6 +11,12 @@ firewall is never touched.  Measures, as medians of ``--runs`` runs:
   incremental change (one node starting: two files), and the same event
   through the whole service (store read, decision, driver);
 * memory of the filter state for ``--macs`` MACs (tracemalloc);
+* every driver (noop, iptables, nftables, dnsmasq, builtin) behind the
+  filter service, with ``--allowed`` nodes under introspection in the store
+  and ``--denied`` more Ironic ports (default 10,000 and 100,000;
+  comma-separated pairs measure several sizes): the first sync from start
+  (Ironic's ports read), a full sync, and an incremental sync (one node
+  starts); ``--json`` writes them for :mod:`bench.growth`'s report;
 * one ``iptables`` process per MAC, as ironic-inspector does, for
   ``--per-mac`` MACs (extrapolated linearly to ``--macs``, a lower bound:
   each call gets slower as the chain grows), and the ratio.
@@ -86,8 +92,8 @@ class Bench:
         started = frozenset(self.known[:6])
         self.next_state = decisions.FilterState(started, frozenset(self.known) - started, True)
 
-    def row(self, what, value, unit, target=None, note="", group="100k"):
-        self.rows.append((what, value, unit, target, note, group))
+    def row(self, what, value, unit, target=None, note="", group="100k", **fields):
+        self.rows.append((what, value, unit, target, note, group, fields))
         print("  {}: {:.1f} {}".format(what, value, unit), file=sys.stderr)
 
     async def setup(self):
@@ -220,9 +226,8 @@ class Bench:
 
     # -- every driver through the service, at --allowed / --denied ----------
 
-    def split_store(self):
-        """A store with ``--allowed`` nodes waiting (one MAC each), and Ironic's ports: those plus ``--denied``."""
-        allowed, denied = self.args.allowed, self.args.denied
+    def split_store(self, allowed, denied):
+        """A store with ``allowed`` nodes waiting (one MAC each), and Ironic's ports: those plus ``denied``."""
         known = macs(allowed + denied, prefix=0x0a)
         store = SQLStore(make_engine("sqlite://"), SynchronousPool())
         store.upgrade()
@@ -257,10 +262,14 @@ class Bench:
         raise ValueError(name)
 
     async def drivers(self):
-        """Each driver behind the filter service: ``--allowed`` nodes under introspection, ``--denied`` others."""
-        allowed, denied = self.args.allowed, self.args.denied
+        for allowed, denied in zip(self.args.allowed, self.args.denied):
+            await self.drivers_at(allowed, denied)
+
+    async def drivers_at(self, allowed, denied):
+        """Each driver behind the filter service: ``allowed`` nodes under introspection, ``denied`` other ports."""
         split = "{:,} allowed, {:,} denied".format(allowed, denied)
-        store, known = self.split_store()
+        at = dict(allowed=allowed, denied=denied)
+        store, known = self.split_store(allowed, denied)
 
         class Ports:
             async def list_all_port_macs(self):
@@ -270,7 +279,8 @@ class Bench:
         samples = []
         for _ in range(self.args.runs):
             samples.append(await timed(self.reactor, lambda: noop.sync(full=True)))
-        self.row("noop: sync (nothing is applied), {}".format(split), median_ms(samples), "ms", group="drivers")
+        self.row("noop: sync (nothing is applied), {}".format(split), median_ms(samples), "ms", group="drivers",
+                 driver="noop", phase="full", **at)
         spare = iter(known[allowed:])
         for name in self.args.drivers.split(","):
             if name == "noop":
@@ -287,9 +297,10 @@ class Bench:
                 while service.applied is None or len(service.applied.denied) + len(service.applied.allowed) < len(known):
                     await task.deferLater(self.reactor, 0.001, lambda: None)
                 self.row("{}: first sync from start (Ironic's ports read), {}".format(name, split),
-                         (time.perf_counter() - start) * 1000, "ms", group="drivers")
+                         (time.perf_counter() - start) * 1000, "ms", group="drivers", driver=name, phase="first", **at)
                 full = await self.runs(lambda: service.sync(full=True))
-                self.row("{}: full sync, {}".format(name, split), median_ms(full), "ms", 1000, group="drivers")
+                self.row("{}: full sync, {}".format(name, split), median_ms(full), "ms", 1000, group="drivers",
+                         driver=name, phase="full", **at)
                 samples = []
                 for _ in range(self.args.runs):
                     mac = next(spare)
@@ -297,8 +308,8 @@ class Bench:
                                 [("mac", mac)])
                     samples.append(await timed(self.reactor, lambda: service.sync(full=False)))
                     assert service.applied.allows(mac), (name, mac)
-                self.row("{}: incremental sync (one node starts)".format(name), median_ms(samples), "ms",
-                         group="drivers")
+                self.row("{}: incremental sync (one node starts), {}".format(name, split), median_ms(samples), "ms",
+                         group="drivers", driver=name, phase="incremental", **at)
             finally:
                 await service.stopService()
                 pool.stop()
@@ -339,12 +350,13 @@ class Bench:
         self.row("memory: dnsmasq driver's record of written files", cache / 2**20, "MiB")
 
     def table(self):
-        lines = ["", "PXE filter benchmark: {:,} MACs; every driver at {:,} allowed + {:,} denied; median of {} runs".format(
-            len(self.known), self.args.allowed, self.args.denied, self.args.runs), ""]
+        lines = ["", "PXE filter benchmark: {:,} MACs; every driver at {} (allowed + denied); median of {} runs".format(
+            len(self.known), ", ".join("{:,} + {:,}".format(a, d) for a, d in zip(self.args.allowed, self.args.denied)),
+            self.args.runs), ""]
         width = max(len(r[0]) for r in self.rows)
         lines.append("{:<{w}}  {:>12}  {:>8}  {}".format("measure", "value", "target", "note", w=width))
         lines.append("-" * (width + 40))
-        for what, value, unit, target, note, _group in self.rows:
+        for what, value, unit, target, note, _group, _fields in self.rows:
             shown = "{:,.1f} {}".format(value, unit)
             goal = "" if target is None else "< {} {}".format(target, unit)
             if target is not None:
@@ -358,7 +370,7 @@ class Bench:
 
 
     def dump(self, path):
-        rows = [dict(zip(("what", "value", "unit", "target", "note", "group"), r)) for r in self.rows]
+        rows = [dict(zip(("what", "value", "unit", "target", "note", "group"), r), **r[6]) for r in self.rows]
         meta = {"macs": len(self.known), "allowed": self.args.allowed, "denied": self.args.denied,
                 "runs": self.args.runs, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
                 "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
@@ -395,13 +407,19 @@ def parse(argv):
     parser.add_argument("--macs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--per-mac", type=int, default=1000, help="MACs for the one-process-per-MAC comparison")
-    parser.add_argument("--allowed", type=int, default=10_000,
-                        help="drivers part: MACs of nodes under introspection (allowed)")
-    parser.add_argument("--denied", type=int, default=100_000, help="drivers part: other Ironic port MACs (denied)")
+    parser.add_argument("--allowed", default="10000",
+                        help="drivers part: MACs of nodes under introspection (allowed), comma-separated counts")
+    parser.add_argument("--denied", default="100000",
+                        help="drivers part: other Ironic port MACs (denied), one count per --allowed count")
     parser.add_argument("--drivers", default=",".join(DRIVERS), help="drivers part: comma-separated drivers")
     parser.add_argument("--json", default="", help="also write the figures there (for bench.growth's report)")
     parser.add_argument("--only", default="", help="comma-separated parts: " + ",".join(PARTS))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.allowed = [int(n) for n in args.allowed.split(",") if n.strip()]
+    args.denied = [int(n) for n in args.denied.split(",") if n.strip()]
+    if len(args.allowed) != len(args.denied):
+        parser.error("--allowed and --denied need as many counts")
+    return args
 
 
 if __name__ == "__main__":
