@@ -504,6 +504,7 @@ class Introspection:
             self.log.warn("Node {node}: could not record the error: {reason}", node=uuid, reason=str(e))
             return None
         self.metrics.introspection_failed(reason)
+        self._log_fields.pop(uuid, None)  # ended: no per-node memory kept for it
         self._filter_changed()
         return record
 
@@ -740,6 +741,7 @@ class Introspection:
             )
             return
         self.log.info("Node {node}: introspection finished", node=uuid)
+        self._log_fields.pop(uuid, None)  # ended: no per-node memory kept for it
         self.metrics.introspection_finished()
         self._filter_changed()
 

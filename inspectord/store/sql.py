@@ -37,7 +37,7 @@ _LEASED = tuple(s.value for s in st.LEASED)
 # Bound on the records kept for status reads.
 _RECENT_MAX = 100_000
 # Size of the record cache at which its expired entries are dropped.
-_RECENT_SWEEP = 1024
+_RECENT_SWEEP = 256
 #: Options holding secrets, dropped when an introspection ends.
 SECRET_OPTIONS = ("ipmi_credentials",)
 
