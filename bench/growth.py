@@ -310,18 +310,27 @@ def markdown(meta, results):
     return "\n".join(lines)
 
 
+PXE_COLORS = {"noop": "tab:gray", "iptables": "tab:red", "nftables": "tab:green", "dnsmasq": "tab:blue",
+              "builtin": "tab:orange"}
 PXE_PHASES = (("full", "full sync"), ("incremental", "incremental sync (one node starts)"),
               ("first", "first sync from start (Ironic's ports read)"))
 
 
-def load_pxe(path):
-    """The per-driver rows of ``bench/pxe_filter.py --json`` at ``path``, or None."""
-    try:
-        data = json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    rows = [r for r in data.get("rows", []) if r.get("group") == "drivers"]
-    return {"meta": data.get("meta", {}), "rows": rows} if rows else None
+def load_pxe(paths):
+    """The per-driver rows of ``bench/pxe_filter.py --json`` files (comma-separated ``paths``), or None.
+
+    Several files (runs at different sizes) are reported together; the
+    first one's description of the run is shown.
+    """
+    meta, rows = None, []
+    for path in str(paths).split(","):
+        try:
+            data = json.loads(pathlib.Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        meta = meta or data.get("meta", {})
+        rows += [r for r in data.get("rows", []) if r.get("group") == "drivers"]
+    return {"meta": meta, "rows": rows} if rows else None
 
 
 def pxe_markdown(pxe):
@@ -370,7 +379,8 @@ def plot(directory, results, pxe=None):
             points = sorted((r["allowed"], r["value"]) for r in pxe["rows"]
                             if r["driver"] == driver and r["phase"] == phase)
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=driver)
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=driver,
+                        color=PXE_COLORS.get(driver))
         ax.set_title("PXE filter {} (ms), allowed MACs; 10x as many denied".format(label), fontsize=9)
         ax.set_xlabel("nodes under introspection (allowed MACs)")
         ax.set_ylim(bottom=0)
@@ -395,8 +405,8 @@ def main(argv=None):
     parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds for the service to answer")
     parser.add_argument("--inspectord-config", default="", help="appended to inspectord's configuration")
     parser.add_argument("--pxe-json", default="",
-                        help="per-driver PXE filter figures to report (bench/pxe_filter.py --json; default: "
-                        "pxe_filter.json in --out, if there)")
+                        help="per-driver PXE filter figures to report (bench/pxe_filter.py --json; comma-separated "
+                        "files are reported together; default: pxe_filter.json in --out, if there)")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite growth.md and growth.png from growth.json in --out (and the PXE figures)")
     parser.add_argument("--tracemalloc", action="store_true",
