@@ -328,8 +328,7 @@ def _upsert_data(dialect):
     )
 
 
-#: The columns of a status (see :meth:`SQLStore.thd_list`): not the node, nor the options.
-#: What a status needs: no Ironic node, no options, and the ports (for the
+#: The columns of a status (see :meth:`SQLStore.thd_list`): no Ironic node, no options, and the ports (for the
 #: DHCP diagnosis) only of a node under introspection, so a page of finished
 #: nodes decodes no JSON at all.
 _BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options", "ports")) + (
@@ -868,8 +867,11 @@ class SQLStore:
         """Newest first; ``marker`` is the UUID the previous page ended with.
 
         ``brief``: records without the Ironic node and the options (their
-        ``node`` and ``options`` are empty), what a status needs: a page of
-        a thousand statuses then decodes no node's JSON.
+        ``node`` and ``options`` are empty), nor the ports of a node whose
+        introspection ended, what a status needs: a page of a thousand
+        statuses then decodes no node's JSON.
+
+        :raises errors.NotFound: ``marker`` is not a node's UUID.
         """
         n = schema.nodes
         query = sa.select(*_BRIEF_COLUMNS) if brief else sa.select(n)
