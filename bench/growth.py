@@ -329,7 +329,8 @@ def load_pxe(paths):
         except (OSError, ValueError):
             continue
         meta = meta or data.get("meta", {})
-        rows += [r for r in data.get("rows", []) if r.get("group") == "drivers"]
+        # Rows name their driver, phase and size (files of older runs lack them: not reported).
+        rows += [r for r in data.get("rows", []) if r.get("group") == "drivers" and "driver" in r]
     return {"meta": meta, "rows": rows} if rows else None
 
 
