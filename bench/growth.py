@@ -320,7 +320,7 @@ def load_pxe(paths):
     """The per-driver rows of ``bench/pxe_filter.py --json`` files (comma-separated ``paths``), or None.
 
     Several files (runs at different sizes) are reported together; the
-    first one's description of the run is shown.
+    description of each run is shown.
     """
     meta, rows = None, []
     for path in str(paths).split(","):
@@ -328,7 +328,7 @@ def load_pxe(paths):
             data = json.loads(pathlib.Path(path).read_text())
         except (OSError, ValueError):
             continue
-        meta = meta or data.get("meta", {})
+        meta = (meta or []) + [data.get("meta", {})]
         # Rows name their driver, phase and size (files of older runs lack them: not reported).
         rows += [r for r in data.get("rows", []) if r.get("group") == "drivers" and "driver" in r]
     return {"meta": meta, "rows": rows} if rows else None
@@ -340,11 +340,11 @@ def pxe_markdown(pxe):
     rows = pxe["rows"]
     splits = sorted({(r["allowed"], r["denied"]) for r in rows})
     drivers = list(dict.fromkeys(r["driver"] for r in rows))
-    m = pxe["meta"]
+    runs = "; ".join("{} at {}: median of {} runs, load average {:.1f} on {} CPUs at the end".format(
+        ", ".join("{:,} + {:,}".format(a, d) for a, d in zip(m.get("allowed") or [], m.get("denied") or [])),
+        m.get("when"), m.get("runs"), (m.get("load_average") or [0])[0], m.get("cpus")) for m in pxe["meta"])
     lines = ["", "## PXE filter sync per driver (`bench/pxe_filter.py`, through the filter service)", "",
-             "Median of {} runs, {}; load average {:.1f} on {} CPUs at the end.  The builtin driver's first "
-             "sync at the first size includes loading its DHCP packet code.".format(
-                 m.get("runs"), m.get("when"), (m.get("load_average") or [0])[0], m.get("cpus")), "",
+             runs + ".  The builtin driver's first sync in a run includes loading its DHCP packet code.", "",
              "| driver | sync | " + " | ".join("{:,} allowed + {:,} denied".format(a, d) for a, d in splits) + " |",
              "|---|---|" + "---|" * len(splits)]
     for driver in drivers:
