@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,61 @@ class FakeIronicProcess:
         self.process.wait(30)
 
 
+class MemoryTracer:
+    """tracemalloc in the service (``bench/tracemem``): snapshots on demand, their growth over idle."""
+
+    def __init__(self, workdir, top):
+        self.directory = pathlib.Path(workdir) / "tracemalloc"
+        self.directory.mkdir()
+        self.top = top
+        self.labels = []
+        self.env = {
+            "INSPECTORD_BENCH_TRACEMALLOC": str(self.directory),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR / "tracemem"), os.environ.get("PYTHONPATH")])),
+        }
+
+    def snapshot(self, pid, label):
+        path = self.directory / "snapshot-{}.tracemalloc".format(len(self.labels))
+        os.kill(pid, signal.SIGUSR2)
+        deadline = time.monotonic() + 300
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no tracemalloc snapshot from the service at " + label)
+            time.sleep(0.2)
+        self.labels.append(label)
+        say("tracemalloc snapshot: " + label)
+
+    def growth(self):
+        """For each snapshot after the first: traced MB and the top allocation sites grown since idle."""
+        import tracemalloc
+
+        def load(i):
+            return tracemalloc.Snapshot.load(str(self.directory / "snapshot-{}.tracemalloc".format(i))).filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)])
+
+        idle = load(0)
+        out = {"idle_traced_mb": sum(s.size for s in idle.statistics("filename")) / 2**20, "snapshots": []}
+        for i, label in enumerate(self.labels[1:], 1):
+            snap = load(i)
+            stats = snap.compare_to(idle, "lineno")
+            out["snapshots"].append({
+                "label": label,
+                "traced_mb": sum(s.size for s in snap.statistics("filename")) / 2**20,
+                "top": [{"where": "{}:{}".format(_short(s.traceback[0].filename), s.traceback[0].lineno),
+                         "grown_kb": s.size_diff / 1024, "count_grown": s.count_diff}
+                        for s in stats[:self.top]],
+            })
+        return out
+
+
+def _short(filename):
+    for marker in ("site-packages/", "/inspectord/", "/lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1] if marker != "/inspectord/" else "inspectord/" + filename.split(
+                marker, 1)[1]
+    return filename
+
+
 async def page_through(url, state=None):
     """Every page of ``GET /v1/introspection?limit=1000``: (statuses, [seconds per page])."""
     client = workload.service_client(url, 1)
@@ -105,13 +161,16 @@ def run_one(count, args, workdir):
     result = {"nodes": count}
     ironic = FakeIronicProcess(workdir, count)
     say("fake Ironic with {} nodes at {}".format(count, ironic.url))
+    tracer = MemoryTracer(workdir, args.tracemalloc_top) if args.tracemalloc else None
     service = InspectordProcess(pathlib.Path(workdir) / "inspectord", ironic.url, clean_up_period=60,
-                                extra_config=args.inspectord_config)
+                                extra_config=args.inspectord_config, env=tracer.env if tracer else None)
     try:
-        service.start()
+        service.start(timeout=args.start_timeout)
         pid = service.process.pid
         time.sleep(1.0)
         result["idle_rss_mb"] = procstats.rss_mb(pid)
+        if tracer:
+            tracer.snapshot(pid, "idle")
 
         # -- start every node, until all wait for their ramdisk
         cpu, t = procstats.cpu_seconds(pid), time.monotonic()
@@ -125,6 +184,8 @@ def run_one(count, args, workdir):
             "waiting": sum(1 for s in waiting if s["state"] == "waiting"),
         }
         result["start"]["cpu_ms_per_node"] = 1000 * result["start"]["cpu_s"] / count
+        if tracer:
+            tracer.snapshot(pid, "waiting")
 
         # -- paging with N nodes waiting
         pages = []
@@ -144,6 +205,8 @@ def run_one(count, args, workdir):
         cpu, t = procstats.cpu_seconds(pid), time.monotonic()
         records, _ = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.monotonic() - t
+        if tracer:
+            tracer.snapshot(pid, "callbacks answered")
         finished = wait_all(service.url, count, lambda s: s["finished"], args.timeout, "finished")
         wall = time.monotonic() - t
         latencies = [r["latency"] for r in records if r["status"] == 200]
@@ -166,6 +229,9 @@ def run_one(count, args, workdir):
                                      "p99_ms": 1000 * _percentile(pages, 0.99), "max_ms": 1000 * max(pages)}
         result["peak_rss_mb"] = procstats.peak_rss_mb(pid)
         result["peak_over_idle_mb"] = result["peak_rss_mb"] - result["idle_rss_mb"]
+        if tracer:
+            tracer.snapshot(pid, "finished")
+            result["tracemalloc"] = tracer.growth()
     finally:
         service.stop()
         ironic.stop()
@@ -226,19 +292,81 @@ def markdown(meta, results):
         medians = _median_by_count(results, path)
         lines.append("| {} | ".format(label) + " | ".join(
             fmt.format(medians[n]) if n in medians else "-" for n in counts) + " |")
+    lines += pxe_markdown(meta.get("pxe"))
+    traced = [r for r in results if r.get("tracemalloc")]
+    if traced:
+        lines += ["", "## What grew in memory (tracemalloc, `--tracemalloc`)", "",
+                  "Allocation sites of the service grown since idle (tracing slows the service: the figures "
+                  "above are of a traced run)."]
+    for r in traced:
+        t = r["tracemalloc"]
+        lines += ["", "### {:,} nodes (run {}); traced at idle: {:.1f} MB".format(
+            r["nodes"], r.get("run", 0), t["idle_traced_mb"])]
+        for snap in t["snapshots"]:
+            lines += ["", "{}: traced {:.1f} MB".format(snap["label"], snap["traced_mb"]), "",
+                      "| where | grown (KB) | blocks |", "|---|---|---|"]
+            lines += ["| `{}` | {:.0f} | {} |".format(e["where"], e["grown_kb"], e["count_grown"]) for e in snap["top"]]
     lines += ["", "Raw data: `growth.json`; plot: `growth.png`.", ""]
     return "\n".join(lines)
 
 
-def plot(directory, results):
+PXE_COLORS = {"noop": "tab:gray", "iptables": "tab:red", "nftables": "tab:green", "dnsmasq": "tab:blue",
+              "builtin": "tab:orange"}
+PXE_PHASES = (("full", "full sync"), ("incremental", "incremental sync (one node starts)"),
+              ("first", "first sync from start (Ironic's ports read)"))
+
+
+def load_pxe(paths):
+    """The per-driver rows of ``bench/pxe_filter.py --json`` files (comma-separated ``paths``), or None.
+
+    Several files (runs at different sizes) are reported together; the
+    description of each run is shown.
+    """
+    meta, rows = None, []
+    for path in str(paths).split(","):
+        try:
+            data = json.loads(pathlib.Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        meta = (meta or []) + [data.get("meta", {})]
+        # Rows name their driver, phase and size (files of older runs lack them: not reported).
+        rows += [r for r in data.get("rows", []) if r.get("group") == "drivers" and "driver" in r]
+    return {"meta": meta, "rows": rows} if rows else None
+
+
+def pxe_markdown(pxe):
+    if not pxe:
+        return []
+    rows = pxe["rows"]
+    splits = sorted({(r["allowed"], r["denied"]) for r in rows})
+    drivers = list(dict.fromkeys(r["driver"] for r in rows))
+    runs = "; ".join("{} at {}: median of {} runs, load average {:.1f} on {} CPUs at the end".format(
+        ", ".join("{:,} + {:,}".format(a, d) for a, d in zip(m.get("allowed") or [], m.get("denied") or [])),
+        m.get("when"), m.get("runs"), (m.get("load_average") or [0])[0], m.get("cpus")) for m in pxe["meta"])
+    lines = ["", "## PXE filter sync per driver (`bench/pxe_filter.py`, through the filter service)", "",
+             runs + ".  The builtin driver's first sync in a run includes loading its DHCP packet code.", "",
+             "| driver | sync | " + " | ".join("{:,} allowed + {:,} denied".format(a, d) for a, d in splits) + " |",
+             "|---|---|" + "---|" * len(splits)]
+    for driver in drivers:
+        for phase, label in PXE_PHASES:
+            values = {(r["allowed"], r["denied"]): r["value"] for r in rows
+                      if r["driver"] == driver and r["phase"] == phase}
+            if values:
+                lines.append("| {} | {} (ms) | ".format(driver, label) + " | ".join(
+                    "{:.1f}".format(values[k]) if k in values else "-" for k in splits) + " |")
+    return lines
+
+
+def plot(directory, results, pxe=None):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
     shown = [f for f in FIGURES if f[1] != ("lost",)]
+    phases = [p for p in PXE_PHASES[:2] if pxe and any(r["phase"] == p[0] for r in pxe["rows"])]
     columns = 3
-    rows = (len(shown) + columns - 1) // columns
+    rows = (len(shown) + len(phases) + columns - 1) // columns
     figure, axes = pyplot.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows))
     for ax, (label, path, _fmt) in zip(axes.flat, shown):
         medians = _median_by_count(results, path)
@@ -247,7 +375,19 @@ def plot(directory, results):
         ax.set_xlabel("nodes")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
-    for ax in list(axes.flat)[len(shown):]:
+    for ax, (phase, label) in zip(list(axes.flat)[len(shown):], phases):
+        for driver in dict.fromkeys(r["driver"] for r in pxe["rows"]):
+            points = sorted((r["allowed"], r["value"]) for r in pxe["rows"]
+                            if r["driver"] == driver and r["phase"] == phase)
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=driver,
+                        color=PXE_COLORS.get(driver))
+        ax.set_title("PXE filter {} (ms), allowed MACs; 10x as many denied".format(label), fontsize=9)
+        ax.set_xlabel("nodes under introspection (allowed MACs)")
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(shown) + len(phases):]:
         ax.axis("off")
     figure.tight_layout()
     figure.savefig(os.path.join(directory, "growth.png"), dpi=90)
@@ -263,10 +403,25 @@ def main(argv=None):
     parser.add_argument("--idle-window", type=float, default=60.0, help="seconds of CPU watched with nodes waiting")
     parser.add_argument("--paging-rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3600.0)
+    parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds for the service to answer")
     parser.add_argument("--inspectord-config", default="", help="appended to inspectord's configuration")
+    parser.add_argument("--pxe-json", default="",
+                        help="per-driver PXE filter figures to report (bench/pxe_filter.py --json; comma-separated "
+                        "files are reported together; default: pxe_filter.json in --out, if there)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite growth.md and growth.png from growth.json in --out (and the PXE figures)")
+    parser.add_argument("--tracemalloc", action="store_true",
+                        help="trace the service's allocations (slower) and report what grew since idle")
+    parser.add_argument("--tracemalloc-top", type=int, default=25, help="allocation sites reported per snapshot")
     parser.add_argument("--shared", action="store_true", help="say the machine was shared with other work")
     parser.add_argument("--out", default=str(BENCH_DIR / "results"))
     args = parser.parse_args(argv)
+    if args.report_only:
+        out = pathlib.Path(args.out)
+        data = json.loads((out / "growth.json").read_text())
+        data["meta"]["pxe"] = load_pxe(args.pxe_json or out / "pxe_filter.json")
+        write(out, data["meta"], data["results"])
+        return
     counts = [int(c) for c in args.scale.split(",") if c.strip()]
     if len(counts) == 1:
         counts.append(1000)
@@ -287,9 +442,14 @@ def main(argv=None):
     }
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    meta["pxe"] = load_pxe(args.pxe_json or out / "pxe_filter.json")
+    write(out, meta, results)
+
+
+def write(out, meta, results):
     (out / "growth.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
     (out / "growth.md").write_text(markdown(meta, results))
-    plot(str(out), results)
+    plot(str(out), results, meta.get("pxe"))
     print(markdown(meta, results))
 
 

@@ -11,6 +11,12 @@ firewall is never touched.  Measures, as medians of ``--runs`` runs:
   incremental change (one node starting: two files), and the same event
   through the whole service (store read, decision, driver);
 * memory of the filter state for ``--macs`` MACs (tracemalloc);
+* every driver (noop, iptables, nftables, dnsmasq, builtin) behind the
+  filter service, with ``--allowed`` nodes under introspection in the store
+  and ``--denied`` more Ironic ports (default 10,000 and 100,000;
+  comma-separated pairs measure several sizes): the first sync from start
+  (Ironic's ports read), a full sync, and an incremental sync (one node
+  starts); ``--json`` writes them for :mod:`bench.growth`'s report;
 * one ``iptables`` process per MAC, as ironic-inspector does, for
   ``--per-mac`` MACs (extrapolated linearly to ``--macs``, a lower bound:
   each call gets slower as the chain grows), and the ratio.
@@ -20,7 +26,9 @@ import argparse
 import datetime
 import os
 import resource
+import json
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -33,15 +41,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet import defer, task  # noqa: E402
 from twisted.python import threadpool  # noqa: E402
 
-from inspectord.pxe import decisions, dnsmasq, iptables, nftables  # noqa: E402
+from inspectord.dhcp.server import ServerOptions  # noqa: E402
+from inspectord.pxe import NoopFilter, decisions, dnsmasq, iptables, nftables  # noqa: E402
+from inspectord.pxe.builtin import BuiltinDriver  # noqa: E402
 from inspectord.pxe.process import Runner  # noqa: E402
 from inspectord.pxe.service import PXEFilterService  # noqa: E402
-from inspectord.store import SQLStore, make_engine  # noqa: E402
+from inspectord.store import SQLStore, make_engine, schema  # noqa: E402
 from inspectord.threads import PoolRunner  # noqa: E402
 from inspectord.store.pool import SynchronousPool  # noqa: E402
 
 INTERFACE = "bench0"
-PARTS = ("nftables", "iptables", "dnsmasq", "memory")
+PARTS = ("nftables", "iptables", "dnsmasq", "memory", "drivers")
+DRIVERS = ("noop", "iptables", "nftables", "dnsmasq", "builtin")
 CHAIN = "ironic-inspector"
 
 
@@ -81,8 +92,8 @@ class Bench:
         started = frozenset(self.known[:6])
         self.next_state = decisions.FilterState(started, frozenset(self.known) - started, True)
 
-    def row(self, what, value, unit, target=None, note=""):
-        self.rows.append((what, value, unit, target, note))
+    def row(self, what, value, unit, target=None, note="", group="100k", **fields):
+        self.rows.append((what, value, unit, target, note, group, fields))
         print("  {}: {:.1f} {}".format(what, value, unit), file=sys.stderr)
 
     async def setup(self):
@@ -213,6 +224,106 @@ class Bench:
         self.row("event to applied through the service (dnsmasq, {:,} known)".format(len(known)),
                  median_ms(samples), "ms", 1000)
 
+    # -- every driver through the service, at --allowed / --denied ----------
+
+    def split_store(self, allowed, denied):
+        """A store with ``allowed`` nodes waiting (one MAC each), and Ironic's ports: those plus ``denied``."""
+        known = macs(allowed + denied, prefix=0x0a)
+        store = SQLStore(make_engine("sqlite://"), SynchronousPool())
+        store.upgrade()
+        now = datetime.datetime(2027, 1, 1)
+        nodes = [dict(uuid="{:08x}-0000-4000-8000-000000000000".format(i), state="waiting", started_at=now,
+                      finished_at=None, error=None, manage_boot=True, version_id="v", lease_until=None,
+                      lease_owner=None, data_pending=False, node={}, ports={known[i]: {}}, options={})
+                 for i in range(allowed)]
+        with store.engine.begin() as conn:
+            conn.execute(schema.nodes.insert(), nodes)
+            conn.execute(schema.attributes.insert(),
+                         [dict(node_uuid=n["uuid"], name="mac", value=known[i]) for i, n in enumerate(nodes)])
+        return store, known
+
+    def make_driver(self, name, store, workdir, pool):
+        if name == "iptables":
+            return iptables.IptablesDriver(self.runner, CHAIN, INTERFACE)
+        if name == "nftables":
+            return nftables.NftablesDriver(self.runner, "inspectord", INTERFACE)
+        if name == "dnsmasq":
+            return dnsmasq.DnsmasqDriver(self.runner, PoolRunner(self.reactor, pool).run, os.path.join(workdir, "hosts"))
+        if name == "builtin":
+            # The DHCP server's socket on loopback (the sync itself never touches it).
+            def open_socket(interface):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.bind(("127.0.0.1", 0))
+                sock.setblocking(False)
+                return sock
+
+            options = ServerOptions("127.0.0.1", mode="proxy")
+            return BuiltinDriver(self.reactor, options, "lo", store, open_socket=open_socket)
+        raise ValueError(name)
+
+    async def drivers(self):
+        for allowed, denied in zip(self.args.allowed, self.args.denied):
+            await self.drivers_at(allowed, denied)
+
+    async def drivers_at(self, allowed, denied):
+        """Each driver behind the filter service: ``allowed`` nodes under introspection, ``denied`` other ports."""
+        split = "{:,} allowed, {:,} denied".format(allowed, denied)
+        at = dict(allowed=allowed, denied=denied)
+        store, known = self.split_store(allowed, denied)
+
+        class Ports:
+            async def list_all_port_macs(self):
+                return known
+
+        noop = NoopFilter()
+        samples = []
+        for _ in range(self.args.runs):
+            samples.append(await timed(self.reactor, lambda: noop.sync(full=True)))
+        self.row("noop: sync (nothing is applied), {}".format(split), median_ms(samples), "ms", group="drivers",
+                 driver="noop", phase="full", **at)
+        spare = iter(known[allowed:])
+        for name in self.args.drivers.split(","):
+            if name == "noop":
+                continue
+            workdir = tempfile.mkdtemp(prefix="inspectord-bench-")
+            pool = threadpool.ThreadPool(1, 1, "bench-io")
+            pool.start()
+            driver = self.make_driver(name, store, workdir, pool)
+            service = PXEFilterService(driver, store, Ports(), self.reactor, sync_period=0, delay=0, poll_interval=0)
+            try:
+                start = time.perf_counter()
+                service.startService()
+                # Until the state applied lists every Ironic port (read after the first store sync).
+                while service.applied is None or len(service.applied.denied) + len(service.applied.allowed) < len(known):
+                    await task.deferLater(self.reactor, 0.001, lambda: None)
+                self.row("{}: first sync from start (Ironic's ports read), {}".format(name, split),
+                         (time.perf_counter() - start) * 1000, "ms", group="drivers", driver=name, phase="first", **at)
+                full = await self.runs(lambda: service.sync(full=True))
+                self.row("{}: full sync, {}".format(name, split), median_ms(full), "ms", 1000, group="drivers",
+                         driver=name, phase="full", **at)
+                samples = []
+                for _ in range(self.args.runs):
+                    mac = next(spare)
+                    store.start("{}-{}".format(name, mac), datetime.datetime(2027, 1, 2), True, {}, {mac: {}},
+                                [("mac", mac)])
+                    samples.append(await timed(self.reactor, lambda: service.sync(full=False)))
+                    assert service.applied.allows(mac), (name, mac)
+                self.row("{}: incremental sync (one node starts), {}".format(name, split), median_ms(samples), "ms",
+                         group="drivers", driver=name, phase="incremental", **at)
+            finally:
+                await service.stopService()
+                pool.stop()
+                shutil.rmtree(workdir, ignore_errors=True)
+                await self.clean(name)
+
+    async def clean(self, name):
+        if name == "nftables":
+            await self.runner.run(("nft", "delete", "table", "inet", "inspectord"))
+        elif name == "iptables":
+            await self.runner.run(("iptables", "-w", "-D") + iptables.jump_rule(CHAIN, INTERFACE, "4"))
+            await self.runner.run(("iptables", "-w", "-F", CHAIN))
+            await self.runner.run(("iptables", "-w", "-X", CHAIN))
+
     def memory(self):
         known_list = macs(len(self.known), prefix=0x06)
         tracemalloc.start()
@@ -239,11 +350,13 @@ class Bench:
         self.row("memory: dnsmasq driver's record of written files", cache / 2**20, "MiB")
 
     def table(self):
-        lines = ["", "PXE filter benchmark: {:,} MACs, median of {} runs".format(len(self.known), self.args.runs), ""]
+        lines = ["", "PXE filter benchmark: {:,} MACs; every driver at {} (allowed + denied); median of {} runs".format(
+            len(self.known), ", ".join("{:,} + {:,}".format(a, d) for a, d in zip(self.args.allowed, self.args.denied)),
+            self.args.runs), ""]
         width = max(len(r[0]) for r in self.rows)
         lines.append("{:<{w}}  {:>12}  {:>8}  {}".format("measure", "value", "target", "note", w=width))
         lines.append("-" * (width + 40))
-        for what, value, unit, target, note in self.rows:
+        for what, value, unit, target, note, _group, _fields in self.rows:
             shown = "{:,.1f} {}".format(value, unit)
             goal = "" if target is None else "< {} {}".format(target, unit)
             if target is not None:
@@ -254,6 +367,15 @@ class Bench:
         lines.append("load average at the end: {:.2f} {:.2f} {:.2f} on {} CPUs (wall times grow with it)".format(
             *os.getloadavg(), os.cpu_count()))
         return "\n".join(lines)
+
+
+    def dump(self, path):
+        rows = [dict(zip(("what", "value", "unit", "target", "note", "group"), r), **r[6]) for r in self.rows]
+        meta = {"macs": len(self.known), "allowed": self.args.allowed, "denied": self.args.denied,
+                "runs": self.args.runs, "load_average": os.getloadavg(), "cpus": os.cpu_count(),
+                "when": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        with open(path, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
 
 
 async def main(reactor, args):
@@ -271,9 +393,13 @@ async def main(reactor, args):
             await bench.dnsmasq_files()
         if "memory" in parts:
             bench.memory()
+        if "drivers" in parts:
+            await bench.drivers()
     finally:
         bench.teardown()
     print(bench.table())
+    if args.json:
+        bench.dump(args.json)
 
 
 def parse(argv):
@@ -281,8 +407,19 @@ def parse(argv):
     parser.add_argument("--macs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--per-mac", type=int, default=1000, help="MACs for the one-process-per-MAC comparison")
+    parser.add_argument("--allowed", default="10000",
+                        help="drivers part: MACs of nodes under introspection (allowed), comma-separated counts")
+    parser.add_argument("--denied", default="100000",
+                        help="drivers part: other Ironic port MACs (denied), one count per --allowed count")
+    parser.add_argument("--drivers", default=",".join(DRIVERS), help="drivers part: comma-separated drivers")
+    parser.add_argument("--json", default="", help="also write the figures there (for bench.growth's report)")
     parser.add_argument("--only", default="", help="comma-separated parts: " + ",".join(PARTS))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.allowed = [int(n) for n in args.allowed.split(",") if n.strip()]
+    args.denied = [int(n) for n in args.denied.split(",") if n.strip()]
+    if len(args.allowed) != len(args.denied):
+        parser.error("--allowed and --denied need as many counts")
+    return args
 
 
 if __name__ == "__main__":

@@ -383,7 +383,7 @@ def parse_args(argv):
     parser.add_argument("--pxe-args", default="", help="arguments for bench/pxe_filter.py, e.g. '--runs 3'")
     parser.add_argument("--scale", type=int, default=0,
                         help="also measure inspectord's growth against its fast fake Ironic (bench/growth.py) at "
-                        "1,000 and at this many nodes, e.g. 10000 (default: 0, skipped)")
+                        "1,000 and at this many nodes, e.g. 10000 (default: 0, skipped; make bench: 1000)")
     parser.add_argument("--scale-args", default="", help="more arguments for bench/growth.py, e.g. '--runs 3'")
     parser.add_argument("--workdir", help="keep every work directory here (default: a temporary one, removed)")
     parser.add_argument("--output", default=str(RESULTS), help="results directory (default: bench/results)")
@@ -470,8 +470,9 @@ def main(argv=None):
         if args.pxe == "yes" or (args.pxe == "auto" and os.geteuid() == 0):
             run_pxe(args)
         if args.scale:
-            say("growth against the fake Ironic: 1000 and {} nodes".format(args.scale))
-            growth.main(["--scale", "1000,{}".format(args.scale), "--out", str(RESULTS), *shlex.split(args.scale_args)])
+            counts = sorted({min(1000, args.scale), args.scale})
+            say("growth against the fake Ironic: {} nodes".format(" and ".join(map(str, counts))))
+            growth.main(["--scale", ",".join(map(str, counts)), "--out", str(RESULTS), *shlex.split(args.scale_args)])
     except KeyboardInterrupt:
         say("interrupted: writing what was measured")
     finally:
@@ -491,10 +492,17 @@ def run_pxe(args):
     if not script.exists():
         say("no bench/pxe_filter.py: PXE filter figures skipped")
         return
-    say("PXE filter benchmark: {} {}".format(script.name, args.pxe_args).rstrip())
+    extra = shlex.split(args.pxe_args)
+    if "--allowed" not in extra:
+        # Every driver at 1,000 and at the growth's count (10,000 by default) under introspection, with ten
+        # times as many other ports: growth.md reports them and plots how they grow.
+        top = max(args.scale, 10000)
+        extra += ["--allowed", "1000,{}".format(top), "--denied", "10000,{}".format(10 * top)]
+    if "--json" not in extra:
+        extra += ["--json", str(RESULTS / "pxe_filter.json")]
+    say("PXE filter benchmark: {} {}".format(script.name, " ".join(extra)).rstrip())
     started = time.monotonic()
-    result = subprocess.run([sys.executable, str(script), *shlex.split(args.pxe_args)],
-                            capture_output=True, text=True, timeout=3600)
+    result = subprocess.run([sys.executable, str(script), *extra], capture_output=True, text=True, timeout=3600)
     output = (result.stdout.strip() + ("\n" + result.stderr.strip() if result.returncode else "")).strip()
     (RESULTS / "pxe_filter.md").write_text(
         "## PXE filter (`bench/pxe_filter.py {}`{})\n\n```\n{}\n```\n".format(

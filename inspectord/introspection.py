@@ -371,6 +371,7 @@ class Introspection:
             self.log.warn("Node {node}: could not record the error: {reason}", node=uuid, reason=str(e))
             return None
         self.metrics.introspection_failed(reason)
+        self._log_fields.forget(uuid)  # ended: no per-node memory kept for it
         self._filter_changed()
         return record
 

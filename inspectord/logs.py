@@ -73,6 +73,10 @@ class NodeLogFields:
             self._by_uuid.clear()
         self._by_uuid[uuid] = fields
 
+    def forget(self, uuid):
+        """The node's introspection ended: keep nothing for it."""
+        self._by_uuid.pop(uuid, None)
+
     def remember_record(self, record):
         """Fields of a node record, unless the node's are known already."""
         info = record.node.get("driver_info") or {}

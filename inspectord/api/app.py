@@ -409,12 +409,10 @@ class API:
                     ", ".join(unknown), ", ".join(x.value for x in st.State)
                 )
             )
-        if marker is not None:
-            try:
-                await self.store.get_node(marker.lower())
-            except errors.NotFound:
-                raise errors.InvalidInput("Marker {} does not match any introspection".format(marker)) from None
-        records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None, brief=True)
+        try:
+            records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None, brief=True)
+        except errors.NotFound:
+            raise errors.InvalidInput("Marker {} does not match any introspection".format(marker)) from None
         return {"introspection": [self._status(request, r) for r in records]}
 
     def _limit(self, request):

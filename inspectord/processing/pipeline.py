@@ -313,6 +313,7 @@ class Pipeline:
             )
             return
         self.log.info("Node {node}: introspection finished", node=uuid)
+        self._log_fields.forget(uuid)  # ended: no per-node memory kept for it
         self.metrics.introspection_finished()
         self._life._filter_changed()
 

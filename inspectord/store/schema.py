@@ -33,7 +33,7 @@ VERSION_TABLE = "inspectord_alembic_version"
 #: The revision of the newest migration (``migrations/versions``): a
 #: database found at it is used without importing Alembic.  A unit test
 #: keeps it equal to Alembic's own head.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 nodes = sa.Table(
     "inspectord_nodes",
@@ -59,6 +59,8 @@ nodes = sa.Table(
     sa.Column("options", sa.JSON, nullable=False),
     sa.Index("nodes_state_started_idx", "state", "started_at"),
     sa.Index("nodes_lease_idx", "lease_until"),
+    # The list of introspections, newest first (GET /v1/introspection).
+    sa.Index("nodes_started_uuid_idx", "started_at", "uuid"),
 )
 
 attributes = sa.Table(

@@ -38,6 +38,8 @@ _ACTIVE = tuple(s.value for s in st.ACTIVE)
 _LEASED = tuple(s.value for s in st.LEASED)
 # Bound on the records kept for status reads.
 _RECENT_MAX = 100_000
+# Size of the record cache at which its expired entries are dropped.
+_RECENT_SWEEP = 256
 #: Options holding secrets, dropped when an introspection ends.
 SECRET_OPTIONS = ("ipmi_credentials",)
 
@@ -352,8 +354,16 @@ def _upsert_data(dialect):
     )
 
 
-#: The columns of a status (see :meth:`SQLStore.thd_list`): not the node, nor the options.
-_BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options"))
+#: The columns of a status (see :meth:`SQLStore.thd_list`): no Ironic node, no options, and the ports (for the
+#: DHCP diagnosis) only of a node under introspection, so a page of finished
+#: nodes decodes no JSON at all.
+_BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options", "ports")) + (
+    sa.case((schema.nodes.c.state.in_(_ACTIVE), schema.nodes.c.ports), else_=sa.null()).label("ports"),
+)
+#: Where a page of the list resumes: the marker's sort key, nothing else.
+_LIST_MARKER = sa.select(schema.nodes.c.started_at, schema.nodes.c.uuid).where(
+    schema.nodes.c.uuid == sa.bindparam("uuid")
+)
 
 
 @functools.lru_cache(maxsize=None)
@@ -511,7 +521,7 @@ def _record(row):
 
 
 def _brief_record(row):
-    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS`: no node, no options."""
+    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS`: no node, no options, ports if active."""
     return NodeRecord(
         uuid=row.uuid,
         state=row.state,
@@ -549,8 +559,10 @@ class SQLStore:
         self._pool = pool
         self._clock = clock
         self._cache_time = status_cache_time if clock is not None else 0.0
-        # uuid -> (when, NodeRecord): what this instance last read or wrote.
+        # uuid -> (when, NodeRecord): what this instance last read or wrote,
+        # swept of the entries older than the cache time as it grows.
         self._recent = {}
+        self._recent_sweep_at = _RECENT_SWEEP
 
     def _run(self, f, *args, **kwargs):
         return self._pool.run(_retrying(f), *args, **kwargs)
@@ -884,25 +896,30 @@ class SQLStore:
         """Newest first; ``marker`` is the UUID the previous page ended with.
 
         ``brief``: records without the Ironic node and the options (their
-        ``node`` and ``options`` are empty), what a status needs: a page of
-        a thousand statuses then decodes no node's JSON.
+        ``node`` and ``options`` are empty), nor the ports of a node whose
+        introspection ended, what a status needs: a page of a thousand
+        statuses then decodes no node's JSON.
+
+        :raises errors.NotFound: ``marker`` is not a node's UUID.
         """
         n = schema.nodes
         query = sa.select(*_BRIEF_COLUMNS) if brief else sa.select(n)
         if states:
             query = query.where(n.c.state.in_(list(states)))
-        if marker is not None:
-            with self.engine.connect() as conn:
-                m = self._thd_get(conn, marker)
-            query = query.where(
-                sa.or_(
-                    n.c.started_at < m.started_at,
-                    sa.and_(n.c.started_at == m.started_at, n.c.uuid < m.uuid),
-                )
-            )
         query = query.order_by(n.c.started_at.desc(), n.c.uuid.desc()).limit(limit)
+        make = _brief_record if brief else _record
         with self.engine.connect() as conn:
-            make = _brief_record if brief else _record
+            if marker is not None:
+                m = conn.execute(_LIST_MARKER, {"uuid": marker}).first()
+                if m is None:
+                    raise errors.NotFound("Node {} was not found in inspectord's records".format(marker))
+                # The leading ``started_at <=`` is a range every engine
+                # reads from the (started_at, uuid) index; the OR alone
+                # would make some of them scan and sort the table.
+                query = query.where(
+                    n.c.started_at <= m.started_at,
+                    sa.or_(n.c.started_at < m.started_at, n.c.uuid < m.uuid),
+                )
             return [make(r) for r in conn.execute(query).all()]
 
     def thd_filter_macs(self):
@@ -1121,9 +1138,16 @@ class SQLStore:
 
     def _remember(self, record):
         if self._cache_time and isinstance(record, NodeRecord):
-            if len(self._recent) >= _RECENT_MAX:
-                self._recent.clear()
-            self._recent[record.uuid] = (self._clock.seconds(), record)
+            now = self._clock.seconds()
+            if len(self._recent) >= self._recent_sweep_at:
+                # Only a cache time's worth of records can be served: keep
+                # those, not one record (and its Ironic node) per node ever
+                # touched.  Amortized: the next sweep waits for twice the size.
+                self._recent = {u: e for u, e in self._recent.items() if now - e[0] <= self._cache_time}
+                if len(self._recent) >= _RECENT_MAX:
+                    self._recent.clear()
+                self._recent_sweep_at = max(_RECENT_SWEEP, 2 * len(self._recent))
+            self._recent[record.uuid] = (now, record)
         return record
 
     def start(self, uuid, now, manage_boot, node, ports, attributes, options=None, owner=None, lease_until=None):

@@ -517,6 +517,7 @@ class ContinueTests(FlowTestCase):
         self.assertEqual(record.state, "error")
         self.assertIn("cannot reach Ironic: TimeoutError", record.error)
         self.assertEqual(self.h.clock.getDelayedCalls(), [])
+        self.assertEqual(self.introspection.node_log_fields(uuid), {})
 
     def test_data_while_starting_is_processed_when_the_start_ends(self):
         uuid = self.enroll()
@@ -534,6 +535,15 @@ class ContinueTests(FlowTestCase):
         self.assertEqual(self.property_patch(uuid)["/properties/local_gb"], "255")
         self.assertEqual(self.fake.nodes[uuid]["power_state"], "power off")
         self.assertEqual(self.introspection._held, {})
+
+    def test_log_fields_kept_while_the_introspection_runs_only(self):
+        uuid = self.enroll()
+        self.start(uuid)
+        self.assertIn("mac", self.introspection.node_log_fields(uuid))
+        self.successResultOf(self.post(ipa_data()))
+        self.advance(2)
+        self.assertEqual(self.record(uuid).state, "finished")
+        self.assertEqual(self.introspection.node_log_fields(uuid), {})
 
     def test_conflict_while_processing(self):
         uuid = self.enroll()

@@ -440,6 +440,31 @@ class PeriodicQueryTests(StoreTestCase):
             self.assertEqual(getattr(brief, field), getattr(full, field), field)
         self.assertTrue(brief.active)
 
+    def test_brief_list_of_a_finished_node_reads_no_ports(self):
+        """Ports serve the DHCP diagnosis of a node under introspection only."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait", "process", "finish")
+        self.start(B, macs=[MAC2], now=T0 + seconds(1))
+        self.move(B, "wait")
+        b, a = self.successResultOf(self.store.list_nodes(10, brief=True))
+        self.assertEqual((a.uuid, a.state, a.ports), (A, "finished", {}))
+        self.assertEqual((b.uuid, b.ports), (B, {MAC2: {"uuid": "port-" + MAC2, "pxe_enabled": True}}))
+
+    def test_list_page_reads_the_started_uuid_index(self):
+        """A page from a marker is a range of one index, not a sort of the table."""
+        if self.engine.dialect.name != "sqlite":
+            raise SkipTest("query plans differ by engine; SQLite's is checked")
+        self.start(A)
+        captured = []
+        sa.event.listen(self.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, params, context, many: captured.append((statement, params)))
+        self.sql.thd_list(10, A, brief=True)  # the SQL the store runs, not the contract
+        statement, params = captured[-1]
+        with self.engine.connect() as conn:
+            plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
+        self.assertIn("nodes_started_uuid_idx", plan)
+        self.assertNotIn("TEMP B-TREE", plan)
+
     def test_list_unknown_marker(self):
         self.refused(errors.NotFound, "list_nodes", 10, C)
 

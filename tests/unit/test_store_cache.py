@@ -45,3 +45,17 @@ class RecentRecordTests(SynchronousTestCase):
         from inspectord import errors
 
         self.failureResultOf(self.store.get_node_recent("nope"), errors.NotFound)
+
+    def test_expired_records_are_swept_as_the_cache_grows(self):
+        from inspectord.store import sql
+
+        for i in range(sql._RECENT_SWEEP - 1):
+            self.successResultOf(self.store.start("n{}".format(i), NOW, True, {"name": "n"}, {}, []))
+        self.assertEqual(len(self.store._recent), sql._RECENT_SWEEP)
+        self.clock.advance(1.5)
+        self.successResultOf(self.store.start("last", NOW, True, {}, {}, []))
+        # Only the record within the cache time is left.
+        self.assertEqual(list(self.store._recent), ["last"])
+        self.assertEqual(self.store._recent_sweep_at, sql._RECENT_SWEEP)
+        self.clock.advance(0.5)
+        self.assertEqual(self.successResultOf(self.store.get_node_recent("last")).uuid, "last")
