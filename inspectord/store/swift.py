@@ -42,7 +42,7 @@ class SwiftClient:
 
     :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
     :param endpoint: ``async`` callable returning ``(DecodedURL of the
-        account, headers dict)``; see :func:`inspectord.ironic.auth.endpoint_for`.
+        account, headers dict)``; see :func:`inspectord.keystone.endpoint_for`.
         If it has an ``invalidate()`` method, a 401 calls it and tries again.
     :param clock: an ``IReactorTime`` for timeouts and backoff.
     """
@@ -205,12 +205,12 @@ def make_data_store(config, http, clock, pool):
     """The :class:`SwiftDataStore` of ``config`` (``[swift]`` options), or None without store_data=swift."""
     if config.processing.store_data != "swift":
         return None
-    from inspectord.ironic import auth as ks_auth
+    from inspectord import keystone
 
     options = config.swift
     client = SwiftClient(
         http,
-        ks_auth.endpoint_for(config.swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
+        keystone.endpoint_for(config.swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
         clock,
         container=options.container,
         delete_after=options.delete_after,
