@@ -282,6 +282,7 @@ class KeystoneSession:
         from keystoneauth1 import exceptions  # only with Keystone authentication
 
         self._keystone_errors = exceptions.ClientException
+        self._unreachable_errors = (exceptions.ConnectionError, exceptions.RequestTimeout)
         self._options = options
         self._clock = clock
         self._pool = pool
@@ -334,6 +335,8 @@ class KeystoneSession:
             self.log.error(
                 "Cannot authenticate to {service} through Keystone: {error}", service=self._service, error=e
             )
+            if isinstance(e, self._unreachable_errors):
+                e = "Keystone is unreachable: {}; try again later".format(e)
             raise self._error(self._message.format(service=self._service, error=e)) from None
         now = self._clock.seconds()
         self._renew_at = max(now, resolved.expires - min(self._margin, (resolved.expires - now) / 2))

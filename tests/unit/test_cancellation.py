@@ -185,7 +185,7 @@ class KeystoneCancellationTests(SynchronousTestCase):
         refused = Refused()
         service = keystone.ServiceToken(refused, refused, clock, SynchronousRunner(), error=auth.AuthUnavailable)
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(service.get()), auth.AuthUnavailable)
-        self.assertIn("Unable to establish connection", failure.value.message)
+        self.assertIn("Keystone is unreachable: Unable to establish connection", failure.value.message)
 
 
 class StopWithin2sTests(SynchronousTestCase):
