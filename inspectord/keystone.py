@@ -26,6 +26,7 @@ declaration against the installed keystoneauth.
 
 import base64
 import dataclasses
+import datetime
 import time
 
 from hyperlink import DecodedURL
@@ -342,6 +343,11 @@ class KeystoneSession:
         self._renew_at = max(now, resolved.expires - min(self._margin, (resolved.expires - now) / 2))
         self._cached = resolved
         self.fetched += 1
+        self.log.info(
+            "Obtained a Keystone service token for {service}, valid until {expires}",
+            service=self._service,
+            expires=datetime.datetime.fromtimestamp(resolved.expires, datetime.timezone.utc).isoformat(),
+        )
         return resolved
 
     def invalidate(self):
@@ -395,7 +401,7 @@ class ServiceToken:
     def __init__(self, auth, session, clock, pool, error, margin=REFRESH_MARGIN):
         options = _PluginOnly(auth, session)
         self._session = KeystoneSession(
-            options, clock, pool, "Keystone", error, endpoint=False, margin=margin,
+            options, clock, pool, "token validation", error, endpoint=False, margin=margin,
             message="inspectord cannot authenticate to Keystone ({error}); check [keystone_authtoken]",
         )
         self._error = error
