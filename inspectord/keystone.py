@@ -27,7 +27,6 @@ declaration against the installed keystoneauth.
 import base64
 import dataclasses
 import datetime
-import time
 
 from hyperlink import DecodedURL
 from oslo_config import cfg
@@ -39,6 +38,9 @@ from inspectord.singleflight import SingleFlight
 #: Ask keystoneauth again this long before the token expires (or half-way
 #: through a token that lives shorter than twice this).
 REFRESH_MARGIN = 120
+
+#: Seconds after which headers of a plugin that gives no expiry are asked for again.
+UNTIMED_LIFETIME = 3600
 
 #: ``auth_type`` values that need no Keystone (nor keystoneauth).
 WITHOUT_KEYSTONE = ("none", "http_basic")
@@ -257,6 +259,7 @@ class Resolved:
 
     headers: dict
     url: str
+    # Seconds since the epoch; None: the plugin did not say.
     expires: float
 
     @property
@@ -312,10 +315,10 @@ class KeystoneSession:
                 interface=list(options.interface),
                 region_name=options.region_name,
             )
-        # Token plugins say when their token expires; others are asked again hourly.
+        # Token plugins say when their token expires; others are asked again hourly (see _resolve).
         get_access = getattr(auth, "get_access", None)
         access = get_access(session) if get_access is not None else None
-        expires = access.expires.timestamp() if access is not None and access.expires else time.time() + 3600
+        expires = access.expires.timestamp() if access is not None and access.expires else None
         return Resolved(dict(headers or {}), url, expires)
 
     async def resolve(self):
@@ -340,6 +343,8 @@ class KeystoneSession:
                 e = "Keystone is unreachable: {}; try again later".format(e)
             raise self._error(self._message.format(service=self._service, error=e)) from None
         now = self._clock.seconds()
+        if resolved.expires is None:
+            resolved = dataclasses.replace(resolved, expires=now + UNTIMED_LIFETIME)
         self._renew_at = max(now, resolved.expires - min(self._margin, (resolved.expires - now) / 2))
         self._cached = resolved
         self.fetched += 1

@@ -131,3 +131,33 @@ class LoadTests(SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", probe, none, basic], capture_output=True, text=True,
                              check=True, timeout=60)
         self.assertEqual(out.stdout.strip(), "[]")
+
+
+class _HeadersOnly:
+    """A keystoneauth plugin and session that give headers but no expiry (no get_access)."""
+
+    def __init__(self):
+        self.asked = 0
+        self.auth = self.session = self
+
+    def get_auth_headers(self, auth):
+        self.asked += 1
+        return {"X-Auth-Token": "t{}".format(self.asked)}
+
+
+class SessionTests(SynchronousTestCase):
+    def test_without_expiry_asked_again_hourly_on_the_clock(self):
+        from twisted.internet import task
+
+        from inspectord.threads import SynchronousRunner
+
+        clock = task.Clock()
+        clock.advance(1_000)
+        plugin = _HeadersOnly()
+        token = keystone.ServiceToken(plugin, plugin, clock, SynchronousRunner(), error=errors.IronicError)
+        self.assertEqual(self.successResultOf(defer.Deferred.fromCoroutine(token.get())), "t1")
+        clock.advance(keystone.UNTIMED_LIFETIME - keystone.REFRESH_MARGIN - 1)
+        self.assertEqual(self.successResultOf(defer.Deferred.fromCoroutine(token.get())), "t1")
+        clock.advance(1)
+        self.assertEqual(self.successResultOf(defer.Deferred.fromCoroutine(token.get())), "t2")
+        self.assertEqual(token.fetched, 2)
