@@ -43,12 +43,15 @@ NOT_NEEDED = (
     "psycopg2",
     "pymysql",
     "swiftclient",
+    "keystoneauth1",  # only when a section authenticates through Keystone
+    "requests",  # keystoneauth's
+    "urllib3",
 )
 #: Libraries it needs, whatever the configuration: their absence would mean
 #: the measurement missed the service.
 NEEDED = ("twisted.web.server", "klein", "treq", "sqlalchemy", "prometheus_client")
 #: Heavy libraries reported, needed or not.
-REPORTED = NOT_NEEDED + NEEDED + ("keystoneauth1", "requests", "urllib3", "cryptography", "oslo_config")
+REPORTED = NOT_NEEDED + NEEDED + ("cryptography", "OpenSSL", "oslo_config")
 
 
 class _Recorded(InspectordProcess):

@@ -1,8 +1,8 @@
 """Configuration: the ironic-inspector file format, frozen into plain records.
 
 An ``ironic-inspector.conf`` works unchanged: the sections and option names
-are ironic-inspector's, parsed by oslo.config (and keystoneauth1 for
-``[ironic]``) on a local :class:`oslo_config.cfg.ConfigOpts`, never the global
+are ironic-inspector's, parsed by oslo.config (keystoneauth1's options for ``[ironic]`` and
+``[swift]`` are declared and loaded by :mod:`inspectord.keystone_options`) on a local :class:`oslo_config.cfg.ConfigOpts`, never the global
 one.  :func:`load` returns a :class:`Config` of frozen dataclasses; nothing
 else in inspectord reads oslo.config.
 
@@ -31,11 +31,11 @@ import glob
 import os
 import typing
 
-from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_config import types as cfg_types
 
-from inspectord import errors
+from inspectord import errors, keystone_options
+from inspectord.keystone_options import IronicAuthOptions  # noqa: F401 (the type of Config.ironic_auth)
 
 DEFAULT_DATABASE = "sqlite:////var/lib/inspectord/inspectord.sqlite"
 
@@ -720,8 +720,6 @@ IGNORED_OPTIONS = {
         remote_timeout""".split()
     ),
 }
-# keystoneauth plugins whose options may appear in [ironic] whatever auth_type says.
-_KNOWN_AUTH_PLUGINS = ("password", "v3applicationcredential", "token", "none", "http_basic")
 
 
 def _group_attr(group):
@@ -732,28 +730,11 @@ def _make_conf():
     conf = cfg.ConfigOpts()
     for group, opts in _OPTS.items():
         conf.register_opts(opts, group=None if group == "DEFAULT" else group)
-    ks_loading.register_auth_conf_options(conf, "ironic")
-    ks_loading.register_session_conf_options(conf, "ironic")
-    ks_loading.register_adapter_conf_options(conf, "ironic")
-    ks_loading.register_auth_conf_options(conf, "swift")
-    ks_loading.register_session_conf_options(conf, "swift")
-    ks_loading.register_adapter_conf_options(conf, "swift")
+    # keystoneauth's options, declared without importing it (inspectord.keystone_options).
+    keystone_options.register_options(conf, "ironic")
+    keystone_options.register_options(conf, "swift")
     conf.set_default("auth_type", "password", group="swift")  # ironic-inspector's default
     return conf
-
-
-def _known_ironic_options(conf, group="ironic"):
-    """Option names of [ironic] (or [swift]), with the old names keystoneauth still accepts (tenant_name...)."""
-    names = set(conf[group]) | {"auth_plugin"}
-    for plugin in _KNOWN_AUTH_PLUGINS:
-        try:
-            loader = ks_loading.get_plugin_loader(plugin)
-        except Exception:  # plugin not installed with this keystoneauth
-            continue
-        for opt in loader.get_options():
-            names.add(opt.dest)
-            names.update(old.dest for old in opt.deprecated)
-    return names
 
 
 def config_dir_files(directory):
@@ -780,7 +761,7 @@ def _classify(conf, path, ignored, unknown):
             ignored.update(("[{}]{}".format(section, k), None) for k in keys)
             continue
         if section in ("ironic", "swift"):
-            known = _known_ironic_options(conf, section)
+            known = keystone_options.known_options(conf, section)
         elif section in _OPTS:
             known = {o.dest for o in _OPTS[section]}
             known |= {d.name for o in _OPTS[section] for d in o.deprecated_opts if d.name}  # e.g. auth_uri
@@ -857,28 +838,6 @@ def _freeze(conf, group):
             value = dict(value)
         data[field.name] = value
     return cls(**data)
-
-
-@dataclasses.dataclass(frozen=True)
-class IronicAuthOptions:
-    """What a client of Ironic (or Swift) needs to authenticate: a plugin or none."""
-
-    auth_type: str
-    endpoint_override: str
-    service_type: str
-    interface: object
-    region_name: str
-    # Loaded keystoneauth plugin and session; None for auth_type=none.
-    auth: object = dataclasses.field(repr=False, compare=False, default=None)
-    session: object = dataclasses.field(repr=False, compare=False, default=None)
-    # keystoneauth's session timeout option (seconds), if set.
-    timeout: float = None
-    # keystoneauth's TLS session options: how the service's HTTPS is verified
-    # (inspectord.tls_client.https_policy), for Keystone and the service alike.
-    cafile: str = None
-    insecure: bool = False
-    certfile: str = None
-    keyfile: str = None
 
 
 _S = SECTIONS
@@ -978,9 +937,9 @@ def load(path=None, overrides=None, config_files=(), config_dirs=(), sources=Non
         frozen = {_group_attr(g): _freeze(conf, g) for g in _OPTS}
     except (cfg.Error, ValueError) as e:
         raise errors.ConfigError("invalid configuration: {}".format(e)) from None
-    ironic_auth = _load_ironic_auth(conf)
+    ironic_auth = keystone_options.load_service_auth(conf)
     if frozen["processing"].store_data == "swift":
-        frozen["swift_auth"] = _load_ironic_auth(conf, "swift", "object-store")
+        frozen["swift_auth"] = keystone_options.load_service_auth(conf, "swift", "object-store")
     config_paths = [s for kind, s in sources if kind == "file"]
     result = Config(
         ironic_auth=ironic_auth,
@@ -994,58 +953,6 @@ def load(path=None, overrides=None, config_files=(), config_dirs=(), sources=Non
     return result
 
 
-def _load_ironic_auth(conf, name="ironic", service_type="baremetal"):
-    group = conf[name]
-    auth_type = group.auth_type or "none"
-    try:
-        if auth_type == "none":
-            auth = session = None
-        else:
-            auth = ks_loading.load_auth_from_conf_options(conf, name)
-            session = ks_loading.load_session_from_conf_options(conf, name, auth=auth)
-    except Exception as e:  # keystoneauth raises many types; all mean bad config
-        raise errors.ConfigError("invalid [{}] authentication options: {}".format(name, e)) from None
-    if auth_type == "none" and not group.endpoint_override:
-        raise errors.ConfigError("[{0}]endpoint_override is required with [{0}]auth_type=none".format(name))
-    return IronicAuthOptions(
-        auth_type=auth_type,
-        endpoint_override=group.endpoint_override,
-        service_type=group.service_type or service_type,
-        interface=tuple(group.valid_interfaces or ["internal", "public"]),
-        region_name=group.region_name,
-        auth=auth,
-        session=session,
-        timeout=group.timeout,
-        cafile=group.cafile or None,
-        insecure=bool(group.insecure),
-        certfile=group.certfile or None,
-        keyfile=group.keyfile or None,
-    )
-
-
-def _validate_keystone_authtoken(ks):
-    """What auth_strategy=keystone needs to get a service token; the message names the option."""
-    def missing(option, why):
-        return errors.ConfigError(
-            "[DEFAULT]auth_strategy=keystone needs [keystone_authtoken]{} ({})".format(option, why)
-        )
-
-    if not ks.auth_url:
-        raise missing("auth_url", "the Keystone endpoint tokens are validated with")
-    if ks.auth_type == "v3applicationcredential":
-        if not ks.application_credential_secret:
-            raise missing("application_credential_secret", "auth_type=v3applicationcredential")
-        if not ks.application_credential_id and not (ks.application_credential_name and (ks.user_id or ks.username)):
-            raise missing("application_credential_id", "or application_credential_name with username")
-        return
-    if not (ks.username or ks.user_id):
-        raise missing("username", "the service user inspectord validates tokens as")
-    if not ks.password:
-        raise missing("password", "the service user's password")
-    if ks.username and not ks.user_id and not (ks.user_domain_name or ks.user_domain_id):
-        raise missing("user_domain_name", "the domain of username")
-    if ks.project_name and not ks.project_id and not (ks.project_domain_name or ks.project_domain_id):
-        raise missing("project_domain_name", "the domain of project_name")
 
 
 def validate(config):
@@ -1056,7 +963,7 @@ def validate(config):
     them.
     """
     if config.default.auth_strategy == "keystone":
-        _validate_keystone_authtoken(config.keystone_authtoken)
+        keystone_options.validate_keystone_authtoken(config.keystone_authtoken)
     if config.processing.add_ports == "disabled" and config.processing.keep_ports == "added":
         raise errors.ConfigError(
             "[processing]add_ports=disabled cannot be combined with keep_ports=added; set keep_ports=all"

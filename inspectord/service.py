@@ -13,9 +13,8 @@ from treq.client import HTTPClient
 from inspectord.api import auth as api_auth, limits
 from inspectord.api.app import API, make_site
 from inspectord.introspection import Introspection
-from inspectord.ironic import auth as ironic_auth
 from inspectord.ironic.client import IronicClient
-from inspectord import errors, health as health_mod, ipmi, listening, pxe, tls_client
+from inspectord import errors, health as health_mod, ipmi, keystone, listening, pxe, tls_client
 from inspectord.api import ops as api_ops
 from inspectord.health import HealthCheck
 from inspectord.processing import discovery, hooks
@@ -247,7 +246,7 @@ def make_service(config, reactor, environ=None):
     http = HTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
     ironic = IronicClient(
         http,
-        ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool),
+        keystone.endpoint_for(config.ironic_auth, reactor, io_pool),
         reactor,
         api_version=config.ironic_client.api_version,
         timeout=config.ironic_client.request_timeout,

@@ -11,8 +11,8 @@ keystone
     treq: ``GET /v3/auth/tokens?nocatalog`` with inspectord's service token
     in ``X-Auth-Token`` and the user's in ``X-Subject-Token``
     (:class:`TokenValidator`).  The service token comes from
-    ``[keystone_authtoken]`` (:class:`ServiceToken`) and is renewed before
-    it expires.  Validations are cached under a hash of the token for
+    ``[keystone_authtoken]`` through keystoneauth, in a thread pool, and is
+    renewed before it expires (:class:`inspectord.keystone.ServiceToken`).  Validations are cached under a hash of the token for
     ``token_cache_time`` seconds, never past the token's expiry; concurrent
     requests with one uncached token make one Keystone call.  Keystone
     unreachable is a 503.  Identity headers a client sends (``X-Roles``,
@@ -55,9 +55,6 @@ from inspectord.threads import PoolRunner
 from inspectord.watchedfile import WatchedFile
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-SERVICE_TOKEN_MARGIN = 120
-"""Seconds before its expiry that the service token is replaced."""
 
 KEYSTONE_TIMEOUT = 10
 """Default seconds for a Keystone request ([keystone_authtoken]http_connect_timeout)."""
@@ -233,39 +230,6 @@ def keystone_root(auth_url):
     return url.replace(path=segments, query=(), fragment="")
 
 
-def password_auth_body(options):
-    """The ``POST /v3/auth/tokens`` body for the service user of ``[keystone_authtoken]``."""
-    user = {}
-    if options.user_id:
-        user["id"] = options.user_id
-    else:
-        user["name"] = options.username
-        user["domain"] = (
-            {"id": options.user_domain_id} if options.user_domain_id else {"name": options.user_domain_name}
-        )
-    if options.auth_type == "v3applicationcredential":
-        credential = {"secret": options.application_credential_secret}
-        if options.application_credential_id:
-            credential["id"] = options.application_credential_id
-        else:
-            credential["name"] = options.application_credential_name
-            credential["user"] = user
-        # An application credential carries its own scope.
-        return {"auth": {"identity": {"methods": ["application_credential"], "application_credential": credential}}}
-    user["password"] = options.password
-    auth = {"identity": {"methods": ["password"], "password": {"user": user}}}
-    if options.system_scope:
-        auth["scope"] = {"system": {options.system_scope: True}}
-    elif options.project_id:
-        auth["scope"] = {"project": {"id": options.project_id}}
-    elif options.project_name:
-        domain = (
-            {"id": options.project_domain_id} if options.project_domain_id else {"name": options.project_domain_name}
-        )
-        auth["scope"] = {"project": {"name": options.project_name, "domain": domain}}
-    return {"auth": auth}
-
-
 async def _keystone_request(http, clock, timeout, method, url, what, **kwargs):
     """``(status, headers, JSON body or None)``; :class:`AuthUnavailable` if Keystone cannot be reached."""
 
@@ -303,66 +267,6 @@ async def _keystone_request(http, clock, timeout, method, url, what, **kwargs):
             if 200 <= code < 300:
                 raise AuthUnavailable("Keystone answered {} with a body that is not JSON".format(what)) from None
     return code, headers, body
-
-
-class ServiceToken:
-    """inspectord's own token, from ``[keystone_authtoken]``, renewed before it expires.
-
-    :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
-    """
-
-    log = Logger()
-
-    def __init__(self, http, clock, auth_url, options, timeout=KEYSTONE_TIMEOUT, margin=SERVICE_TOKEN_MARGIN):
-        self._http = http
-        self._clock = clock
-        self._url = str(keystone_root(auth_url).child("v3", "auth", "tokens")) + "?nocatalog"
-        self._body = password_auth_body(options)
-        self._timeout = timeout
-        self._margin = margin
-        self._token = None
-        self._renew_at = 0.0
-        self._fetches = SingleFlight()
-        self.fetched = 0
-
-    async def get(self):
-        """The current service token, fetched first if there is none or it expires soon."""
-        if self._token is not None and self._clock.seconds() < self._renew_at:
-            return self._token
-        return await self._fetches.call(None, self._fetch)
-
-    def invalidate(self, token):
-        """Keystone refused ``token``: fetch another next time."""
-        if self._token == token:
-            self._token = None
-
-    async def _fetch(self):
-        code, headers, body = await _keystone_request(
-            self._http, self._clock, self._timeout, "POST", self._url, "service token",
-            json=self._body, headers={"Content-Type": "application/json"},
-        )
-        if code != 201:
-            self.log.error(
-                "Keystone refused inspectord's service user ({code}); check [keystone_authtoken]", code=code
-            )
-            raise AuthUnavailable(
-                "inspectord cannot authenticate to Keystone (HTTP {}); check [keystone_authtoken]".format(code)
-            )
-        token = headers.getRawHeaders("X-Subject-Token", [None])[0]
-        try:
-            expires = parse_timestamp(body["token"]["expires_at"])
-        except (KeyError, TypeError, ValueError):
-            raise AuthUnavailable("Keystone's service token answer has no valid expires_at") from None
-        if not token:
-            raise AuthUnavailable("Keystone's service token answer has no X-Subject-Token")
-        now = self._clock.seconds()
-        # Renew `margin` seconds before expiry, or half-way through a short-lived token.
-        self._renew_at = max(now, expires - min(self._margin, (expires - now) / 2))
-        self._token = token
-        self.fetched += 1
-        self.log.info("Obtained a Keystone service token valid until {expires}",
-                      expires=datetime.datetime.fromtimestamp(expires, datetime.timezone.utc).isoformat())
-        return token
 
 
 class TokenValidator:
@@ -685,8 +589,8 @@ def make_auth(config, reactor=None, threadpool=None, http_client=None, pool=None
     """The strategy of ``[DEFAULT]auth_strategy``.
 
     :param reactor: the reactor (also the clock); not needed for noauth.
-    :param threadpool: where bcrypt checks and policy/htpasswd file reads
-        run (or ``pool``, anything with ``run(f, *args) -> Deferred``).
+    :param threadpool: where bcrypt checks, policy/htpasswd file reads and
+        keystoneauth's service token requests run (or ``pool``, anything with ``run(f, *args) -> Deferred``).
     :param http_client: a treq client for Keystone; built from
         ``[keystone_authtoken]`` (TLS options) if not given.
     :raises errors.ConfigError: an unusable policy or htpasswd file.
@@ -703,7 +607,10 @@ def make_auth(config, reactor=None, threadpool=None, http_client=None, pool=None
         if http_client is None:
             http_client = _keystone_http_client(reactor, options)
         timeout = options.http_connect_timeout or KEYSTONE_TIMEOUT
-        service_token = ServiceToken(http_client, reactor, options.auth_url, options, timeout=timeout)
+        from inspectord import keystone  # imports keystoneauth1
+
+        plugin, session = keystone.load_authtoken_auth(options, timeout=timeout)
+        service_token = keystone.ServiceToken(plugin, session, reactor, pool, error=AuthUnavailable)
         validator = TokenValidator(
             http_client, reactor, options.auth_url, service_token,
             cache_time=options.token_cache_time, timeout=timeout,

@@ -117,7 +117,7 @@ class IronicClient:
 
     :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
     :param endpoint: ``async`` callable returning ``(DecodedURL base,
-        headers dict)``; see :mod:`inspectord.ironic.auth`.
+        headers dict)``; see :func:`inspectord.keystone.endpoint_for`.
     :param clock: an ``IReactorTime`` for timeouts and backoff.
     """
 

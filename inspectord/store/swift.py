@@ -42,7 +42,7 @@ class SwiftClient:
 
     :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
     :param endpoint: ``async`` callable returning ``(DecodedURL of the
-        account, headers dict)``; see :func:`inspectord.ironic.auth.endpoint_for`.
+        account, headers dict)``; see :func:`inspectord.keystone.endpoint_for`.
         If it has an ``invalidate()`` method, a 401 calls it and tries again.
     :param clock: an ``IReactorTime`` for timeouts and backoff.
     """
@@ -205,15 +205,15 @@ def make_data_store(processing, swift, swift_auth, http, clock, pool):
     """The :class:`SwiftDataStore` of the ``[swift]`` section, or None without ``[processing]store_data=swift``.
 
     :param swift_auth: the loaded ``[swift]`` authentication
-        (:class:`inspectord.config.IronicAuthOptions`).
+        (:class:`inspectord.keystone_options.IronicAuthOptions`).
     """
     if processing.store_data != "swift":
         return None
-    from inspectord.ironic import auth as ks_auth
+    from inspectord import keystone
 
     client = SwiftClient(
         http,
-        ks_auth.endpoint_for(swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
+        keystone.endpoint_for(swift_auth, clock, pool, service="Swift", error=errors.SwiftError),
         clock,
         container=swift.container,
         delete_after=swift.delete_after,

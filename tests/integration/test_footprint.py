@@ -3,7 +3,8 @@
 What the configuration does not use is not imported: Alembic only when the
 database needs migrating, scapy only for the builtin DHCP or the sniffer,
 pyghmi only to set BMC credentials, the YAML, JSON path and JSON patch
-libraries only when a policy file, a rule or a hook uses them.  The
+libraries only when a policy file, a rule or a hook uses them, keystoneauth1
+(and requests, urllib3) only with Keystone authentication.  The
 modules are those the process held when it stopped (:mod:`bench.launch`).
 """
 

@@ -4,6 +4,7 @@ A fake Keystone (a Klein app on the test's Clock) is reached through
 StubTreq, so every request inspectord makes to it is seen and can be held.
 """
 
+import dataclasses
 import datetime
 import hashlib
 import itertools
@@ -17,8 +18,10 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from inspectord import keystone as keystone_client
 from inspectord.api import auth, authz
 from inspectord.api.status import status_for
+from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import Harness
 
 START = 1_800_000_000
@@ -127,21 +130,69 @@ class FakeKeystone:
         return [c for c in self.calls if c[0] == "POST"]
 
 
-class ServiceOptions:
-    auth_type = "password"
-    username = "inspectord"
-    user_id = None
-    password = "service-secret"
-    user_domain_name = "Default"
-    user_domain_id = None
-    project_name = "service"
-    project_id = None
-    project_domain_name = "Default"
-    project_domain_id = None
-    system_scope = None
-    application_credential_id = None
-    application_credential_name = None
-    application_credential_secret = None
+class Access:
+    def __init__(self, expires):
+        self.expires = expires
+
+
+class FakeKeystoneauth:
+    """keystoneauth's plugin and session as a service token uses them, logging in at a FakeKeystone.
+
+    Called in the (synchronous) thread pool: one login per token, like
+    keystoneauth's own token cache, and a new one after ``invalidate()``.
+    """
+
+    def __init__(self, keystone, name="inspectord", password="service-secret"):
+        self.keystone = keystone
+        self.name = name
+        self.password = password
+        self.token = None
+        self.auth = self.session = self
+
+    def get_auth_headers(self, auth):
+        if self.token is None:
+            from keystoneauth1 import exceptions
+
+            self.keystone.calls.append(("POST", "/v3/auth/tokens"))
+            known = self.keystone.users.get(self.name)
+            if known is None or known[0] != self.password:
+                raise exceptions.Unauthorized("The request you have made requires authentication.")
+            self.token = self.keystone.issue(self.name)
+        return {"X-Auth-Token": self.token}
+
+    def get_access(self, session):
+        expires = self.keystone.tokens[self.token]["expires_at"]
+        return Access(datetime.datetime.fromisoformat(expires.replace("Z", "+00:00")))
+
+    def invalidate(self):
+        self.token = None
+        return True
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthtokenOptions:
+    auth_type: str = "password"
+    auth_url: str = AUTH_URL
+    username: str = "inspectord"
+    user_id: str = None
+    password: str = "service-secret"
+    user_domain_name: str = "Default"
+    user_domain_id: str = None
+    project_name: str = "service"
+    project_id: str = None
+    project_domain_name: str = "Default"
+    project_domain_id: str = None
+    system_scope: str = None
+    application_credential_id: str = None
+    application_credential_name: str = None
+    application_credential_secret: str = None
+    cafile: str = None
+    insecure: bool = False
+
+
+def service_token(keystone, clock, plugin=None):
+    plugin = plugin or FakeKeystoneauth(keystone)
+    return keystone_client.ServiceToken(plugin, plugin, clock, SynchronousRunner(), error=auth.AuthUnavailable)
 
 
 class Unreachable:
@@ -163,7 +214,7 @@ class KeystoneCase(SynchronousTestCase):
         self.clock.advance(START)
         self.keystone = FakeKeystone(self.clock)
         self.http = StubTreq(self.keystone.app.resource())
-        self.service_token = auth.ServiceToken(self.http, self.clock, AUTH_URL, ServiceOptions())
+        self.service_token = service_token(self.keystone, self.clock)
         self.validator = auth.TokenValidator(
             self.http, self.clock, AUTH_URL, self.service_token, cache_time=self.cache_time
         )
@@ -198,9 +249,10 @@ class TokenValidatorTests(KeystoneCase):
         token = self.keystone.issue("alice")
         self.identity(token)
         self.assertEqual(self.keystone.validations(), [("GET", "/v3/auth/tokens?nocatalog")])
-        self.assertEqual(self.keystone.logins(), [("POST", "/v3/auth/tokens?nocatalog")])
-        self.assertEqual(self.keystone.seen_tokens, [(self.service_token._token, token)])
-        self.assertEqual(self.keystone.tokens[self.service_token._token]["user"]["name"], "inspectord")
+        self.assertEqual(self.keystone.logins(), [("POST", "/v3/auth/tokens")])
+        service = self.successResultOf(defer.Deferred.fromCoroutine(self.service_token.get()))
+        self.assertEqual(self.keystone.seen_tokens, [(service, token)])
+        self.assertEqual(self.keystone.tokens[service]["user"]["name"], "inspectord")
 
     def test_unknown_token_is_none(self):
         """Keystone's 404 (invalid, expired or revoked) means no identity."""
@@ -296,7 +348,7 @@ class TokenValidatorTests(KeystoneCase):
 
     def test_keystone_unreachable(self):
         http = Unreachable()
-        service = auth.ServiceToken(http, self.clock, AUTH_URL, ServiceOptions())
+        service = service_token(self.keystone, self.clock)
         validator = auth.TokenValidator(http, self.clock, AUTH_URL, service)
         d = defer.Deferred.fromCoroutine(validator.validate("anything"))
         failure = self.failureResultOf(d, auth.AuthUnavailable)
@@ -319,8 +371,6 @@ class TokenValidatorTests(KeystoneCase):
     def test_expired_in_body_is_invalid(self):
         """A 200 whose expires_at is already past (clock skew) is not trusted."""
         token = self.keystone.issue("alice")
-        service = self.keystone.issue("inspectord")
-        self.service_token._token, self.service_token._renew_at = service, START + 1000
         self.keystone.tokens[token]["expires_at"] = iso(START - 1)
         self.keystone._live = self.keystone.tokens.get  # a Keystone that does not check expiry
         self.assertIsNone(self.identity(token))
@@ -338,37 +388,39 @@ class ServiceTokenTests(KeystoneCase):
         self.assertEqual(self.service_token.fetched, 1)
         self.assertEqual(self.keystone.tokens[first]["user"]["name"], "inspectord")
 
-    def test_login_body(self):
-        body = auth.password_auth_body(ServiceOptions())
+    def test_service_user_plugin_from_options(self):
+        """[keystone_authtoken] becomes keystoneauth's v3 password plugin (no network)."""
+        plugin, session = keystone_client.load_authtoken_auth(AuthtokenOptions(), timeout=7)
+        plugin = plugin.create_plugin(session, (3, 0), AUTH_URL)  # what version discovery picks for /v3
+        method = plugin.auth_methods[0]
         self.assertEqual(
-            body,
-            {
-                "auth": {
-                    "identity": {
-                        "methods": ["password"],
-                        "password": {
-                            "user": {"name": "inspectord", "domain": {"name": "Default"}, "password": "service-secret"}
-                        },
-                    },
-                    "scope": {"project": {"name": "service", "domain": {"name": "Default"}}},
-                }
-            },
+            (method.username, method.password, method.user_domain_name),
+            ("inspectord", "service-secret", "Default"),
         )
+        self.assertEqual((plugin.project_name, plugin.project_domain_name), ("service", "Default"))
+        self.assertEqual(plugin.auth_url, AUTH_URL)
+        self.assertEqual((session.timeout, session.verify), (7.0, True))
 
-    def test_application_credential_body(self):
-        options = ServiceOptions()
-        options.auth_type = "v3applicationcredential"
-        options.application_credential_id = "ac-1"
-        options.application_credential_secret = "s3cret"
-        self.assertEqual(
-            auth.password_auth_body(options),
-            {"auth": {"identity": {"methods": ["application_credential"],
-                                   "application_credential": {"id": "ac-1", "secret": "s3cret"}}}},
+    def test_application_credential_plugin(self):
+        options = AuthtokenOptions(
+            auth_type="v3applicationcredential", username=None, password=None, project_name=None,
+            application_credential_id="ac-1", application_credential_secret="s3cret", insecure=True,
         )
+        plugin, session = keystone_client.load_authtoken_auth(options)
+        method = plugin.auth_methods[0]
+        self.assertEqual((method.application_credential_id, method.application_credential_secret),
+                         ("ac-1", "s3cret"))
+        self.assertFalse(session.verify)
+
+    def test_refused_login_is_unavailable(self):
+        self.keystone.users["inspectord"] = ("another", ["service"], "project")
+        failure = self.failureResultOf(defer.Deferred.fromCoroutine(self.service_token.get()), auth.AuthUnavailable)
+        self.assertIn("check [keystone_authtoken]", failure.value.message)
+        self.assertEqual(self.service_token.fetched, 0)
 
     def test_renewed_before_expiry(self):
         first = self.get()
-        self.clock.advance(3600 - auth.SERVICE_TOKEN_MARGIN - 1)
+        self.clock.advance(3600 - keystone_client.REFRESH_MARGIN - 1)
         self.assertEqual(self.get(), first)
         self.clock.advance(1)
         second = self.get()
@@ -394,14 +446,16 @@ class ServiceTokenTests(KeystoneCase):
         """Keystone's 401 for our service token: log in again and retry once."""
         token = self.keystone.issue("alice")
         self.identity(token)
-        self.keystone.revoke(self.service_token._token)
+        self.keystone.revoke(self.get())
         self.assertIsNotNone(self.identity(self.keystone.issue("alice")))
         self.assertEqual(self.service_token.fetched, 2)
 
     def test_wrong_service_password_is_503(self):
         self.keystone.users["inspectord"] = ("another", ["service"], "project")
         failure = self.failureResultOf(self.validate(self.keystone.issue("alice")), auth.AuthUnavailable)
-        self.assertIn("cannot authenticate to Keystone (HTTP 401)", failure.value.message)
+        self.assertIn("cannot authenticate to Keystone (The request you have made requires authentication. (HTTP 401)); "
+                      "check [keystone_authtoken]",
+                      failure.value.message)
         self.assertIn("[keystone_authtoken]", failure.value.message)
 
     def test_service_user_without_service_role_is_503(self):
@@ -501,7 +555,7 @@ class KeystoneAPITests(KeystoneCase):
 
     def test_keystone_down_503(self):
         http = Unreachable()
-        service = auth.ServiceToken(http, self.clock, AUTH_URL, ServiceOptions())
+        service = service_token(self.keystone, self.clock)
         validator = auth.TokenValidator(http, self.clock, AUTH_URL, service)
         self.harness.api.auth.validator = validator
         code, headers, body = self.call("GET", "/v1/introspection/" + self.uuid, token="abc")
@@ -517,7 +571,7 @@ class KeystoneAPITests(KeystoneCase):
         token = self.keystone.issue("alice")
         self.call("GET", "/v1/introspection/" + self.uuid, token=token)
         self.keystone.users["inspectord"] = ("other", ["service"], "project")
-        self.service_token._token = None
+        self.service_token.invalidate()
         self.call("GET", "/v1/introspection/" + self.uuid, token=token)
         self.assertTrue(events)
         text = repr(events)

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
-from inspectord import outbound
+from inspectord import keystone, outbound
 from inspectord.api import auth
 from inspectord.ipmi import CredentialsVerifier
 from inspectord.ipmi.base import UNREACHABLE, AttemptResult
@@ -20,7 +20,7 @@ from inspectord.pxe import service as pxe_service
 from inspectord.store.swift import SwiftClient
 from inspectord.threads import SynchronousRunner
 from tests.unit.helpers import Harness, fixture
-from tests.unit.test_auth_keystone import AUTH_URL, ServiceOptions, Unreachable
+from tests.unit.test_auth_keystone import AUTH_URL
 from tests.unit.test_ironic_client import FakeResponse
 from tests.unit.test_pxe_service import FakeDriver, FakePorts, new_store
 
@@ -173,8 +173,18 @@ class KeystoneCancellationTests(SynchronousTestCase):
 
     def test_refused_is_still_unavailable(self):
         clock = task.Clock()
-        service = auth.ServiceToken(Unreachable(), clock, AUTH_URL, ServiceOptions())
-        self.failureResultOf(defer.Deferred.fromCoroutine(service.get()), auth.AuthUnavailable)
+        from keystoneauth1 import exceptions
+
+        class Refused:
+            auth = session = property(lambda self: self)
+
+            def get_auth_headers(self, auth):
+                raise exceptions.ConnectFailure("Unable to establish connection to keystone.test:5000")
+
+        refused = Refused()
+        service = keystone.ServiceToken(refused, refused, clock, SynchronousRunner(), error=auth.AuthUnavailable)
+        failure = self.failureResultOf(defer.Deferred.fromCoroutine(service.get()), auth.AuthUnavailable)
+        self.assertIn("Keystone is unreachable: Unable to establish connection", failure.value.message)
 
 
 class StopWithin2sTests(SynchronousTestCase):

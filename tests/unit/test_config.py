@@ -437,7 +437,7 @@ class LeafTests(ConfigTestCase):
         )
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         out = subprocess.run([sys.executable, "-c", code, os.path.abspath(path)], cwd=root, capture_output=True, text=True, check=True)
-        self.assertEqual(sorted(out.stdout.split()), ["inspectord", "inspectord.config", "inspectord.errors"])
+        self.assertEqual(sorted(out.stdout.split()), ["inspectord", "inspectord.config", "inspectord.errors", "inspectord.keystone_options"])
 
     def assertTyped(self, cls):
         for field in dataclasses.fields(cls):

@@ -10,8 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.api.status import status_for
-from inspectord.config import IronicAuthOptions
-from inspectord.ironic import auth as ironic_auth
+from inspectord.keystone import IronicAuthOptions
+from inspectord import keystone
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
 from inspectord.testing import FakeIronic
 from inspectord.threads import SynchronousRunner
@@ -552,7 +552,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
 
     def test_static_without_auth(self):
         options = IronicAuthOptions("none", "http://ironic.test:6385/v1", "baremetal", ("public",), None)
-        endpoint = ironic_auth.endpoint_for(options, None, None)
+        endpoint = keystone.endpoint_for(options, None, None)
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual((base.to_text(), headers), ("http://ironic.test:6385", {}))
 
@@ -561,7 +561,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
         clock.advance(1_800_000_000)
         expires = datetime.datetime.fromtimestamp(1_800_000_000 + 3600, datetime.timezone.utc)
         session = self.make_session(expires)
-        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SynchronousRunner())
+        endpoint = keystone.endpoint_for(self.options(session), clock, SynchronousRunner())
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://ironic.internal:6385")
         self.assertEqual(headers, {"X-Auth-Token": "token-0"})
@@ -573,12 +573,12 @@ class KeystoneEndpointTests(SynchronousTestCase):
         self.assertEqual(session.resolved, 2)
 
     def test_auth_without_token_http_basic(self):
-        # keystoneauth's http_basic plugin has no get_access: headers only, re-read hourly.
+        # A plugin without get_access (no token expiry): its headers are asked again hourly.
         clock = task.Clock()
         clock.advance(1_800_000_000)
         session = self.make_session(None)
         del type(session.auth).get_access
-        endpoint = ironic_auth.endpoint_for(self.options(session, "http://ironic.test:6385"), clock, SynchronousRunner())
+        endpoint = keystone.endpoint_for(self.options(session, "http://ironic.test:6385"), clock, SynchronousRunner())
         base, headers = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual((base.to_text(), headers), ("http://ironic.test:6385", {"X-Auth-Token": "token-0"}))
 
@@ -592,7 +592,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
             raise ks_exceptions.Unauthorized("The request you have made requires authentication.")
 
         session.get_auth_headers = refuse
-        endpoint = ironic_auth.endpoint_for(self.options(session), clock, SynchronousRunner())
+        endpoint = keystone.endpoint_for(self.options(session), clock, SynchronousRunner())
         failure = self.failureResultOf(defer.Deferred.fromCoroutine(endpoint()), errors.IronicError)
         self.assertEqual(status_for(failure.value), 503)
         self.assertIn("cannot authenticate to Ironic through Keystone", str(failure.value))
@@ -601,7 +601,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
     def test_endpoint_override_wins_over_catalog(self):
         clock = task.Clock()
         session = self.make_session(None)
-        endpoint = ironic_auth.endpoint_for(self.options(session, "http://override.test/v1"), clock, SynchronousRunner())
+        endpoint = keystone.endpoint_for(self.options(session, "http://override.test/v1"), clock, SynchronousRunner())
         base, _ = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://override.test")
         self.assertEqual(session.resolved, 0)

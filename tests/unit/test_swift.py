@@ -11,8 +11,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from inspectord import config as config_mod
 from inspectord import errors
 from inspectord.api.status import status_for
-from inspectord.config import IronicAuthOptions
-from inspectord.ironic import auth as ironic_auth
+from inspectord.keystone import IronicAuthOptions
+from inspectord import keystone
 from inspectord.ironic.client import static_endpoint
 from inspectord.store.swift import SwiftClient, SwiftDataStore, make_data_store, object_name
 from inspectord.testing import FakeSwift
@@ -227,7 +227,7 @@ class KeystoneEndpointTests(SynchronousTestCase):
         )
         clock = task.Clock()
         clock.callFromThread = lambda f, *a, **kw: f(*a, **kw)
-        return ironic_auth.endpoint_for(options, clock, SynchronousRunner(), service="Swift"), auth, session
+        return keystone.endpoint_for(options, clock, SynchronousRunner(), service="Swift"), auth, session
 
     def test_catalog_endpoint_and_token(self):
         endpoint, _, session = self.endpoint()
