@@ -38,9 +38,22 @@ def say(message):
     print("[cpu] {}".format(message), file=sys.stderr, flush=True)
 
 
+class ProfiledInspectord(InspectordProcess):
+    """inspectord under twistd's cProfile (the reactor thread only), its stats saved to ``profile``."""
+
+    profile = None
+
+    def command(self):
+        twistd, nodaemon, *rest = super().command()
+        return [twistd, nodaemon, "--profile", self.profile, "--profiler", "cprofile", "--savestats", *rest]
+
+
 def run_once(count, args, workdir):
     ironic = FakeIronicProcess(workdir, count)
-    service = InspectordProcess(pathlib.Path(workdir) / "inspectord", ironic.url, clean_up_period=600,
+    process = InspectordProcess
+    if args.profile:
+        process = type("Profiled", (ProfiledInspectord,), {"profile": str(pathlib.Path(args.profile).resolve())})
+    service = process(pathlib.Path(workdir) / "inspectord", ironic.url, clean_up_period=600,
                                 extra_config=args.inspectord_config)
     try:
         service.start()
@@ -78,6 +91,8 @@ def main(argv=None):
     parser.add_argument("--callback-concurrency", type=int, default=50)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--inspectord-config", default="", help="extra ini text for inspectord.conf")
+    parser.add_argument("--profile", default=None,
+                        help="save cProfile stats of inspectord's reactor thread to this file (CPU figures then inflated)")
     parser.add_argument("--label", default=None, help="the row's label with --markdown (default: the commit)")
     parser.add_argument("--markdown", action="store_true", help="also print a table row")
     args = parser.parse_args(argv)

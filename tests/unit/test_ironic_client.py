@@ -300,11 +300,11 @@ class ErrorTests(ClientTestCase):
 
     def test_non_json_error_body(self):
         manual = ManualHTTP()
-        d = self.call(self.client(manual).get_node("n"))
+        d = self.call(self.client(manual).patch_node("n", []))
         manual.answer(500, b"<html>Internal Server Error</html>")
         failure = self.failureResultOf(d, errors.IronicError)
         self.assertEqual(
-            failure.value.message, "Ironic answered 500 to GET /v1/nodes/n: <html>Internal Server Error</html>"
+            failure.value.message, "Ironic answered 500 to PATCH /v1/nodes/n: <html>Internal Server Error</html>"
         )
 
 
@@ -339,6 +339,39 @@ class RetryTests(ClientTestCase):
         self.assertEqual(gaps, [8.0, 16.0, 30.0, 30.0])
         manual.answer(200, {"uuid": "n"})
         self.assertEqual(self.successResultOf(d), {"uuid": "n"})
+
+    def test_500_retried_for_idempotent_requests_only(self):
+        uuid = self.fake.add_node(power_state="power on")
+        self.fake.fail("PUT", "/v1/nodes/{}/states/power".format(uuid), 500, times=1)
+        self.fake.fail("PUT", "/v1/nodes/{}/management".format(uuid), 502, times=1)
+        self.fake.fail("GET", "/v1/nodes", 504, times=1)
+        client = self.client()
+        for call in (lambda: client.set_power_state(uuid, "power off"), lambda: client.set_boot_device_pxe(uuid),
+                     lambda: client.get_node(uuid)):
+            d = self.call(call())
+            self.assertNoResult(d)
+            self.advance(2)  # retried after retry_interval, like a 503
+            self.successResultOf(d)
+        self.assertEqual(self.fake.nodes[uuid]["power_state"], "power off")
+        self.assertEqual([m for m, _, _ in self.http.made], ["PUT", "PUT", "PUT", "PUT", "GET", "GET"])
+        # A PATCH or a reboot is not retried after a 500: it may have been applied.
+        self.fake.fail("PATCH", "/v1/nodes", 500, times=1)
+        self.failureResultOf(self.call(client.patch_node(uuid, [])), errors.IronicError)
+        self.fake.fail("PUT", "/v1/nodes/{}/states/power".format(uuid), 500, times=1)
+        failure = self.failureResultOf(self.call(client.set_power_state(uuid, "rebooting")), errors.IronicError)
+        self.assertEqual(failure.value.status, 500)
+        self.assertEqual(len(self.http.made), 8)
+
+    def test_500_gives_up_after_the_retries(self):
+        uuid = self.fake.add_node()
+        self.fake.fail("PUT", "/v1/nodes/{}/states/power".format(uuid), 500, times=100)
+        d = self.call(self.client(max_retries=2).set_power_state(uuid, "power on"))
+        self.advance(2)
+        self.advance(4)
+        failure = self.failureResultOf(d, errors.IronicError)
+        self.assertEqual(failure.value.status, 500)
+        self.assertIn("(gave up after 3 attempts)", failure.value.message)
+        self.assertEqual(len(self.http.made), 3)
 
     def test_locked_retried(self):
         uuid = self.fake.add_node()
