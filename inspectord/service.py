@@ -23,6 +23,7 @@ from inspectord.metrics import Metrics
 from inspectord.sdnotify import Notifier
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
+from inspectord.ironic.http import AgentHTTPClient
 from inspectord.store.swift import make_data_store
 from inspectord.store.sql import DatabaseUnreachable
 from inspectord.threads import ThreadPoolService
@@ -244,7 +245,7 @@ def make_service(config, reactor, environ=None):
     )
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
-    http = HTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
+    http = AgentHTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
     ironic = IronicClient(
         http,
         ironic_auth.endpoint_for(config.ironic_auth, reactor, io_pool),

@@ -120,7 +120,8 @@ def _fault(body):
 class IronicClient:
     """Talks to Ironic's REST API.
 
-    :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
+    :param http: a treq ``HTTPClient`` (``StubTreq`` in tests) or an
+        :class:`~inspectord.ironic.http.AgentHTTPClient` (the service's).
     :param endpoint: ``async`` callable returning ``(DecodedURL base,
         headers dict)``; see :mod:`inspectord.ironic.auth`.
     :param clock: an ``IReactorTime`` for timeouts and backoff.

@@ -3,8 +3,10 @@
 import datetime
 import json
 
-from treq.testing import StubTreq
+from hyperlink import DecodedURL
+from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet import defer, error as net_error, task
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -12,6 +14,7 @@ from inspectord import errors
 from inspectord.api.status import status_for
 from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
+from inspectord.ironic.http import AgentHTTPClient, url_bytes
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
 from inspectord.testing import FakeIronic
 from inspectord.threads import SynchronousRunner
@@ -638,3 +641,39 @@ class KeystoneEndpointTests(SynchronousTestCase):
         base, _ = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://override.test")
         self.assertEqual(session.resolved, 0)
+
+
+class AgentHTTPClientTests(SynchronousTestCase):
+    """The Ironic client on :class:`AgentHTTPClient` (production's) makes the requests it makes on treq."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.fake = FakeIronic()
+        self.agent = RequestTraversalAgent(self.fake.app.resource())
+        self.client = IronicClient(AgentHTTPClient(self.agent), static_endpoint(ENDPOINT), self.clock)
+
+    def call(self, coroutine):
+        d = defer.Deferred.fromCoroutine(coroutine)
+        for _ in range(5):
+            self.agent.flush()
+        return d
+
+    def test_same_calls_as_on_treq(self):
+        uuid = self.fake.add_node(name="node-1", power_state="power on")
+        self.fake.add_port(uuid, "52:54:00:00:00:01")
+        self.assertEqual(self.successResultOf(self.call(self.client.get_node("node-1")))["uuid"], uuid)
+        self.successResultOf(self.call(self.client.set_power_state(uuid, "power off")))
+        self.assertEqual(self.fake.nodes[uuid]["power_state"], "power off")
+        self.successResultOf(self.call(self.client.patch_node(uuid, [{"op": "add", "path": "/properties/cpus", "value": "4"}])))
+        self.assertEqual(self.fake.nodes[uuid]["properties"]["cpus"], "4")
+        ports = self.successResultOf(self.call(self.client.list_ports(uuid)))
+        self.assertEqual([p["address"] for p in ports], ["52:54:00:00:00:01"])
+        self.assertEqual(
+            [m for m, _ in self.fake.requests], ["GET", "PUT", "PATCH", "GET"]
+        )
+
+    def test_errors_and_query(self):
+        self.failureResultOf(self.call(self.client.get_node("missing")), errors.IronicNotFound)
+        self.assertEqual(url_bytes(DecodedURL.from_text(ENDPOINT).child("v1", "nodes", "a b"), {"limit": "2"}),
+                         ENDPOINT.encode() + b"/v1/nodes/a%20b?limit=2")
+        self.assertEqual(url_bytes(ENDPOINT + "/v1?x=1", {"marker": "m"}), ENDPOINT.encode() + b"/v1?x=1&marker=m")
