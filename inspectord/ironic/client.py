@@ -158,7 +158,8 @@ class IronicClient:
 
     async def _once(self, method, path, body, params):
         base, headers = await self._endpoint()
-        url = base.child(*path.strip("/").split("/"))
+        # Lazy: the host is not decoded (IDNA) again for every request.
+        url = DecodedURL(base.encoded_url, lazy=True).child(*path.strip("/").split("/"))
         headers = dict(headers)
         headers[API_VERSION_HEADER] = self._api_version
         headers["Accept"] = "application/json"

@@ -8,6 +8,10 @@ and answers uncompressed JSON, so :class:`AgentHTTPClient` sends the
 request straight to the agent.  It takes what :class:`IronicClient
 <inspectord.ironic.client.IronicClient>` passes to treq (``headers``,
 ``params``, ``json``), so tests keep using treq's ``StubTreq``.
+
+:class:`CachedEndpoints` gives the ``Agent`` one endpoint per scheme, host
+and port, where Twisted's own factory builds one (and IDNA-encodes its
+host) for every request, even one sent on a pooled connection.
 """
 
 import json as jsonlib
@@ -15,10 +19,11 @@ import urllib.parse
 
 from hyperlink import DecodedURL
 from twisted.internet import defer, protocol
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone
+from twisted.web.client import PotentialDataLoss, ResponseDone, SchemeNotSupported
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
+from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
 from zope.interface import implementer
 
 
@@ -125,3 +130,27 @@ class AgentHTTPClient:
             producer = _BytesProducer(jsonlib.dumps(json, separators=(",", ":")).encode("utf-8"))
         d = self._agent.request(method.encode("ascii"), url_bytes(url, params), raw, producer)
         return d.addCallback(Response)
+
+
+@implementer(IAgentEndpointFactory)
+class CachedEndpoints:
+    """The endpoints of an ``Agent`` (``Agent.usingEndpointFactory``): TCP, or TLS with ``tls_policy``; built once."""
+
+    def __init__(self, reactor, tls_policy):
+        self._reactor = reactor
+        self._tls_policy = tls_policy
+        self._endpoints = {}
+
+    def endpointForURI(self, uri):
+        key = (uri.scheme, uri.host, uri.port)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            if uri.scheme not in (b"http", b"https"):
+                raise SchemeNotSupported("Unsupported scheme: {!r}".format(uri.scheme))
+            endpoint = HostnameEndpoint(self._reactor, uri.host.decode("ascii"), uri.port)
+            if uri.scheme == b"https":
+                endpoint = wrapClientTLS(self._tls_policy.creatorForNetloc(uri.host, uri.port), endpoint)
+            if len(self._endpoints) >= 16:  # the endpoint is a single Ironic: never many
+                self._endpoints.clear()
+            self._endpoints[key] = endpoint
+        return endpoint

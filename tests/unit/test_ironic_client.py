@@ -14,7 +14,7 @@ from inspectord import errors
 from inspectord.api.status import status_for
 from inspectord.config import IronicAuthOptions
 from inspectord.ironic import auth as ironic_auth
-from inspectord.ironic.http import AgentHTTPClient, url_bytes
+from inspectord.ironic.http import AgentHTTPClient, CachedEndpoints, url_bytes
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
 from inspectord.testing import FakeIronic
 from inspectord.threads import SynchronousRunner
@@ -677,3 +677,18 @@ class AgentHTTPClientTests(SynchronousTestCase):
         self.assertEqual(url_bytes(DecodedURL.from_text(ENDPOINT).child("v1", "nodes", "a b"), {"limit": "2"}),
                          ENDPOINT.encode() + b"/v1/nodes/a%20b?limit=2")
         self.assertEqual(url_bytes(ENDPOINT + "/v1?x=1", {"marker": "m"}), ENDPOINT.encode() + b"/v1?x=1&marker=m")
+
+    def test_endpoints_built_once_per_host(self):
+        from twisted.internet.endpoints import HostnameEndpoint
+        from twisted.internet.testing import MemoryReactor
+        from twisted.web.client import URI, BrowserLikePolicyForHTTPS, SchemeNotSupported
+
+        endpoints = CachedEndpoints(MemoryReactor(), BrowserLikePolicyForHTTPS())
+        first = endpoints.endpointForURI(URI.fromBytes(b"http://ironic.test:6385/v1/nodes"))
+        self.assertIs(endpoints.endpointForURI(URI.fromBytes(b"http://ironic.test:6385/v1/ports")), first)
+        tls = endpoints.endpointForURI(URI.fromBytes(b"https://ironic.test:6385/v1"))
+        self.assertIsNot(tls, first)
+        self.assertIsInstance(first, HostnameEndpoint)
+        self.assertNotIsInstance(tls, HostnameEndpoint)  # wrapped in TLS
+        self.assertIs(endpoints.endpointForURI(URI.fromBytes(b"https://ironic.test:6385/v1/nodes")), tls)
+        self.assertRaises(SchemeNotSupported, endpoints.endpointForURI, URI.fromBytes(b"ftp://ironic.test/"))
