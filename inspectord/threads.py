@@ -178,16 +178,21 @@ class WorkerThreads:
         return range(min(self._submitted, len(self.threads)))
 
     def start(self):
+        """Start taking calls (those submitted before wait for this)."""
         self._started = True
+        self._grow()
+
+    def _grow(self):
+        while self._started and self._submitted > len(self.threads) and len(self.threads) < self.max:
+            thread = _daemon_thread(target=self._work, name="{}-{}".format(self.name, len(self.threads)))
+            self.threads.append(thread)
+            thread.start()
 
     def submit(self, f, *args, **kwargs):
         """Run blocking ``f(*args, **kwargs)`` in a thread; a Deferred fired in the reactor thread."""
         d = defer.Deferred()
         self._submitted += 1
-        if self._started and self._submitted > len(self.threads) and len(self.threads) < self.max:
-            thread = _daemon_thread(target=self._work, name="{}-{}".format(self.name, len(self.threads)))
-            self.threads.append(thread)
-            thread.start()
+        self._grow()
         self.q.put((d, f, args, kwargs))
         return d
 

@@ -173,6 +173,15 @@ class WorkerThreadsServiceTests(SynchronousTestCase):
         self.assertEqual([self.successResultOf(d) for d in calls], [True] * 3)
         self.assertEqual(pool.statistics()["busy"], 0)
 
+    def test_call_before_start_runs_once_started(self):
+        pool = threads.WorkerThreadsService(self.clock, "inspectord-test", 1)
+        self.addCleanup(pool.pool.stop)
+        d = pool.run(lambda: "early")
+        self.assertEqual(pool.pool.threads, [])
+        pool.startService()
+        self.clock.run_one_from_thread()
+        self.assertEqual(self.successResultOf(d), "early")
+
     def test_cancelled_call_result_is_dropped(self):
         pool = self.started()
         release = threading.Event()
