@@ -14,6 +14,7 @@ just before the exposition is rendered (:meth:`Metrics.render`), never on
 the reactor thread.
 """
 
+import functools
 import re
 import time
 
@@ -55,6 +56,7 @@ def ironic_endpoint(path):
     return "/" + "/".join(out)
 
 
+@functools.lru_cache(maxsize=1024)  # SQLAlchemy sends the few statements of its cache again and again
 def _statement_kind(statement):
     word = statement.lstrip().split(None, 1)[:1]
     kind = word[0].upper() if word else ""
@@ -90,6 +92,9 @@ class Metrics:
 
     def __init__(self, clock=None, process=False):
         self.clock = clock
+        # Labelled children by (metric, label values): prometheus_client's
+        # labels() validates and locks at every call.
+        self._children = {}
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self._sources = _Sources()
         registry.register(self._sources)
@@ -210,7 +215,7 @@ class Metrics:
         def _after(conn, cursor, statement, parameters, context, executemany):
             started = conn.info.get("inspectord_started")
             if started:
-                self.db_latency.labels(_statement_kind(statement)).observe(time.perf_counter() - started.pop())
+                self._child(self.db_latency, _statement_kind(statement)).observe(time.perf_counter() - started.pop())
 
         @sa.event.listens_for(engine, "handle_error")
         def _error(context):
@@ -230,6 +235,13 @@ class Metrics:
 
     # -- events ---------------------------------------------------------------------
 
+    def _child(self, metric, *values):
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def introspection_started(self):
         self.started.inc()
 
@@ -240,13 +252,13 @@ class Metrics:
         self.failed.labels(reason if reason in FAILURE_REASONS else "internal").inc()
 
     def callback_processed(self, seconds, code):
-        self.callbacks.labels("{}xx".format(code // 100)).observe(seconds)
+        self._child(self.callbacks, "{}xx".format(code // 100)).observe(seconds)
 
     def ironic_request(self, method, path, result, seconds):
         endpoint = ironic_endpoint(path)
-        self.ironic_requests.labels(method, endpoint, str(result)).inc()
+        self._child(self.ironic_requests, method, endpoint, str(result)).inc()
         if seconds is not None:
-            self.ironic_latency.labels(method, endpoint).observe(seconds)
+            self._child(self.ironic_latency, method, endpoint).observe(seconds)
 
     def ironic_retry(self, method, path):
         self.ironic_retries.labels(method, ironic_endpoint(path)).inc()
@@ -259,8 +271,8 @@ class Metrics:
         self.dhcp_requests.labels(driver, "allowed" if allowed else "blocked").inc()
 
     def http_request(self, method, route, code, seconds):
-        self.http_requests.labels(method, route, str(code)).inc()
-        self.http_latency.labels(method, route).observe(seconds)
+        self._child(self.http_requests, method, route, str(code)).inc()
+        self._child(self.http_latency, method, route).observe(seconds)
 
 
 def thd_count_by_state(engine):
@@ -364,12 +376,19 @@ class MetricsSite(server.Site):
     :param url_map: the Klein app's werkzeug ``Map``: a request's route is
         the rule it matches (``/v1/introspection/<node_id>``), ``other``
         when it matches none, so labels stay few whatever clients ask for.
+        A request whose handler set ``request.inspectord_endpoint`` (the
+        Klein endpoint it ran) is not matched again when that endpoint has
+        a single rule.
     """
 
     def __init__(self, resource, metrics, url_map, clock, **kwargs):
         super().__init__(resource, **kwargs)
         self.metrics = metrics
         self._routes = url_map.bind("inspectord")
+        rules = {}
+        for rule in url_map.iter_rules():
+            rules.setdefault(rule.endpoint, set()).add(rule.rule)
+        self._single_rule = {endpoint: next(iter(r)) for endpoint, r in rules.items() if len(r) == 1}
         self._clock = clock
 
     def getResourceFor(self, request):
@@ -377,6 +396,9 @@ class MetricsSite(server.Site):
         return super().getResourceFor(request)
 
     def route(self, request):
+        rule = self._single_rule.get(getattr(request, "inspectord_endpoint", None))
+        if rule is not None:
+            return rule
         try:
             rule, _ = self._routes.match(
                 request.path.decode("utf-8", "replace"), method=request.method.decode("ascii", "replace"), return_rule=True

@@ -22,6 +22,7 @@ from inspectord.metrics import Metrics
 from inspectord.sdnotify import Notifier
 from inspectord.store import SQLStore, make_engine
 from inspectord.store.pool import DatabasePool
+from inspectord.ironic.http import AgentHTTPClient, CachedEndpoints
 from inspectord.store.swift import make_data_store
 from inspectord.store.sql import DatabaseUnreachable
 from inspectord.threads import ThreadPoolService
@@ -243,7 +244,8 @@ def make_service(config, reactor, environ=None):
     )
     http_pool = HTTPConnectionPool(reactor, persistent=True)
     http_pool.maxPersistentPerHost = config.ironic_client.max_in_flight
-    http = HTTPClient(Agent(reactor, contextFactory=_https_policy("ironic", config.ironic_auth), pool=http_pool))
+    endpoints = CachedEndpoints(reactor, _https_policy("ironic", config.ironic_auth))
+    http = AgentHTTPClient(Agent.usingEndpointFactory(reactor, endpoints, pool=http_pool))
     ironic = IronicClient(
         http,
         keystone.endpoint_for(config.ironic_auth, reactor, io_pool),

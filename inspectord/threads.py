@@ -11,6 +11,8 @@ pools' threads are daemon threads: one still stuck after the grace does not
 keep the process alive once the reactor has stopped.
 """
 
+import collections
+import queue
 import threading
 
 from twisted.application import service
@@ -140,3 +142,107 @@ class SynchronousRunner:
 
     def run(self, f, *args, **kwargs):
         return defer.execute(f, *args, **kwargs)
+
+
+_STOP = object()
+
+
+class WorkerThreads:
+    """A few daemon threads taking calls from one queue: the lean thread hand-off of the database.
+
+    Twisted's ``ThreadPool`` wakes a worker through a ``Condition`` and
+    wraps every call in a logging context; a Deferred per call and a
+    ``SimpleQueue`` do here.  Results come back to the reactor thread in
+    batches: a worker that finishes a call while an earlier result still
+    waits for delivery adds its own to the same wake-up.
+
+    :meth:`submit` and the delivery run in the reactor thread only, so the
+    counts need no lock; the workers touch only the queue, the results
+    deque and the ``_wake_pending`` flag.
+    """
+
+    def __init__(self, reactor, name, size):
+        self._reactor = reactor
+        self.name = name
+        self.max = size
+        self.q = queue.SimpleQueue()
+        self.threads = []
+        self._submitted = 0  # calls not yet delivered (reactor thread)
+        self._done = collections.deque()
+        self._wake_pending = False
+        self._started = False
+
+    @property
+    def working(self):
+        """Calls taken or waiting for a thread, not yet answered (for :meth:`ThreadPoolService.statistics`)."""
+        return range(min(self._submitted, len(self.threads)))
+
+    def start(self):
+        """Start taking calls (those submitted before wait for this)."""
+        self._started = True
+        self._grow()
+
+    def _grow(self):
+        while self._started and self._submitted > len(self.threads) and len(self.threads) < self.max:
+            thread = _daemon_thread(target=self._work, name="{}-{}".format(self.name, len(self.threads)))
+            self.threads.append(thread)
+            thread.start()
+
+    def submit(self, f, *args, **kwargs):
+        """Run blocking ``f(*args, **kwargs)`` in a thread; a Deferred fired in the reactor thread."""
+        d = defer.Deferred()
+        self._submitted += 1
+        self._grow()
+        self.q.put((d, f, args, kwargs))
+        return d
+
+    def _work(self):
+        get, done = self.q.get, self._done
+        while True:
+            item = get()
+            if item is _STOP:
+                return
+            d, f, args, kwargs = item
+            try:
+                done.append((d, True, f(*args, **kwargs)))
+            except BaseException:
+                done.append((d, False, Failure()))
+            del item, d, f, args, kwargs
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._reactor.callFromThread(self._deliver)
+
+    def _deliver(self):
+        self._wake_pending = False
+        done = self._done
+        while done:
+            d, ok, result = done.popleft()
+            self._submitted -= 1
+            if d.called:  # cancelled: nobody waits any more
+                continue
+            if ok:
+                d.callback(result)
+            else:
+                d.errback(result)
+
+    def stop(self):
+        """Blocking: let the queued calls run, then end and join every thread."""
+        self._started = False
+        threads = list(self.threads)
+        for _ in threads:
+            self.q.put(_STOP)
+        for thread in threads:
+            thread.join()
+
+
+class WorkerThreadsService(ThreadPoolService):
+    """A :class:`ThreadPoolService` over :class:`WorkerThreads` (same ``run``, statistics and bounded stop)."""
+
+    def __init__(self, reactor, name, size, grace=STOP_GRACE):
+        self._reactor = reactor
+        self.name = name
+        self.grace = grace
+        self.pool = WorkerThreads(reactor, name, size)
+
+    def run(self, f, *args, **kwargs):
+        return self.pool.submit(f, *args, **kwargs)

@@ -67,8 +67,11 @@ def endpoint(rule=None):
     """
 
     def wrap(f):
+        name = f.__name__
+
         @functools.wraps(f)
         async def wrapper(self, request, *args, **kwargs):
+            request.inspectord_endpoint = name  # the route's metrics label without matching again
             return await self._respond(f, request, args, kwargs, rule)
 
         return wrapper

@@ -4,7 +4,10 @@ Every call has a timeout on the injected clock, goes through a semaphore
 that bounds the requests in flight (a single Ironic resets connections when
 dozens of writes arrive at once), and is retried with exponential backoff
 when Ironic answers 503, says the node is locked (409), or the connection
-fails.  Other errors are final and raised at once.
+fails; an idempotent request (a GET, setting the power on or off or the
+boot device) is also retried after a 500, 502 or 504, which a busy Ironic
+answers when its database is locked.  Other errors are final and raised at
+once.
 """
 
 import collections
@@ -22,6 +25,8 @@ from inspectord.metrics import NO_METRICS
 
 API_VERSION_HEADER = "X-OpenStack-Ironic-API-Version"
 _MAX_BACKOFF = 30.0
+#: Answers retried only for idempotent requests: Ironic (or a proxy before it) failed, likely for a moment.
+_RETRIED_IF_IDEMPOTENT = (500, 502, 504)
 _PAGE = 1000
 
 
@@ -115,7 +120,8 @@ def _fault(body):
 class IronicClient:
     """Talks to Ironic's REST API.
 
-    :param http: a treq ``HTTPClient`` (``StubTreq`` in tests).
+    :param http: a treq ``HTTPClient`` (``StubTreq`` in tests) or an
+        :class:`~inspectord.ironic.http.AgentHTTPClient` (the service's).
     :param endpoint: ``async`` callable returning ``(DecodedURL base,
         headers dict)``; see :func:`inspectord.keystone.endpoint_for`.
     :param clock: an ``IReactorTime`` for timeouts and backoff.
@@ -152,7 +158,8 @@ class IronicClient:
 
     async def _once(self, method, path, body, params):
         base, headers = await self._endpoint()
-        url = base.child(*path.strip("/").split("/"))
+        # Lazy: the host is not decoded (IDNA) again for every request.
+        url = DecodedURL(base.encoded_url, lazy=True).child(*path.strip("/").split("/"))
         headers = dict(headers)
         headers[API_VERSION_HEADER] = self._api_version
         headers["Accept"] = "application/json"
@@ -173,16 +180,20 @@ class IronicClient:
         d = defer.Deferred.fromCoroutine(self._once(method, path, body, params))
         return with_timeout(d, self._timeout, self._clock)
 
-    async def request(self, method, path, body=None, params=None, ok=(200,), background=False):
+    async def request(self, method, path, body=None, params=None, ok=(200,), background=False, idempotent=None):
         """Make one request, retrying what can be retried.
 
         :param background: nobody waits on the answer: requests others
             wait on take free slots first.
+        :param idempotent: making the request twice does what making it
+            once does, so a 500, 502 or 504 is retried too (default: GETs).
 
         :returns: the decoded JSON body (or None).
         :raises errors.IronicNotFound: 404.
         :raises errors.IronicError: any other failure.
         """
+        if idempotent is None:
+            idempotent = method == "GET"
         attempt = 0
         while True:
             attempt += 1
@@ -207,7 +218,11 @@ class IronicClient:
                 problem = "Ironic answered {} to {} {}: {}".format(code, method, path, _fault(parsed))
                 if code == 404:
                     raise errors.IronicNotFound(problem)
-                if not (code == 503 or (code == 409 and "locked" in problem.lower())):
+                if not (
+                    code == 503
+                    or (code == 409 and "locked" in problem.lower())
+                    or (idempotent and code in _RETRIED_IF_IDEMPOTENT)
+                ):
                     raise errors.IronicError(problem, status=code)
             if attempt > self._max_retries:
                 problem += " (gave up after {} attempts)".format(attempt)
@@ -270,6 +285,7 @@ class IronicClient:
             "/v1/nodes/{}/management/boot_device".format(uuid),
             {"boot_device": "pxe", "persistent": False},
             ok=(200, 202, 204),
+            idempotent=True,
         )
 
     def set_power_state(self, uuid, target):
@@ -280,7 +296,7 @@ class IronicClient:
         """
         return self.request(
             "PUT", "/v1/nodes/{}/states/power".format(uuid), {"target": target}, ok=(200, 202, 204),
-            background=True,
+            background=True, idempotent=target in ("power on", "power off"),
         )
 
     def patch_node(self, uuid, patch):

@@ -3,8 +3,10 @@
 import datetime
 import json
 
-from treq.testing import StubTreq
+from hyperlink import DecodedURL
+from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet import defer, error as net_error, task
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -12,6 +14,7 @@ from inspectord import errors
 from inspectord.api.status import status_for
 from inspectord.keystone import IronicAuthOptions
 from inspectord import keystone
+from inspectord.ironic.http import AgentHTTPClient, CachedEndpoints, url_bytes
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint
 from inspectord.testing import FakeIronic
 from inspectord.threads import SynchronousRunner
@@ -300,11 +303,11 @@ class ErrorTests(ClientTestCase):
 
     def test_non_json_error_body(self):
         manual = ManualHTTP()
-        d = self.call(self.client(manual).get_node("n"))
+        d = self.call(self.client(manual).patch_node("n", []))
         manual.answer(500, b"<html>Internal Server Error</html>")
         failure = self.failureResultOf(d, errors.IronicError)
         self.assertEqual(
-            failure.value.message, "Ironic answered 500 to GET /v1/nodes/n: <html>Internal Server Error</html>"
+            failure.value.message, "Ironic answered 500 to PATCH /v1/nodes/n: <html>Internal Server Error</html>"
         )
 
 
@@ -339,6 +342,39 @@ class RetryTests(ClientTestCase):
         self.assertEqual(gaps, [8.0, 16.0, 30.0, 30.0])
         manual.answer(200, {"uuid": "n"})
         self.assertEqual(self.successResultOf(d), {"uuid": "n"})
+
+    def test_500_retried_for_idempotent_requests_only(self):
+        uuid = self.fake.add_node(power_state="power on")
+        self.fake.fail("PUT", "/v1/nodes/{}/states/power".format(uuid), 500, times=1)
+        self.fake.fail("PUT", "/v1/nodes/{}/management".format(uuid), 502, times=1)
+        self.fake.fail("GET", "/v1/nodes", 504, times=1)
+        client = self.client()
+        for call in (lambda: client.set_power_state(uuid, "power off"), lambda: client.set_boot_device_pxe(uuid),
+                     lambda: client.get_node(uuid)):
+            d = self.call(call())
+            self.assertNoResult(d)
+            self.advance(2)  # retried after retry_interval, like a 503
+            self.successResultOf(d)
+        self.assertEqual(self.fake.nodes[uuid]["power_state"], "power off")
+        self.assertEqual([m for m, _, _ in self.http.made], ["PUT", "PUT", "PUT", "PUT", "GET", "GET"])
+        # A PATCH or a reboot is not retried after a 500: it may have been applied.
+        self.fake.fail("PATCH", "/v1/nodes", 500, times=1)
+        self.failureResultOf(self.call(client.patch_node(uuid, [])), errors.IronicError)
+        self.fake.fail("PUT", "/v1/nodes/{}/states/power".format(uuid), 500, times=1)
+        failure = self.failureResultOf(self.call(client.set_power_state(uuid, "rebooting")), errors.IronicError)
+        self.assertEqual(failure.value.status, 500)
+        self.assertEqual(len(self.http.made), 8)
+
+    def test_500_gives_up_after_the_retries(self):
+        uuid = self.fake.add_node()
+        self.fake.fail("PUT", "/v1/nodes/{}/states/power".format(uuid), 500, times=100)
+        d = self.call(self.client(max_retries=2).set_power_state(uuid, "power on"))
+        self.advance(2)
+        self.advance(4)
+        failure = self.failureResultOf(d, errors.IronicError)
+        self.assertEqual(failure.value.status, 500)
+        self.assertIn("(gave up after 3 attempts)", failure.value.message)
+        self.assertEqual(len(self.http.made), 3)
 
     def test_locked_retried(self):
         uuid = self.fake.add_node()
@@ -605,3 +641,54 @@ class KeystoneEndpointTests(SynchronousTestCase):
         base, _ = self.successResultOf(defer.Deferred.fromCoroutine(endpoint()))
         self.assertEqual(base.to_text(), "http://override.test")
         self.assertEqual(session.resolved, 0)
+
+
+class AgentHTTPClientTests(SynchronousTestCase):
+    """The Ironic client on :class:`AgentHTTPClient` (production's) makes the requests it makes on treq."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.fake = FakeIronic()
+        self.agent = RequestTraversalAgent(self.fake.app.resource())
+        self.client = IronicClient(AgentHTTPClient(self.agent), static_endpoint(ENDPOINT), self.clock)
+
+    def call(self, coroutine):
+        d = defer.Deferred.fromCoroutine(coroutine)
+        for _ in range(5):
+            self.agent.flush()
+        return d
+
+    def test_same_calls_as_on_treq(self):
+        uuid = self.fake.add_node(name="node-1", power_state="power on")
+        self.fake.add_port(uuid, "52:54:00:00:00:01")
+        self.assertEqual(self.successResultOf(self.call(self.client.get_node("node-1")))["uuid"], uuid)
+        self.successResultOf(self.call(self.client.set_power_state(uuid, "power off")))
+        self.assertEqual(self.fake.nodes[uuid]["power_state"], "power off")
+        self.successResultOf(self.call(self.client.patch_node(uuid, [{"op": "add", "path": "/properties/cpus", "value": "4"}])))
+        self.assertEqual(self.fake.nodes[uuid]["properties"]["cpus"], "4")
+        ports = self.successResultOf(self.call(self.client.list_ports(uuid)))
+        self.assertEqual([p["address"] for p in ports], ["52:54:00:00:00:01"])
+        self.assertEqual(
+            [m for m, _ in self.fake.requests], ["GET", "PUT", "PATCH", "GET"]
+        )
+
+    def test_errors_and_query(self):
+        self.failureResultOf(self.call(self.client.get_node("missing")), errors.IronicNotFound)
+        self.assertEqual(url_bytes(DecodedURL.from_text(ENDPOINT).child("v1", "nodes", "a b"), {"limit": "2"}),
+                         ENDPOINT.encode() + b"/v1/nodes/a%20b?limit=2")
+        self.assertEqual(url_bytes(ENDPOINT + "/v1?x=1", {"marker": "m"}), ENDPOINT.encode() + b"/v1?x=1&marker=m")
+
+    def test_endpoints_built_once_per_host(self):
+        from twisted.internet.endpoints import HostnameEndpoint
+        from twisted.internet.testing import MemoryReactor
+        from twisted.web.client import URI, BrowserLikePolicyForHTTPS, SchemeNotSupported
+
+        endpoints = CachedEndpoints(MemoryReactor(), BrowserLikePolicyForHTTPS())
+        first = endpoints.endpointForURI(URI.fromBytes(b"http://ironic.test:6385/v1/nodes"))
+        self.assertIs(endpoints.endpointForURI(URI.fromBytes(b"http://ironic.test:6385/v1/ports")), first)
+        tls = endpoints.endpointForURI(URI.fromBytes(b"https://ironic.test:6385/v1"))
+        self.assertIsNot(tls, first)
+        self.assertIsInstance(first, HostnameEndpoint)
+        self.assertNotIsInstance(tls, HostnameEndpoint)  # wrapped in TLS
+        self.assertIs(endpoints.endpointForURI(URI.fromBytes(b"https://ironic.test:6385/v1/nodes")), tls)
+        self.assertRaises(SchemeNotSupported, endpoints.endpointForURI, URI.fromBytes(b"ftp://ironic.test/"))

@@ -278,6 +278,26 @@ class SiteMetricsTests(SynchronousTestCase):
         self.assertEqual(value(families, "inspectord_http_requests_total", method="GET", route="other", code="404"), 1)
         self.assertEqual(value(families, "inspectord_http_request_duration_seconds_count", method="GET", route="/v1"), 1)
 
+    def test_a_routed_request_is_not_matched_again(self):
+        h = OpsHarness()
+        site = make_site(h.api.app.resource(), 1024, metrics=h.metrics, clock=h.clock)
+        matched = []
+        routes = site._routes
+
+        class Counting:
+            def match(self, *args, **kwargs):
+                matched.append(args)
+                return routes.match(*args, **kwargs)
+
+        site._routes = Counting()
+        self.serve(site, b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(matched, [])
+        self.serve(site, b"GET /no/such/thing HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(len(matched), 1)  # no handler ran: matched to tell "other"
+        families, _ = h.scrape()
+        self.assertEqual(value(families, "inspectord_http_requests_total", method="GET", route="/v1", code="200"), 1)
+        self.assertEqual(value(families, "inspectord_http_requests_total", method="GET", route="other", code="404"), 1)
+
 
 class PXEMetricsTests(SynchronousTestCase):
     def test_syncs_and_dhcp_verdicts(self):
