@@ -29,20 +29,7 @@ from hyperlink import DecodedURL
 from twisted.logger import Logger
 
 from inspectord import errors
-from inspectord.keystone_options import (  # noqa: F401 (one Keystone module for its users)
-    ADAPTER_OPTS,
-    AUTH_COMMON_OPTS,
-    PLUGIN_OPTIONS,
-    SESSION_OPTS,
-    WITHOUT_KEYSTONE,
-    _HTTP_BASIC_OPTS,
-    IronicAuthOptions,
-    known_options,
-    load_service_auth,
-    register_options,
-    uses_keystone,
-    validate_keystone_authtoken,
-)
+from inspectord.keystone_options import validate_keystone_authtoken
 from inspectord.singleflight import SingleFlight
 
 #: Ask keystoneauth again this long before the token expires (or half-way

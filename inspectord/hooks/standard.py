@@ -5,6 +5,7 @@ import ipaddress
 from twisted.logger import Logger
 
 from inspectord import errors
+from inspectord import bmc_address
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import hints
 from inspectord.processing.hooks import GiB, ProcessingHook, get_inventory, processing_hook
@@ -194,7 +195,7 @@ class ValidateInterfacesHook(ProcessingHook):
         return result
 
     def before_processing(self, data):
-        addresses = ramdisk_data.bmc_addresses(data)
+        addresses = bmc_address.from_ramdisk(data)
         data["ipmi_address"] = next((a for a in addresses if ":" not in a), None)
         data["ipmi_v6address"] = next((a for a in addresses if ":" in a), None)
         all_interfaces = self._interfaces(data)

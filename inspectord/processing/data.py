@@ -9,7 +9,7 @@ equivalent inventory here, so hooks see one shape.  Pure functions only.
 import ipaddress
 import re
 
-from inspectord import bmc_address, errors
+from inspectord import errors
 
 _MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 # InfiniBand: 20-byte hardware address.
@@ -37,10 +37,6 @@ def pxe_mac(data):
         value = value.split("-", 1)[1].replace("-", ":")
     return value.lower()
 
-
-# The ramdisk's BMC addresses, and IP spelling, are the BMC addressing module's.
-bmc_addresses = bmc_address.from_ramdisk
-canonical_address = bmc_address.canonical
 
 
 def _legacy_inventory(data):

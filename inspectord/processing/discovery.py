@@ -78,10 +78,6 @@ def machine_macs(data):
     return sorted({m for m in macs if ramdisk_data.is_valid_mac(m) and m != _NO_MAC})
 
 
-# Former names of what :mod:`inspectord.bmc_address` does.
-bmc_address_for = bmc_address.preferred
-node_bmc_addresses = bmc_address.node_hosts
-
 
 class Discovery:
     """Enrolls unknown machines in Ironic.

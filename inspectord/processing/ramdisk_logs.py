@@ -6,6 +6,7 @@ import os
 
 from twisted.logger import Logger
 
+from inspectord import bmc_address
 from inspectord.processing import data as ramdisk_data
 
 log = Logger()
@@ -13,7 +14,7 @@ log = Logger()
 
 def file_name(options, data, uuid, now):
     """The file name ironic-inspector would give (``ramdisk_logs_filename_format``)."""
-    bmcs = ramdisk_data.bmc_addresses(data)
+    bmcs = bmc_address.from_ramdisk(data)
     return options.ramdisk_logs_filename_format.format(
         uuid=uuid or "unknown",
         mac=(ramdisk_data.pxe_mac(data) or "unknown").replace(":", ""),

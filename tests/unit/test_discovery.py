@@ -8,7 +8,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord import errors
+from inspectord import bmc_address, errors
 from inspectord.processing import pipeline as introspection_mod
 from inspectord.api.status import status_for
 from inspectord.introspection import Introspection
@@ -78,13 +78,13 @@ class BmcAddressTests(SynchronousTestCase):
             (unset, ["4", "6"], None),
         ]
         for data, versions, expected in cases:
-            self.assertEqual(discovery_mod.bmc_address_for(data, versions), expected, (versions, data["inventory"]))
+            self.assertEqual(bmc_address.preferred(data, versions), expected, (versions, data["inventory"]))
 
     def test_node_addresses(self):
         node = {"driver": "idrac", "driver_info": {
             "ipmi_address": " 10.0.0.1 ", "redfish_address": "https://[2001:DB8::7]:8000/redfish/v1",
             "idrac_address": "BMC-7.example.net", "ilo_address": ""}}
-        self.assertEqual(discovery_mod.node_bmc_addresses(node, ["redfish_address", "ilo_address"]),
+        self.assertEqual(bmc_address.node_hosts(node, ["redfish_address", "ilo_address"]),
                          {"10.0.0.1", "2001:db8::7", "bmc-7.example.net"})
 
     def test_machine_macs_skip_loopback(self):

@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.api.status import status_for
-from inspectord.keystone import IronicAuthOptions
+from inspectord.keystone_options import IronicAuthOptions
 from inspectord import keystone
 from inspectord.ironic.http import AgentHTTPClient, CachedEndpoints, url_bytes
 from inspectord.ironic.client import API_VERSION_HEADER, IronicClient, _fault, static_endpoint

@@ -10,7 +10,7 @@ from oslo_config import cfg
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from inspectord import config, errors, keystone
+from inspectord import config, errors, keystone, keystone_options
 
 
 def _shape(opt):
@@ -32,7 +32,7 @@ class DeclarationTests(SynchronousTestCase):
     def test_conf_options_match_keystoneauth(self):
         from keystoneauth1 import loading as ks_loading
 
-        declared = {o.dest: _shape(o) for o in keystone.AUTH_COMMON_OPTS + keystone.SESSION_OPTS + keystone.ADAPTER_OPTS}
+        declared = {o.dest: _shape(o) for o in keystone_options.AUTH_COMMON_OPTS + keystone_options.SESSION_OPTS + keystone_options.ADAPTER_OPTS}
         upstream = {
             o.dest: _shape(o)
             for o in ks_loading.get_auth_common_conf_options()
@@ -45,7 +45,7 @@ class DeclarationTests(SynchronousTestCase):
         from keystoneauth1 import loading as ks_loading
 
         ours, theirs = cfg.ConfigOpts(), cfg.ConfigOpts()
-        keystone.register_options(ours, "ironic")
+        keystone_options.register_options(ours, "ironic")
         ks_loading.register_auth_conf_options(theirs, "ironic")
         ks_loading.register_session_conf_options(theirs, "ironic")
         ks_loading.register_adapter_conf_options(theirs, "ironic")
@@ -54,7 +54,7 @@ class DeclarationTests(SynchronousTestCase):
     def test_plugin_option_names_match_keystoneauth(self):
         from keystoneauth1 import loading as ks_loading
 
-        for plugin, names in keystone.PLUGIN_OPTIONS.items():
+        for plugin, names in keystone_options.PLUGIN_OPTIONS.items():
             loader = ks_loading.get_plugin_loader(plugin)
             upstream = set()
             for opt in loader.get_options():
@@ -67,7 +67,7 @@ class DeclarationTests(SynchronousTestCase):
 
         loader = ks_loading.get_plugin_loader("http_basic")
         upstream = {o.dest: sorted(d.dest for d in o.deprecated) for o in loader.get_options()}
-        ours = {o.dest: sorted({d.name.replace("-", "_") for d in o.deprecated_opts}) for o in keystone._HTTP_BASIC_OPTS}
+        ours = {o.dest: sorted({d.name.replace("-", "_") for d in o.deprecated_opts}) for o in keystone_options._HTTP_BASIC_OPTS}
         self.assertEqual(ours, upstream)
 
 

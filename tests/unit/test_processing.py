@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
 from inspectord.api.status import status_for
+from inspectord import bmc_address
 from inspectord.processing import data as ramdisk_data
 from inspectord.processing import hints, ramdisk_logs
 from inspectord.processing import hooks as hooks_mod
@@ -93,7 +94,7 @@ class NormalizeTests(SynchronousTestCase):
         self.assertIs(data["inventory"], raw["inventory"])
         self.assertNotIn("legacy_format", data)
         self.assertEqual(ramdisk_data.all_macs(data), ["02:fc:00:00:00:01"])
-        self.assertEqual(ramdisk_data.bmc_addresses(data), [])
+        self.assertEqual(bmc_address.from_ramdisk(data), [])
         self.assertIsNone(ramdisk_data.pxe_mac(data))
 
     def test_legacy_fixture(self):
@@ -108,7 +109,7 @@ class NormalizeTests(SynchronousTestCase):
         )
         self.assertEqual([d["serial"] for d in inventory["disks"]], ["S3Z9NB0K123456", "S3Z9NB0K654321"])
         self.assertEqual(ramdisk_data.all_macs(data), ["52:54:00:12:34:56", "52:54:00:12:34:57"])
-        self.assertEqual(ramdisk_data.bmc_addresses(data), ["192.0.2.200"])
+        self.assertEqual(bmc_address.from_ramdisk(data), ["192.0.2.200"])
         self.assertEqual(ramdisk_data.pxe_mac(data), "52:54:00:12:34:56")
 
     def test_legacy_ipv6_interface(self):
@@ -162,19 +163,19 @@ class DataFunctionTests(SynchronousTestCase):
 
     def test_bmc_addresses(self):
         self.assertEqual(
-            ramdisk_data.bmc_addresses({"inventory": {"bmc_address": "192.0.2.1", "bmc_v6address": "fd00::1"}}),
+            bmc_address.from_ramdisk({"inventory": {"bmc_address": "192.0.2.1", "bmc_v6address": "fd00::1"}}),
             ["192.0.2.1", "fd00::1"],
         )
         self.assertEqual(
-            ramdisk_data.bmc_addresses({"inventory": {"bmc_address": "0.0.0.0", "bmc_v6address": "fd00::1"}}),
+            bmc_address.from_ramdisk({"inventory": {"bmc_address": "0.0.0.0", "bmc_v6address": "fd00::1"}}),
             ["fd00::1"],
         )
         self.assertEqual(
-            ramdisk_data.bmc_addresses({"inventory": {"bmc_address": "192.0.2.1", "bmc_v6address": "::/0"}}),
+            bmc_address.from_ramdisk({"inventory": {"bmc_address": "192.0.2.1", "bmc_v6address": "::/0"}}),
             ["192.0.2.1"],
         )
-        self.assertEqual(ramdisk_data.bmc_addresses({"ipmi_address": "192.0.2.9"}), ["192.0.2.9"])
-        self.assertEqual(ramdisk_data.bmc_addresses({}), [])
+        self.assertEqual(bmc_address.from_ramdisk({"ipmi_address": "192.0.2.9"}), ["192.0.2.9"])
+        self.assertEqual(bmc_address.from_ramdisk({}), [])
 
     def test_all_macs(self):
         data = inventory_data()

@@ -11,7 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from inspectord import config as config_mod
 from inspectord import errors
 from inspectord.api.status import status_for
-from inspectord.keystone import IronicAuthOptions
+from inspectord.keystone_options import IronicAuthOptions
 from inspectord import keystone
 from inspectord.ironic.client import static_endpoint
 from inspectord.store.swift import SwiftClient, SwiftDataStore, make_data_store, object_name
