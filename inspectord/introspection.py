@@ -118,7 +118,7 @@ class Introspection:
         """The ``mac`` and ``bmc_address`` fields of log lines about ``uuid``, where known."""
         return self._log_fields.get(uuid)
 
-    def _background(self, coro, what, node):
+    def background(self, coro, what, node):
         return self._work.start(coro, what, node=node)
 
     def _track(self, coro):
@@ -187,7 +187,7 @@ class Introspection:
         """When a lease on a node in ``state`` taken now ends."""
         return self.now() + self._lease_lengths[st.State(state)]
 
-    def _hold(self, uuid, state):
+    def hold(self, uuid, state):
         """Renew the lease of ``uuid`` (in ``state``) until the hold is stopped."""
         hold = self._held.get(uuid)
         if hold is not None:
@@ -218,7 +218,7 @@ class Introspection:
         d.addErrback(lambda f: self.log.failure("Renewing {count} lease(s) failed", f, count=len(self._held)))
         return d
 
-    def _filter_changed(self):
+    def filter_changed(self):
         if self._pxe_filter is not None:
             self._pxe_filter.notify()
 
@@ -278,7 +278,7 @@ class Introspection:
             uuid, self.now(), manage_boot, snapshot, port_map, attributes, options,
             owner=self.owner, lease_until=self.lease_until(st.State.starting),
         )
-        hold = self._hold(uuid, st.State.starting)
+        hold = self.hold(uuid, st.State.starting)
         self._log_fields.remember(uuid, port_map, [a for kind, a in attributes if kind == "bmc_address"])
         self.metrics.introspection_started()
         self.log.info(
@@ -289,8 +289,8 @@ class Introspection:
             manage_boot=manage_boot,
             setting=setting_credentials,
         )
-        self._filter_changed()
-        self._background(self._boot(record, hold), "starting introspection of node " + uuid, node=uuid)
+        self.filter_changed()
+        self.background(self._boot(record, hold), "starting introspection of node " + uuid, node=uuid)
         return record
 
     async def _boot(self, record, hold):
@@ -322,7 +322,7 @@ class Introspection:
         except errors.StateChanged:
             self.log.info("Node {node}: changed by another request while starting", node=uuid)
         except errors.InspectordError as e:
-            await self._fail(uuid, str(e), expected=st.State.starting, reason="boot")
+            await self.fail(uuid, str(e), expected=st.State.starting, reason="boot")
         finally:
             hold.stop()
 
@@ -360,7 +360,7 @@ class Introspection:
             self._queued.pop(uuid, None)
         return True
 
-    async def _fail(self, uuid, message, expected=None, processed=None, reason="processing"):
+    async def fail(self, uuid, message, expected=None, processed=None, reason="processing"):
         """End the introspection in error; ``reason`` is the class counted in metrics."""
         self.log.error("Node {node}: introspection failed: {error}", node=uuid, error=message, reason=reason)
         try:
@@ -372,7 +372,7 @@ class Introspection:
             return None
         self.metrics.introspection_failed(reason)
         self._log_fields.forget(uuid)  # ended: no per-node memory kept for it
-        self._filter_changed()
+        self.filter_changed()
         return record
 
     # -- ramdisk data -----------------------------------------------------
@@ -417,8 +417,8 @@ class Introspection:
             )
         except errors.StateChanged:
             raise errors.NodeBusy("Node {} changed state while aborting; try again".format(uuid)) from None
-        hold = self._hold(uuid, st.State.aborting)
-        self._background(self._end_abort(record, hold), "aborting node " + uuid, node=uuid)
+        hold = self.hold(uuid, st.State.aborting)
+        self.background(self._end_abort(record, hold), "aborting node " + uuid, node=uuid)
 
     async def _end_abort(self, record, hold):
         try:
@@ -437,7 +437,7 @@ class Introspection:
             hold.stop()
         self.log.info("Node {node}: introspection aborted", node=record.uuid)
         self.metrics.introspection_failed("aborted")
-        self._filter_changed()
+        self.filter_changed()
 
     async def reapply(self, uuid, raw=None):
         """Process stored (or given) raw data again; no power actions."""
@@ -475,8 +475,8 @@ class Introspection:
         except errors.StateChanged:
             raise errors.NodeBusy("Node {} is locked, please, try again later".format(uuid)) from None
         self.metrics.introspection_started()
-        hold = self._hold(uuid, st.State.reapplying)
-        self._background(self._reapply(record, data, hold), "reapplying node " + uuid, node=uuid)
+        hold = self.hold(uuid, st.State.reapplying)
+        self.background(self._reapply(record, data, hold), "reapplying node " + uuid, node=uuid)
 
     async def _reapply(self, record, data, hold):
         try:
@@ -506,7 +506,7 @@ class Introspection:
             self.metrics.introspection_failed("timeout")
             failed.append(uuid)
         if failed:
-            self._filter_changed()
+            self.filter_changed()
         return failed
 
     def dhcp_status(self, record):
@@ -535,9 +535,9 @@ class Introspection:
                 "Node {node}: resuming {state} left by {owner}",
                 node=record.uuid, state=state.value, owner=record_owner(record),
             )
-            hold = self._hold(record.uuid, state)
+            hold = self.hold(record.uuid, state)
             resumed.append(record.uuid)
-            self._background(self._resume(record, hold), "resuming node " + record.uuid, node=record.uuid)
+            self.background(self._resume(record, hold), "resuming node " + record.uuid, node=record.uuid)
         return resumed
 
     async def _resume(self, record, hold):

@@ -63,8 +63,9 @@ class Pipeline:
         this pipeline.  Its collaborators (store, Ironic client, config,
         hooks, verifier, Swift, sealer, metrics) are read through it when
         used, so one replaced on the lifecycle is the one used here; its
-        transitions end nodes (``_fail``), hold leases (``_hold``,
-        ``lease_until``) and run background work (``_background``).
+        public transitions end nodes (``fail``), hold leases (``hold``,
+        ``lease_until``), run background work (``background``) and tell the
+        PXE filter (``filter_changed``).
     :param io_pool: ``run(f, *args) -> Deferred`` for writing ramdisk logs
         (None: they are not written).
     :param log_fields: the lifecycle's :class:`inspectord.logs.NodeLogFields`,
@@ -140,7 +141,7 @@ class Pipeline:
         self._log_fields.remember_record(record)
         if failures:
             message = "\n".join(failures)
-            await self._life._fail(uuid, message, expected=record.state, reason="ramdisk")
+            await self._life.fail(uuid, message, expected=record.state, reason="ramdisk")
             await self._store_logs(data, uuid)
             raise errors.ProcessingError(
                 "The following failures happened during running pre-processing hooks:\n" + message
@@ -150,19 +151,19 @@ class Pipeline:
             try:
                 credentials = self.sealer.unseal(record.options["ipmi_credentials"])
             except secrets.SecretLost as e:
-                await self._life._fail(uuid, str(e), expected=record.state)
+                await self._life.fail(uuid, str(e), expected=record.state)
                 raise
         if record.state == st.State.starting.value:
             self.log.info("Node {node}: ramdisk data stored while starting; processed once the start ends", node=uuid)
             return self._answer(uuid, credentials)
-        hold = self._life._hold(uuid, st.State.processing)
+        hold = self._life.hold(uuid, st.State.processing)
         try:
             processed = await self._process_node(record, data, rules)
         except BaseException:
             hold.stop()
             raise
         # Like ironic-inspector, answer the ramdisk before powering it off.
-        finishing = self._life._background(self._finish(record, data, processed), "finishing node " + uuid, node=uuid)
+        finishing = self._life.background(self._finish(record, data, processed), "finishing node " + uuid, node=uuid)
         finishing.addBoth(lambda result: hold.stop() or result)
         return self._answer(uuid, credentials)
 
@@ -181,12 +182,12 @@ class Pipeline:
     async def _accept_discovered(self, raw, data, source):
         """Enroll a machine no node matched (discovery); ``(record, rules)``."""
         uuid = str(uuidlib.uuid4())
-        hold = self._life._hold(uuid, st.State.enrolling)
+        hold = self._life.hold(uuid, st.State.enrolling)
         try:
             record = await self._discovery.enroll(
                 data, source, uuid=uuid, owner=self.owner, lease_until=self._life.lease_until(st.State.enrolling)
             )
-            self._life._filter_changed()
+            self._life.filter_changed()
             try:
                 record = await self.store.transition(
                     record.uuid,
@@ -244,7 +245,7 @@ class Pipeline:
         except errors.InspectordError as e:
             await self._store_logs(data, uuid)
             reason = "ironic" if isinstance(e, errors.IronicError) else "processing"
-            await self._life._fail(uuid, str(e), expected=record.state, reason=reason)
+            await self._life.fail(uuid, str(e), expected=record.state, reason=reason)
             raise
         except defer.CancelledError:
             raise  # stopping: the lease lets another run take the node over
@@ -254,7 +255,7 @@ class Pipeline:
             self.log.failure("Node {node}: unexpected failure in {stage}", node=uuid, stage=stage)
             await self._store_logs(data, uuid)
             message = "Invalid ramdisk data: {} could not use it".format(stage)
-            await self._life._fail(uuid, message, expected=record.state, reason="processing")
+            await self._life.fail(uuid, message, expected=record.state, reason="processing")
             raise errors.ProcessingError(message) from None
 
     async def _read_from_ironic(self, record):
@@ -298,13 +299,13 @@ class Pipeline:
             self.log.warn("Node {node}: changed while finishing: {reason}", node=uuid, reason=str(e))
             return
         except errors.InspectordError as e:
-            await self._life._fail(uuid, str(e), expected=record.state, processed=processed, reason=reason)
+            await self._life.fail(uuid, str(e), expected=record.state, processed=processed, reason=reason)
             return
         except defer.CancelledError:
             raise  # stopping: the lease lets another run take the node over
         except Exception as e:
             self.log.failure("Node {node}: unexpected failure while finishing", node=uuid)
-            await self._life._fail(
+            await self._life.fail(
                 uuid,
                 "Unexpected exception {} while finishing: {}".format(type(e).__name__, e),
                 expected=record.state,
@@ -315,7 +316,7 @@ class Pipeline:
         self.log.info("Node {node}: introspection finished", node=uuid)
         self._log_fields.forget(uuid)  # ended: no per-node memory kept for it
         self.metrics.introspection_finished()
-        self._life._filter_changed()
+        self._life.filter_changed()
 
     async def _store_in_swift(self, uuid, processed):
         """Copy the node's data to Swift; the finish transition then drops the database copy."""
@@ -392,7 +393,7 @@ class Pipeline:
                 await defer.maybeDeferred(hook.before_processing, data)
             except errors.InspectordError as e:
                 prefix = "Pre-processing failures detected reapplying: " if reapplying else ""
-                await self._life._fail(record.uuid, prefix + str(e), expected=record.state, reason="ramdisk")
+                await self._life.fail(record.uuid, prefix + str(e), expected=record.state, reason="ramdisk")
                 return
         try:
             processed = await self._process_node(record, data, rules)
@@ -408,7 +409,7 @@ class Pipeline:
         try:
             raw = await self.store.get_data(record.uuid, False)
         except errors.NotFound:
-            await self._life._fail(
+            await self._life.fail(
                 record.uuid,
                 "Processing was interrupted and no ramdisk data is stored to process again",
                 expected=record.state,
@@ -436,7 +437,7 @@ class Pipeline:
             if not (node.get("extra") or {}).get("auto_discovered") or node.get("provision_state") != "enroll":
                 # Not the empty node discovery creates: someone uses it; keep it.
                 record = await self.store.enrolled(uuid, nodes.node_snapshot(node))
-                await self._life._fail(uuid, "Discovery was interrupted; the node exists in Ironic but was not "
+                await self._life.fail(uuid, "Discovery was interrupted; the node exists in Ironic but was not "
                                        "processed: introspect it", expected=st.State.enrolling)
                 return
             await self.ironic.delete_node(uuid)
@@ -445,4 +446,4 @@ class Pipeline:
             reason = "abandoned: the instance enrolling it stopped before Ironic created the node"
         await self.store.forget_enrollment(uuid, reason)
         self.log.warn("Discovery: node {node} {reason}; the machine can be discovered again", node=uuid, reason=reason)
-        self._life._filter_changed()
+        self._life.filter_changed()
