@@ -67,6 +67,8 @@ class Introspection:
     :param swift: where finished introspections' data goes with
         ``[processing]store_data=swift``
         (:class:`inspectord.store.swift.SwiftDataStore`).
+    :param hooks: the processing hooks, already built (by the start-up
+        check); None builds them from ``config``.
     :param metrics: :class:`inspectord.metrics.Metrics` counting starts,
         ends and failures.
     """
@@ -75,7 +77,7 @@ class Introspection:
     log = NodeLogger()
 
     def __init__(self, store, ironic, config, clock, io_pool=None, pxe_filter=None, reactor=None, verifier=None,
-                 swift=None, metrics=None, owner=None):
+                 swift=None, metrics=None, owner=None, hooks=None):
         self.verifier = verifier
         self.swift = swift
         self.metrics = metrics or NO_METRICS
@@ -90,7 +92,8 @@ class Introspection:
         self._reactor = reactor or clock
         self._resolver = bmc_address.Resolver(io_pool)
         self._pxe_filter = pxe_filter
-        self.hooks = hooks_mod.load(config)
+        # Built by the start-up check (inspectord.service.check), else here.
+        self.hooks = hooks_mod.load(config) if hooks is None else list(hooks)
         # Ramdisk data, from the callback to the finish.
         self._pipeline = Pipeline(self, io_pool, self._log_fields)
         # Earliest time this instance may power on the next node.

@@ -206,14 +206,16 @@ def check(config):
     :func:`inspectord.config.load` parses and checks options against each
     other; what only a component knows (its drivers, hooks, TLS versions,
     health backends) it checks here, before anything listens.
+    :returns: the processing hooks, built while checking them.
     :raises errors.ConfigError: naming the option.
     """
     ipmi.check(config.processing)
     pxe.check(config.pxe_filter)
     discovery.check(config.processing, config.pxe_filter, config.discovery)
-    hooks.check(config)
+    processing_hooks = hooks.check(config)
     listening.check(config.default, config.ssl)
     health_mod.check(config.healthcheck)
+    return processing_hooks
 
 
 def make_service(config, reactor, environ=None):
@@ -222,7 +224,7 @@ def make_service(config, reactor, environ=None):
     :param environ: the process environment, for systemd's ``NOTIFY_SOCKET``
         and ``WATCHDOG_USEC`` (``os.environ`` by default).
     """
-    check(config)
+    processing_hooks = check(config)
     top = OrderedMultiService()
     # First in, so it stops last: watchdog keep-alives go on during the stop.
     notifier = Notifier(reactor, os.environ if environ is None else environ)
@@ -278,6 +280,7 @@ def make_service(config, reactor, environ=None):
         pxe_filter=pxe_filter,
         reactor=reactor,
         verifier=verifier,
+        hooks=processing_hooks,
         swift=make_data_store(
             config.processing, config.swift, config.swift_auth,
             None if config.swift_auth is None else HTTPClient(

@@ -433,7 +433,7 @@ def load(config, registry=None):
 
 
 def check(config, registry=None):
-    """Start-up check of the hook configuration.
+    """Start-up check of the hook configuration; the hooks, built once, in order (as :func:`load`).
 
     :raises errors.ConfigError: naming the unknown or ambiguous hook, the
         missing dependency or the option a hook refuses.
@@ -467,8 +467,13 @@ def check(config, registry=None):
             "{}: hook {} requires the following hooks to be enabled before it: {}. "
             "Missing or listed after it: {}".format(option, name, ", ".join(needed), ", ".join(missing))
         ) from None
+    built = []
     for name, factory in zip(names, factories):
         try:
-            factory(config)
+            hook = factory(config)
         except (errors.ConfigError, ValueError, TypeError, OSError) as e:
             raise errors.ConfigError("{}: hook {} cannot be set up: {}".format(option, name, e)) from None
+        if getattr(hook, "name", None) != name:
+            hook.name = name
+        built.append(hook)
+    return built

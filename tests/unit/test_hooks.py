@@ -242,6 +242,20 @@ class CheckTests(SynchronousTestCase):
         self.assertIn("Missing or listed after it: base", self.check(["needs_base", "base"], reg))
         hooks_mod.check(FakeConfig(["base", "needs_base"]), reg)
 
+    def test_check_returns_the_hooks_it_built_once_each(self):
+        """The start-up check's hooks are the ones the lifecycle runs: each factory is called once."""
+        built = []
+
+        def factory(config):
+            hook = hooks_mod.ProcessingHook(config)
+            built.append(hook)
+            return hook
+
+        reg = registry(plugin("base"), plugin("counted", factory=factory))
+        hooks = hooks_mod.check(FakeConfig(["base", "counted"]), reg)
+        self.assertEqual([h.name for h in hooks], ["base", "counted"])
+        self.assertEqual(built, [hooks[1]])
+
     def test_ambiguous_name(self):
         reg = registry(plugin("dup"), plugin("dup"))
         message = self.check(["dup"], reg)
