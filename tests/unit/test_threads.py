@@ -26,33 +26,32 @@ class ThreadedClock(Clock):
         f(*args, **kwargs)
 
 
-class ThreadPoolServiceTests(SynchronousTestCase):
+class PoolServiceTests:
+    """What every thread-pool service does: daemon threads, a join off the reactor thread, a bounded stop."""
+
+    service = None  # the ThreadPoolService class under test
+
     def setUp(self):
         self.clock = ThreadedClock()
         self.events = []
         globalLogPublisher.addObserver(self.events.append)
         self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
 
-    def test_run_in_a_named_thread(self):
-        pool = threads.ThreadPoolService(self.clock, "inspectord-test", 2)
+    def started(self, size=1, grace=1.0, stop_at_cleanup=True):
+        pool = self.service(self.clock, "inspectord-test", size, grace=grace)
         pool.startService()
-        self.addCleanup(pool.pool.stop)
-        d = pool.run(lambda: threading.current_thread().name)
-        self.clock.run_one_from_thread()
-        self.assertIn("inspectord-test", self.successResultOf(d))
-        self.assertEqual(pool.statistics()["max"], 2)
+        if stop_at_cleanup:
+            self.addCleanup(pool.pool.stop)
+        return pool
 
     def test_threads_do_not_hold_the_process(self):
-        pool = threads.ThreadPoolService(self.clock, "inspectord-test", 1)
-        pool.startService()
-        self.addCleanup(pool.pool.stop)
+        pool = self.started()
         d = pool.run(lambda: threading.current_thread().daemon)
         self.clock.run_one_from_thread()
         self.assertIs(self.successResultOf(d), True)
 
     def test_stop_joins_off_the_reactor_thread(self):
-        pool = threads.ThreadPoolService(self.clock, "inspectord-test", 1)
-        pool.startService()
+        pool = self.started(stop_at_cleanup=False)
         pool.run(lambda: None)
         self.clock.run_one_from_thread()  # the call's result
         joiner = []
@@ -70,8 +69,7 @@ class ThreadPoolServiceTests(SynchronousTestCase):
         self.assertFalse(any(t.is_alive() for t in pool.pool.threads))
 
     def test_stop_waits_for_a_blocked_thread_only_the_grace(self):
-        pool = threads.ThreadPoolService(self.clock, "inspectord-test", 1, grace=1.5)
-        pool.startService()
+        pool = self.started(grace=1.5, stop_at_cleanup=False)
         release = threading.Event()
         self.addCleanup(release.set)
         blocked = pool.run(release.wait)
@@ -88,6 +86,17 @@ class ThreadPoolServiceTests(SynchronousTestCase):
         self.clock.run_one_from_thread()
         self.clock.run_one_from_thread()
         self.assertIs(self.successResultOf(blocked), True)
+
+
+class ThreadPoolServiceTests(PoolServiceTests, SynchronousTestCase):
+    service = threads.ThreadPoolService
+
+    def test_run_in_a_named_thread(self):
+        pool = self.started(size=2)
+        d = pool.run(lambda: threading.current_thread().name)
+        self.clock.run_one_from_thread()
+        self.assertIn("inspectord-test", self.successResultOf(d))
+        self.assertEqual(pool.statistics()["max"], 2)
 
 
 class CallInOwnThreadTests(SynchronousTestCase):
@@ -119,18 +128,8 @@ class RunnerTests(SynchronousTestCase):
         self.failureResultOf(runner.run(lambda: 1 / 0), ZeroDivisionError)
 
 
-class WorkerThreadsServiceTests(SynchronousTestCase):
-    def setUp(self):
-        self.clock = ThreadedClock()
-        self.events = []
-        globalLogPublisher.addObserver(self.events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
-
-    def started(self, size=1, grace=1.0):
-        pool = threads.WorkerThreadsService(self.clock, "inspectord-test", size, grace=grace)
-        pool.startService()
-        self.addCleanup(pool.pool.stop)
-        return pool
+class WorkerThreadsServiceTests(PoolServiceTests, SynchronousTestCase):
+    service = threads.WorkerThreadsService
 
     def test_result_failure_and_thread(self):
         pool = self.started()
@@ -192,29 +191,3 @@ class WorkerThreadsServiceTests(SynchronousTestCase):
         release.set()
         self.clock.run_one_from_thread()  # the late result arrives harmlessly
         self.assertEqual(pool.statistics()["busy"], 0)
-
-    def test_stop_joins_off_the_reactor_thread(self):
-        pool = self.started()
-        pool.run(lambda: None)
-        self.clock.run_one_from_thread()
-        stopped = pool.stopService()
-        self.clock.run_one_from_thread()  # the join's end
-        self.assertIsNone(self.successResultOf(stopped))
-        self.assertFalse(any(t.is_alive() for t in pool.pool.threads))
-
-    def test_stop_waits_for_a_blocked_thread_only_the_grace(self):
-        pool = self.started(grace=1.5)
-        release = threading.Event()
-        self.addCleanup(release.set)
-        blocked = pool.run(release.wait)
-        stopped = pool.stopService()
-        self.clock.advance(1.4)
-        self.assertNoResult(stopped)
-        self.clock.advance(0.1)
-        self.assertIsNone(self.successResultOf(stopped))
-        warnings = [e for e in self.events if e.get("pool") == "inspectord-test"]
-        self.assertEqual([(e["busy"], e["grace"]) for e in warnings], [(1, 1.5)])
-        release.set()
-        self.clock.run_one_from_thread()
-        self.clock.run_one_from_thread()
-        self.assertIs(self.successResultOf(blocked), True)
