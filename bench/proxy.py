@@ -51,6 +51,7 @@ class Stats:
     def reset(self):
         self.since = time.time()
         self.calls = {}  # "METHOD /template" -> count
+        self.answered = {}  # "METHOD /template" -> responses received from Ironic
         self.seconds = {}  # "METHOD /template" -> upstream seconds, summed
         self.statuses = {}  # "200" -> count
         self.failed = {}  # "METHOD /template" -> responses >= 400
@@ -64,6 +65,7 @@ class Stats:
             "until": time.time(),
             "total": sum(self.calls.values()),
             "calls": dict(sorted(self.calls.items())),
+            "answered": dict(sorted(self.answered.items())),
             "seconds": {k: round(v, 4) for k, v in sorted(self.seconds.items())},
             "statuses": dict(sorted(self.statuses.items())),
             "failed": dict(sorted(self.failed.items())),
@@ -153,6 +155,7 @@ class Proxy:
                 upstream[1].close()
             return None, False
         stats.in_flight -= 1
+        stats.answered[key] = stats.answered.get(key, 0) + 1
         stats.seconds[key] = stats.seconds.get(key, 0.0) + time.monotonic() - started
         stats.statuses[str(status)] = stats.statuses.get(str(status), 0) + 1
         if status >= 400:

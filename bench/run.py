@@ -105,6 +105,31 @@ class Snapshot:
         return ironic
 
 
+POWER_CALL = "PUT /v1/nodes/{node}/states/power"
+
+
+def last_call_cpu(proxy, pid, count, cpu_before, timeout, settle=0.5):
+    """The service's CPU seconds since ``cpu_before``, read when Ironic has
+    answered ``count`` power requests (the last Ironic call of a start and of
+    a node's processing, for both services) and ``settle`` seconds more for
+    the state write that follows; None if that never happens.
+
+    The status polls that tell the harness a node is done cost the service
+    CPU too, and how many there are depends on how long the harness waits
+    after the callbacks are answered (ironic-inspector answers a callback
+    when the node is finished, inspectord before powering it off): this
+    figure leaves them out, for both services alike.  Only the proxy is
+    asked here, never the service.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proxy.stats().get("answered", {}).get(POWER_CALL, 0) >= count:
+            time.sleep(settle)
+            return procstats.cpu_seconds(pid) - cpu_before
+        time.sleep(0.05)
+    return None
+
+
 class Profiler:
     """py-spy recording one process (raw collapsed stacks), while a phase runs."""
 
@@ -161,18 +186,28 @@ def run_service(name, snapshot, workdir, args):
         proxy.reset()
 
         # -- start introspection of every node, wait until all are waiting
+        if args.profile in (name, "all"):
+            profiler = Profiler(service.pid, RESULTS / "profile-{}-{}-start.txt".format(name, count))
         cpu_service, cpu_ironic, t = procstats.cpu_seconds(service.pid), procstats.cpu_seconds(ironic.pid), time.time()
         failures = asyncio.run(workload.start_introspection(service.url, uuids, args.start_concurrency, say))
+        # The service's own CPU for the starts, without the harness's status
+        # polls: read once Ironic has answered every node's power request
+        # (the last call of a start, for both services).
+        start_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout)
         waiting = asyncio.run(workload.poll_status(
             service.url, uuids, lambda s: s.get("state") == "waiting" or s.get("finished"), say, "waiting",
             timeout=args.timeout))
         start_stats = proxy.reset()
+        if profiler is not None:
+            result["profile_start"] = _name(profiler.stop())
+            profiler = None
         result["start"] = {
             "seconds": time.time() - t,
             "failures": failures[:20],
             "failed": len(failures),
             "not_waiting": sum(1 for u in uuids if waiting.get(u, {}).get("state") != "waiting"),
             "service_cpu_s": procstats.cpu_seconds(service.pid) - cpu_service,
+            "service_cpu_without_polls_s": start_own,
             "ironic_cpu_s": procstats.cpu_seconds(ironic.pid) - cpu_ironic,
             "ironic": start_stats,
         }
@@ -187,6 +222,7 @@ def run_service(name, snapshot, workdir, args):
         say("posting {} callbacks, {} in flight".format(count, args.callback_concurrency))
         records, stale = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.time()
+        storm_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout)
         final = asyncio.run(workload.poll_status(
             service.url, uuids, lambda s: s.get("finished"), say, "finished", timeout=args.timeout))
         detected = time.time()
@@ -226,6 +262,7 @@ def run_service(name, snapshot, workdir, args):
             "service_cpu_s": cpu_service,
             "ironic_cpu_s": cpu_ironic,
             "service_cpu_ms_per_node": 1000 * cpu_service / count,
+            "service_cpu_without_polls_ms_per_node": 1000 * storm_own / count if storm_own is not None else None,
             "ironic_cpu_ms_per_node": 1000 * cpu_ironic / count,
             "ironic": storm_stats,
             "cpu": cpu_window,
@@ -372,7 +409,7 @@ def parse_args(argv):
     parser.add_argument("--status-seconds", type=int, default=10, help="seconds of each wrk status run (0: skip)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for all nodes to finish")
     parser.add_argument("--profile", choices=["none", "inspectord", "ironic-inspector", "all"], default="none",
-                        help="record a py-spy profile of the service during the storm")
+                        help="record py-spy profiles of the service during the starts and during the storm")
     parser.add_argument("--inspectord-config", default="",
                         help="text appended to inspectord's configuration (e.g. '[ironic_client]\\nmax_in_flight = 16')")
     parser.add_argument("--experiment", help="start inspectord with these changes of bench/experiments.py patched "

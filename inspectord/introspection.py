@@ -214,9 +214,13 @@ class Introspection:
             self._renewal = None
 
     def _renew(self):
+        # One reading of the clock: every lease in the same state ends at the
+        # same moment, so the store renews them all with one statement.
+        now = self.now()
+        ends = {state: now + length for state, length in self._lease_lengths.items()}
         renewals = {}
         for hold in self._held.values():
-            renewals.setdefault(self.lease_until(hold.state), []).append(hold.uuid)
+            renewals.setdefault(ends[hold.state], []).append(hold.uuid)
         d = self.store.renew_leases(self.owner, renewals)
         d.addErrback(lambda f: self.log.failure("Renewing {count} lease(s) failed", f, count=len(self._held)))
         return d

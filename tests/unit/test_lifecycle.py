@@ -136,6 +136,44 @@ class LeaseTests(LifecycleCase):
         self.advance(10)
         self.assertEqual(self.record(uuid).lease_owner, "thief:1:c")
 
+    def test_renewal_is_one_statement_per_state(self):
+        """A real clock moves between two readings: the leases of one state
+        still end together, renewed by one UPDATE however many nodes."""
+        uuids = [self.fake.add_node(macs=[m]) for m in MACS[:6]]
+        a = self.instance()
+        clock = a.clock
+
+        class Ticking:
+            """The test's clock, a microsecond later at every reading."""
+
+            readings = 0
+
+            def seconds(self):
+                self.readings += 1
+                return clock.seconds() + self.readings * 1e-6
+
+            def __getattr__(self, name):
+                return getattr(clock, name)
+
+        a.clock = Ticking()
+        for uuid in uuids:
+            self.successResultOf(self.drive(a.start(uuid)))  # all queued behind introspection_delay: starting
+        holds = [a.hold(uuid, "processing") for uuid in uuids[:2]]  # and two in another state
+        renewals, renew = [], self.h.store.renew_leases
+
+        def recording(owner, ends):
+            renewals.append({end: sorted(us) for end, us in ends.items()})
+            return renew(owner, ends)
+
+        self.patch(self.h.store, "renew_leases", recording)
+        self.successResultOf(a._renew())
+        self.assertEqual(len(renewals), 1)
+        self.assertEqual(sorted(renewals[0].values()), sorted([sorted(uuids[:2]), sorted(uuids[2:])]))
+        starting_end = [end for end, us in renewals[0].items() if us == sorted(uuids[2:])][0]
+        self.assertEqual([self.record(u).lease_until for u in uuids[2:]], [starting_end] * 4)
+        for hold in holds:
+            hold.stop()
+
 
 class DeadOwnerTests(LifecycleCase):
     """An instance killed in each transient state: the survivor ends the node within one lease."""
