@@ -63,6 +63,7 @@ FIGURES = [
     ("service CPU per node, storm, without the status polls (ms)", "storm.service_cpu_without_polls_ms_per_node",
      "{:.1f}", 1),
     ("service CPU per node, storm, with the harness's status polls (ms)", "storm.service_cpu_ms_per_node", "{:.1f}", 1),
+    ("status polls by the harness after the storm's callbacks, per node", None, "{:.1f}", 1),
     ("Ironic CPU per node, storm (ms)", "storm.ironic_cpu_ms_per_node", "{:.0f}", 1),
     ("Ironic API calls per node (start + storm)", "ironic_calls_per_node", "{:.2f}", 1),
     ("Ironic API calls per node, storm only", "ironic_calls_per_node_storm", "{:.2f}", 1),
@@ -96,6 +97,9 @@ def _value(result, label, path):
     if label.startswith("service CPU per 1000 status"):
         cpu, requests = _get(result, "status.50.service_cpu_s"), _get(result, "status.50.requests")
         return 1e6 * cpu / requests if cpu is not None and requests else None
+    if label.startswith("status polls by the harness"):
+        polls = _get(result, "storm.status_polls")
+        return polls / result["nodes"] if polls is not None and result.get("nodes") else None
     if label.startswith("peak RSS above"):
         peak, floor = result.get("peak_rss_mb"), result.get("import_floor_mb")
         return peak - floor if peak is not None and floor is not None else None

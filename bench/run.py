@@ -223,8 +223,9 @@ def run_service(name, snapshot, workdir, args):
         records, stale = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.time()
         storm_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout)
+        polls = {}
         final = asyncio.run(workload.poll_status(
-            service.url, uuids, lambda s: s.get("finished"), say, "finished", timeout=args.timeout))
+            service.url, uuids, lambda s: s.get("finished"), say, "finished", timeout=args.timeout, counts=polls))
         detected = time.time()
         cpu_service = procstats.cpu_seconds(service.pid) - cpu_service
         cpu_ironic = procstats.cpu_seconds(ironic.pid) - cpu_ironic
@@ -263,6 +264,7 @@ def run_service(name, snapshot, workdir, args):
             "ironic_cpu_s": cpu_ironic,
             "service_cpu_ms_per_node": 1000 * cpu_service / count,
             "service_cpu_without_polls_ms_per_node": 1000 * storm_own / count if storm_own is not None else None,
+            "status_polls": polls.get("requests", 0),
             "ironic_cpu_ms_per_node": 1000 * cpu_ironic / count,
             "ironic": storm_stats,
             "cpu": cpu_window,

@@ -163,11 +163,12 @@ async def start_introspection(service_url, uuids, concurrency, printer):
     return failures
 
 
-async def poll_status(service_url, uuids, done, printer, label, concurrency=4, timeout=1800.0, pause=0.25):
+async def poll_status(service_url, uuids, done, printer, label, concurrency=4, timeout=1800.0, pause=0.25,
+                      counts=None):
     """Poll GET /v1/introspection/<uuid> until ``done(status)`` holds for every node.
 
     Returns ``{uuid: last status}``; nodes still not done after ``timeout``
-    keep their last status.
+    keep their last status.  ``counts["requests"]`` (if given) counts the reads.
     """
     client = service_client(service_url, concurrency)
     progress = Progress(printer, label, len(uuids))
@@ -176,6 +177,8 @@ async def poll_status(service_url, uuids, done, printer, label, concurrency=4, t
     deadline = time.monotonic() + timeout
 
     async def one(uuid):
+        if counts is not None:
+            counts["requests"] = counts.get("requests", 0) + 1
         try:
             response = await client.request("GET", "/v1/introspection/" + uuid)
         except (HTTPError, OSError, asyncio.TimeoutError):
