@@ -38,7 +38,7 @@ class HangingHTTP:
         self.hung = 0
 
     def request(self, method, url, **kwargs):
-        if self.hang(method, url.to_text()):
+        if self.hang(method, url):
             self.hung += 1
             return defer.Deferred()
         return self.inner.request(method, url, **kwargs)

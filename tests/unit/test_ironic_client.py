@@ -42,7 +42,7 @@ class ManualHTTP:
 
     def request(self, method, url, **kwargs):
         d = defer.Deferred()
-        self.made.append((method, url.to_text(), kwargs))
+        self.made.append((method, url, kwargs))
         self.pending.append(d)
         return d
 
@@ -67,7 +67,7 @@ class RecordingHTTP:
         self.made = []
 
     def request(self, method, url, **kwargs):
-        self.made.append((method, url.to_text(), dict(kwargs, params=dict(kwargs.get("params") or {}))))
+        self.made.append((method, url, dict(kwargs, params=dict(kwargs.get("params") or {}))))
         return self.inner.request(method, url, **kwargs)
 
 
@@ -677,6 +677,15 @@ class AgentHTTPClientTests(SynchronousTestCase):
         self.assertEqual(url_bytes(DecodedURL.from_text(ENDPOINT).child("v1", "nodes", "a b"), {"limit": "2"}),
                          ENDPOINT.encode() + b"/v1/nodes/a%20b?limit=2")
         self.assertEqual(url_bytes(ENDPOINT + "/v1?x=1", {"marker": "m"}), ENDPOINT.encode() + b"/v1?x=1&marker=m")
+
+    def test_request_urls_encode_path_segments_as_hyperlink_does(self):
+        client = IronicClient(None, static_endpoint(ENDPOINT), task.Clock())
+        for base in (ENDPOINT, ENDPOINT + "/baremetal/", "http://[fd00::1]:6385"):
+            decoded = DecodedURL.from_text(base.rstrip("/"))
+            for name in ("a b", "50%", "n\u00f6de", "a:b@c", "q?#", "ok-name_1.~", "(x)!$&'*+,;="):
+                expected = url_bytes(decoded.child("v1", "nodes", name, "states"))
+                self.assertEqual(url_bytes(client._url(decoded, "/v1/nodes/{}/states".format(name))), expected,
+                                 (base, name))
 
     def test_endpoints_built_once_per_host(self):
         from twisted.internet.endpoints import HostnameEndpoint

@@ -38,8 +38,8 @@ class Hanging:
         self.hung = []
 
     def request(self, method, url, **kwargs):
-        if self.hang(method, url.to_text()):
-            self.hung.append((method, url.to_text()))
+        if self.hang(method, url):
+            self.hung.append((method, url))
             if self.forward:
                 self.inner.request(method, url, **kwargs)
             return defer.Deferred()
