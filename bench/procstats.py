@@ -26,6 +26,18 @@ def cpu_seconds(pid):
     return total
 
 
+def system_seconds(pid):
+    """System (kernel) CPU seconds of ``pid`` and its descendants: the part of :func:`cpu_seconds` spent in system calls."""
+    total = 0.0
+    for process in tree(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.system + times.children_system
+    return total
+
+
 def _status_kb(pid, field):
     try:
         with open("/proc/{}/status".format(pid)) as f:

@@ -108,7 +108,7 @@ class Snapshot:
 POWER_CALL = "PUT /v1/nodes/{node}/states/power"
 
 
-def last_call_cpu(proxy, pid, count, cpu_before, timeout, settle=0.5):
+def last_call_cpu(proxy, pid, count, cpu_before, timeout, settle=0.5, system=None):
     """The service's CPU seconds since ``cpu_before``, read when Ironic has
     answered ``count`` power requests (the last Ironic call of a start and of
     a node's processing, for both services) and ``settle`` seconds more for
@@ -125,6 +125,8 @@ def last_call_cpu(proxy, pid, count, cpu_before, timeout, settle=0.5):
     while time.monotonic() < deadline:
         if proxy.stats().get("answered", {}).get(POWER_CALL, 0) >= count:
             time.sleep(settle)
+            if system is not None:  # the system CPU of the same window: {"before": seconds} in, "seconds" out
+                system["seconds"] = procstats.system_seconds(pid) - system["before"]
             return procstats.cpu_seconds(pid) - cpu_before
         time.sleep(0.05)
     return None
@@ -189,11 +191,12 @@ def run_service(name, snapshot, workdir, args):
         if args.profile in (name, "all"):
             profiler = Profiler(service.pid, RESULTS / "profile-{}-{}-start.txt".format(name, count))
         cpu_service, cpu_ironic, t = procstats.cpu_seconds(service.pid), procstats.cpu_seconds(ironic.pid), time.time()
+        start_system = {"before": procstats.system_seconds(service.pid)}
         failures = asyncio.run(workload.start_introspection(service.url, uuids, args.start_concurrency, say))
         # The service's own CPU for the starts, without the harness's status
         # polls: read once Ironic has answered every node's power request
         # (the last call of a start, for both services).
-        start_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout)
+        start_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout, system=start_system)
         waiting = asyncio.run(workload.poll_status(
             service.url, uuids, lambda s: s.get("state") == "waiting" or s.get("finished"), say, "waiting",
             timeout=args.timeout))
@@ -208,6 +211,7 @@ def run_service(name, snapshot, workdir, args):
             "not_waiting": sum(1 for u in uuids if waiting.get(u, {}).get("state") != "waiting"),
             "service_cpu_s": procstats.cpu_seconds(service.pid) - cpu_service,
             "service_cpu_without_polls_s": start_own,
+            "service_system_cpu_without_polls_s": start_system.get("seconds"),
             "ironic_cpu_s": procstats.cpu_seconds(ironic.pid) - cpu_ironic,
             "ironic": start_stats,
         }
@@ -218,11 +222,12 @@ def run_service(name, snapshot, workdir, args):
         if args.profile in (name, "all"):
             profiler = Profiler(service.pid, RESULTS / "profile-{}-{}.txt".format(name, count))
         cpu_service, cpu_ironic = procstats.cpu_seconds(service.pid), procstats.cpu_seconds(ironic.pid)
+        storm_system = {"before": procstats.system_seconds(service.pid)}
         window = procstats.Window(service=service.pid, ironic=ironic.pid, proxy=proxy.pid)
         say("posting {} callbacks, {} in flight".format(count, args.callback_concurrency))
         records, stale = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.time()
-        storm_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout)
+        storm_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout, system=storm_system)
         polls = {}
         final = asyncio.run(workload.poll_status(
             service.url, uuids, lambda s: s.get("finished"), say, "finished", timeout=args.timeout, counts=polls))
@@ -265,6 +270,8 @@ def run_service(name, snapshot, workdir, args):
             "service_cpu_ms_per_node": 1000 * cpu_service / count,
             "service_cpu_without_polls_ms_per_node": 1000 * storm_own / count if storm_own is not None else None,
             "status_polls": polls.get("requests", 0),
+            "service_system_cpu_without_polls_ms_per_node": (
+                1000 * storm_system["seconds"] / count if "seconds" in storm_system else None),
             "ironic_cpu_ms_per_node": 1000 * cpu_ironic / count,
             "ironic": storm_stats,
             "cpu": cpu_window,
