@@ -354,10 +354,11 @@ def _upsert_data(dialect):
     )
 
 
-#: The columns of a status (see :meth:`SQLStore.thd_list`): no Ironic node, no options, and the ports (for the
-#: DHCP diagnosis) only of a node under introspection, so a page of finished
-#: nodes decodes no JSON at all.
-_BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options", "ports")) + (
+#: The columns of a status (see :meth:`SQLStore.thd_list`): no Ironic node, no options, no ports: a page
+#: decodes no JSON at all.
+_BRIEF_COLUMNS = tuple(c for c in schema.nodes.c if c.name not in ("node", "options", "ports"))
+#: The same, and the ports (for the DHCP diagnosis) only of a node under introspection.
+_BRIEF_COLUMNS_PORTS = _BRIEF_COLUMNS + (
     sa.case((schema.nodes.c.state.in_(_ACTIVE), schema.nodes.c.ports), else_=sa.null()).label("ports"),
 )
 #: Where a page of the list resumes: the marker's sort key, nothing else.
@@ -521,7 +522,23 @@ def _record(row):
 
 
 def _brief_record(row):
-    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS`: no node, no options, ports if active."""
+    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS`: no node, no options, no ports."""
+    return NodeRecord(
+        uuid=row.uuid,
+        state=row.state,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        manage_boot=row.manage_boot,
+        version_id=row.version_id,
+        lease_until=row.lease_until,
+        lease_owner=row.lease_owner,
+        data_pending=bool(row.data_pending),
+    )
+
+
+def _brief_record_ports(row):
+    """A :class:`NodeRecord` from a row of :data:`_BRIEF_COLUMNS_PORTS`: no node, no options, ports if active."""
     return NodeRecord(
         uuid=row.uuid,
         state=row.state,
@@ -892,22 +909,27 @@ class SQLStore:
         with self.engine.begin() as conn:
             return conn.execute(query.values(lease_until=now, lease_owner=None)).rowcount
 
-    def thd_list(self, limit, marker=None, states=None, brief=False):
+    def thd_list(self, limit, marker=None, states=None, brief=False, active_ports=False):
         """Newest first; ``marker`` is the UUID the previous page ended with.
 
-        ``brief``: records without the Ironic node and the options (their
-        ``node`` and ``options`` are empty), nor the ports of a node whose
-        introspection ended, what a status needs: a page of a thousand
-        statuses then decodes no node's JSON.
+        ``brief``: records without the Ironic node, the options and the
+        ports (their ``node``, ``options`` and ``ports`` are empty), what a
+        status needs: a page of a thousand statuses then decodes no node's
+        JSON.  With ``active_ports`` too, the ports of a node under
+        introspection are read (the DHCP diagnosis compares their MACs with
+        the DHCP requests seen); a finished node's never are.
 
         :raises errors.NotFound: ``marker`` is not a node's UUID.
         """
         n = schema.nodes
-        query = sa.select(*_BRIEF_COLUMNS) if brief else sa.select(n)
+        if brief:
+            query = sa.select(*(_BRIEF_COLUMNS_PORTS if active_ports else _BRIEF_COLUMNS))
+            make = _brief_record_ports if active_ports else _brief_record
+        else:
+            query, make = sa.select(n), _record
         if states:
             query = query.where(n.c.state.in_(list(states)))
         query = query.order_by(n.c.started_at.desc(), n.c.uuid.desc()).limit(limit)
-        make = _brief_record if brief else _record
         with self.engine.connect() as conn:
             if marker is not None:
                 m = conn.execute(_LIST_MARKER, {"uuid": marker}).first()
@@ -1207,8 +1229,8 @@ class SQLStore:
     def claim(self, record, now, lease_until, owner=None):
         return self._run(self.thd_claim, record, now, lease_until, owner).addCallback(self._remember)
 
-    def list_nodes(self, limit, marker=None, states=None, brief=False):
-        return self._run(self.thd_list, limit, marker, states, brief)
+    def list_nodes(self, limit, marker=None, states=None, brief=False, active_ports=False):
+        return self._run(self.thd_list, limit, marker, states, brief, active_ports)
 
     def filter_macs(self):
         return self._run(self.thd_filter_macs)

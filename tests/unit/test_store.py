@@ -432,7 +432,7 @@ class PeriodicQueryTests(StoreTestCase):
         self.start(A, macs=[MAC1])
         self.move(A, "wait")
         full, = self.call("list_nodes", 10)
-        brief, = self.successResultOf(self.store.list_nodes(10, brief=True))
+        brief, = self.call("list_nodes", 10, brief=True, active_ports=True)
         self.assertEqual(full.name, "node-" + A[:4])
         self.assertEqual(brief.node, {})
         self.assertEqual(brief.options, {})
@@ -440,13 +440,30 @@ class PeriodicQueryTests(StoreTestCase):
             self.assertEqual(getattr(brief, field), getattr(full, field), field)
         self.assertTrue(brief.active)
 
+    def test_brief_list_reads_no_ports_unless_asked(self):
+        """Without ``active_ports`` (nothing records DHCP) a page selects no ports, even of waiting nodes."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        statements = []
+        sa.event.listen(self.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, params, context, many: statements.append(statement))
+        brief, = self.call("list_nodes", 10, brief=True)
+        self.assertEqual((brief.uuid, brief.state, brief.ports, brief.node), (A, "waiting", {}, {}))
+        self.assertTrue(brief.active)
+        self.assertEqual(len(statements), 1)
+        self.assertNotIn("ports", statements[-1])
+        self.call("list_nodes", 10, A, brief=True)  # a page after a marker
+        self.assertNotIn("ports", statements[-1])
+        self.call("list_nodes", 10, brief=True, active_ports=True)
+        self.assertIn("ports", statements[-1])
+
     def test_brief_list_of_a_finished_node_reads_no_ports(self):
         """Ports serve the DHCP diagnosis of a node under introspection only."""
         self.start(A, macs=[MAC1])
         self.move(A, "wait", "process", "finish")
         self.start(B, macs=[MAC2], now=T0 + seconds(1))
         self.move(B, "wait")
-        b, a = self.successResultOf(self.store.list_nodes(10, brief=True))
+        b, a = self.call("list_nodes", 10, brief=True, active_ports=True)
         self.assertEqual((a.uuid, a.state, a.ports), (A, "finished", {}))
         self.assertEqual((b.uuid, b.ports), (B, {MAC2: {"uuid": "port-" + MAC2, "pxe_enabled": True}}))
 
