@@ -440,6 +440,26 @@ class PeriodicQueryTests(StoreTestCase):
             self.assertEqual(getattr(brief, field), getattr(full, field), field)
         self.assertTrue(brief.active)
 
+    def test_brief_records_carry_every_status_field(self):
+        """Each field of a brief record is its own column's (leased, failed, and pending nodes)."""
+        self.call("start", A, T0, False, {"name": "a"}, {MAC1: {"uuid": "p1", "pxe_enabled": True}}, [("mac", MAC1)],
+                  owner="owner-a", lease_until=T0 + seconds(30))
+        # The ramdisk's data arrives while A is still starting: pending.
+        self.call("accept", [MAC1], [], {"inventory": {}}, T0 + seconds(1), T0 + seconds(30), owner="owner-a")
+        self.start(B, macs=[MAC2], now=T0 + seconds(2))
+        self.move(B, "wait", "error", error="boom", now=T0 + seconds(5))
+        for active_ports in (False, True):
+            full = self.call("list_nodes", 10)
+            brief = self.call("list_nodes", 10, brief=True, active_ports=active_ports)
+            self.assertEqual([r.uuid for r in brief], [B, A])
+            for b, f in zip(brief, full):
+                for field in ("uuid", "state", "started_at", "finished_at", "error", "manage_boot", "version_id",
+                              "lease_until", "lease_owner", "data_pending"):
+                    self.assertEqual(getattr(b, field), getattr(f, field), (b.uuid, field))
+            self.assertEqual(brief[1].ports, {MAC1: {"uuid": "p1", "pxe_enabled": True}} if active_ports else {})
+        self.assertEqual((brief[0].error, brief[0].finished_at), ("boom", T0 + seconds(5)))
+        self.assertEqual((brief[1].manage_boot, brief[1].lease_owner, brief[1].data_pending), (False, "owner-a", True))
+
     def test_brief_list_reads_no_ports_unless_asked(self):
         """Without ``active_ports`` (nothing records DHCP) a page selects no ports, even of waiting nodes."""
         self.start(A, macs=[MAC1])
