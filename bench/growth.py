@@ -160,7 +160,8 @@ def paging(url, rounds):
                "p99_ms": 1000 * _percentile(every, 0.99), "max_ms": 1000 * max(every)}
     if full:
         figures.update(full_pages=len(full), full_p50_ms=1000 * _percentile(full, 0.5),
-                       full_p99_ms=1000 * _percentile(full, 0.99))
+                       full_p99_ms=1000 * _percentile(full, 0.99),
+                       full_ms=[round(1000 * t, 1) for t in full])  # in order: outliers and trends show
     return figures
 
 
