@@ -495,12 +495,13 @@ class PeriodicQueryTests(StoreTestCase):
         captured = []
         sa.event.listen(self.engine, "before_cursor_execute",
                         lambda conn, cursor, statement, params, context, many: captured.append((statement, params)))
-        self.sql.thd_list(10, A, brief=True)  # the SQL the store runs, not the contract
-        statement, params = captured[-1]
-        with self.engine.connect() as conn:
-            plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
-        self.assertIn("nodes_started_uuid_idx", plan)
-        self.assertNotIn("TEMP B-TREE", plan)
+        for active_ports in (False, True):
+            self.sql.thd_list(10, A, brief=True, active_ports=active_ports)  # the SQL the store runs, not the contract
+            statement, params = captured[-1]
+            with self.engine.connect() as conn:
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
+            self.assertIn("nodes_started_uuid_idx", plan)
+            self.assertNotIn("TEMP B-TREE", plan)
 
     def test_list_unknown_marker(self):
         self.refused(errors.NotFound, "list_nodes", 10, C)
