@@ -292,8 +292,10 @@ class API:
     def _root_url(self, request):
         return "{}://{}{}/".format(*self._external(request))
 
-    def _link(self, request, path):
-        return [{"rel": "self", "href": self._root_url(request) + path}]
+    @staticmethod
+    def _link(root, path):
+        """The ``links`` of a resource at ``path`` under ``root`` (:meth:`_root_url`, once per request)."""
+        return [{"rel": "self", "href": root + path}]
 
     def _json_body(self, request):
         return bodies.parse_json(request.content.read())
@@ -310,7 +312,7 @@ class API:
             "started_at": record.started_at.isoformat(),
             "finished_at": record.finished_at.isoformat() if record.finished_at else None,
             "error": record.error,
-            "links": [{"rel": "self", "href": root + "v1/introspection/" + record.uuid}],
+            "links": self._link(root, "v1/introspection/" + record.uuid),
         }
         if diagnose and record.active:
             dhcp = self.introspection.dhcp_status(record)
@@ -338,7 +340,7 @@ class API:
                 {
                     "id": versions.fmt(versions.CURRENT),
                     "status": "CURRENT",
-                    "links": self._link(request, "v1"),
+                    "links": self._link(self._root_url(request), "v1"),
                 }
             ]
         }
@@ -349,7 +351,7 @@ class API:
         root = self._root_url(request)
         return {
             "resources": [
-                {"name": name, "links": [{"rel": "self", "href": root + "v1/" + name}]}
+                {"name": name, "links": self._link(root, "v1/" + name)}
                 for name in ("continue", "introspection", "rules")
             ]
         }
