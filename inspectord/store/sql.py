@@ -534,9 +534,9 @@ def _brief_records(rows, ports=False):
     """
     records = []
     for row in rows:
-        uuid, state, started_at, finished_at, error, manage_boot, version_id, lease_until, lease_owner, pending = row[:10]
+        uuid, state, started, finished, error, manage_boot, version, lease_until, lease_owner, pending = row[:10]
         records.append(NodeRecord(
-            uuid, state, started_at, finished_at, error, manage_boot, version_id,
+            uuid, state, started, finished, error, manage_boot, version,
             ports=(row[10] or {}) if ports else {},
             lease_until=lease_until,
             lease_owner=lease_owner,
