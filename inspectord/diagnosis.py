@@ -12,9 +12,18 @@ timeout's error message.
 from inspectord.timeutil import utc
 
 
+def recording(pxe_filter):
+    """Whether ``pxe_filter`` records DHCP requests: without it, no node has a diagnosis.
+
+    The status API asks this once per request, so a page of statuses reads
+    no node's ports when there is nothing to compare them with.
+    """
+    return pxe_filter is not None and pxe_filter.seen is not None
+
+
 def reports(pxe_filter, macs):
     """``{mac: dhcp_seen(mac)}`` for ``macs``, or None if nothing records DHCP requests."""
-    if pxe_filter is None or pxe_filter.seen is None:
+    if not recording(pxe_filter):
         return None
     return {mac: pxe_filter.dhcp_seen(mac) for mac in macs}
 

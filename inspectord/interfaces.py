@@ -234,10 +234,11 @@ class IStore(Interface):
     def release_leases(owner, now, uuids=None):
         """End ``owner``'s leases (of ``uuids``, or all) at ``now``. How many."""
 
-    def list_nodes(limit, marker=None, states=None, brief=False):
+    def list_nodes(limit, marker=None, states=None, brief=False, active_ports=False):
         """Up to ``limit`` records, newest first, after the UUID ``marker``, in ``states`` if given.
 
-        ``brief`` records have an empty ``node`` and ``options``.
+        ``brief`` records have an empty ``node``, ``options`` and ``ports``;
+        with ``active_ports``, a node under introspection has its ``ports``.
         :raises NotFound: ``marker`` is not a known node.
         """
 

@@ -516,6 +516,12 @@ class Introspection:
             self.filter_changed()
         return failed
 
+    @property
+    def records_dhcp(self):
+        """Whether the PXE filter records DHCP requests (:func:`inspectord.diagnosis.recording`):
+        without it, :meth:`dhcp_status` is None for every node and needs no ports."""
+        return diagnosis.recording(self._pxe_filter)
+
     def dhcp_status(self, record):
         """What the PXE filter saw of the node's DHCP requests, or None
         (:func:`inspectord.diagnosis.dhcp_status`)."""

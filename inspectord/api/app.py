@@ -292,13 +292,19 @@ class API:
     def _root_url(self, request):
         return "{}://{}{}/".format(*self._external(request))
 
-    def _link(self, request, path):
-        return [{"rel": "self", "href": self._root_url(request) + path}]
+    @staticmethod
+    def _link(root, path):
+        """The ``links`` of a resource at ``path`` under ``root`` (:meth:`_root_url`, once per request)."""
+        return [{"rel": "self", "href": root + path}]
 
     def _json_body(self, request):
         return bodies.parse_json(request.content.read())
 
-    def _status(self, request, record):
+    def _status(self, record, root, diagnose):
+        """A node's status; ``root`` is :meth:`_root_url`, ``diagnose`` whether DHCP is recorded.
+
+        Both are the request's, computed once for a whole page of statuses.
+        """
         status = {
             "uuid": record.uuid,
             "finished": record.finished,
@@ -306,9 +312,9 @@ class API:
             "started_at": record.started_at.isoformat(),
             "finished_at": record.finished_at.isoformat() if record.finished_at else None,
             "error": record.error,
-            "links": self._link(request, "v1/introspection/" + record.uuid),
+            "links": self._link(root, "v1/introspection/" + record.uuid),
         }
-        if record.active:
+        if diagnose and record.active:
             dhcp = self.introspection.dhcp_status(record)
             if dhcp is not None:
                 status["dhcp"] = dhcp
@@ -334,7 +340,7 @@ class API:
                 {
                     "id": versions.fmt(versions.CURRENT),
                     "status": "CURRENT",
-                    "links": self._link(request, "v1"),
+                    "links": self._link(self._root_url(request), "v1"),
                 }
             ]
         }
@@ -342,9 +348,10 @@ class API:
     @app.route("/v1", methods=["GET"])
     @endpoint()
     async def version_root(self, request):
+        root = self._root_url(request)
         return {
             "resources": [
-                {"name": name, "links": self._link(request, "v1/" + name)}
+                {"name": name, "links": self._link(root, "v1/" + name)}
                 for name in ("continue", "introspection", "rules")
             ]
         }
@@ -393,7 +400,7 @@ class API:
             record = await self.store.get_node_recent(uuid)
         except errors.NotFound:
             raise errors.NotFound("Node {} was never introspected".format(node_id)) from None
-        return self._status(request, record)
+        return self._status(record, self._root_url(request), self.introspection.records_dhcp)
 
     @app.route("/v1/introspection", methods=["GET"])
     @endpoint("introspection:status")
@@ -412,11 +419,16 @@ class API:
                     ", ".join(unknown), ", ".join(x.value for x in st.State)
                 )
             )
+        # Without a recording PXE filter no status has a DHCP diagnosis: the page reads no ports.
+        diagnose = self.introspection.records_dhcp
         try:
-            records = await self.store.list_nodes(limit, marker.lower() if marker else None, states or None, brief=True)
+            records = await self.store.list_nodes(
+                limit, marker.lower() if marker else None, states or None, brief=True, active_ports=diagnose
+            )
         except errors.NotFound:
             raise errors.InvalidInput("Marker {} does not match any introspection".format(marker)) from None
-        return {"introspection": [self._status(request, r) for r in records]}
+        root = self._root_url(request)
+        return {"introspection": [self._status(r, root, diagnose) for r in records]}
 
     def _limit(self, request):
         maximum = self.config.default.api_max_limit
@@ -482,16 +494,18 @@ class API:
 
     # -- rules --------------------------------------------------------------
 
-    def _rule(self, request, rule, short=False):
+    def _rule(self, prefix, rule, short=False):
+        """A rule's JSON; ``prefix`` is the request's path prefix (:meth:`_external`), once per request."""
         result = rules_mod.as_dict(rule, short=short)
-        prefix = self._external(request)[2]
         result["links"] = [{"href": prefix + "/v1/rules/" + rule["uuid"], "rel": "self"}]
         return result
 
     @app.route("/v1/rules", methods=["GET"])
     @endpoint("introspection:rule:get")
     async def list_rules(self, request):
-        return {"rules": [self._rule(request, r, short=True) for r in await self.store.list_rules()]}
+        rules = await self.store.list_rules()
+        prefix = self._external(request)[2]
+        return {"rules": [self._rule(prefix, r, short=True) for r in rules]}
 
     @app.route("/v1/rules", methods=["POST"])
     @endpoint("introspection:rule:create")
@@ -499,7 +513,7 @@ class API:
         rule = rules_mod.validate(self._json_body(request))
         await self.store.create_rule(rule, self.introspection.now())
         request.setResponseCode(200 if request.api_version < (1, 6) else 201)
-        return self._rule(request, rule)
+        return self._rule(self._external(request)[2], rule)
 
     @app.route("/v1/rules", methods=["DELETE"])
     @endpoint("introspection:rule:delete")
@@ -511,7 +525,7 @@ class API:
     @app.route("/v1/rules/<uuid>", methods=["GET"])
     @endpoint("introspection:rule:get")
     async def get_rule(self, request, uuid):
-        return self._rule(request, await self.store.get_rule(_rule_uuid(uuid)))
+        return self._rule(self._external(request)[2], await self.store.get_rule(_rule_uuid(uuid)))
 
     @app.route("/v1/rules/<uuid>", methods=["DELETE"])
     @endpoint("introspection:rule:delete")

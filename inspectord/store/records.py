@@ -6,6 +6,10 @@ import datetime
 from inspectord import state as _state
 
 
+#: The values of :data:`inspectord.state.ACTIVE`: a record's state is compared as stored, without an enum lookup.
+_ACTIVE_VALUES = frozenset(s.value for s in _state.ACTIVE)
+
+
 @dataclasses.dataclass(frozen=True)
 class NodeRecord:
     """One node's introspection as stored.
@@ -37,7 +41,7 @@ class NodeRecord:
 
     @property
     def active(self):
-        return _state.State(self.state) in _state.ACTIVE
+        return self.state in _ACTIVE_VALUES
 
     @property
     def name(self):

@@ -7,7 +7,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from inspectord import errors
-from inspectord.api import versions
+from inspectord.api import app as app_module, versions
 from inspectord.api.app import LimitedRequest, make_site
 from tests.unit.helpers import Harness, fixture
 
@@ -164,6 +164,29 @@ class ProxyHeaderTests(APITestCase):
         self.assertEqual(self.links({"X-Forwarded-Port": "6443"})[0], "http://inspectord.test:6443/v1")
         self.assertEqual(self.links({"X-Forwarded-Host": "[2001:db8::7]", "X-Forwarded-Port": "443"})[0],
                          "http://[2001:db8::7]:443/v1")
+
+    def test_status_links_read_the_headers_once_per_page(self):
+        """Every status of a page links through the proxy; its headers are read once for the page."""
+        uuids = [self.fake.add_node(name="n{}".format(i), macs=["52:54:00:00:10:0{}".format(i)]) for i in range(3)]
+        for uuid in uuids:
+            self.assertEqual(self.request("POST", "/v1/introspection/" + uuid)[0], 202)
+        calls = []
+
+        def external(*args):
+            calls.append(args)
+            return real(*args)
+
+        real = app_module.proxy.external
+        self.patch(app_module.proxy, "external", external)
+        code, _, body = self.request("GET", "/v1/introspection", headers=self.PROXIED)
+        self.assertEqual(code, 200, body)
+        self.assertEqual(
+            {s["uuid"]: s["links"] for s in body["introspection"]},
+            {u: [{"rel": "self", "href": "https://metal3.example:6385/inspector/v1/introspection/" + u}] for u in uuids},
+        )
+        self.assertEqual(len(calls), 1)
+        _, _, status = self.request("GET", "/v1/introspection/" + uuids[0], headers=self.PROXIED)
+        self.assertEqual(status["links"][0]["href"], "https://metal3.example:6385/inspector/v1/introspection/" + uuids[0])
 
     def test_rule_links_get_the_prefix(self):
         rule = {"conditions": [], "actions": [{"action": "fail", "message": "x"}]}

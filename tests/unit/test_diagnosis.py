@@ -3,6 +3,7 @@
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
+from inspectord.store import schema
 from tests.unit.helpers import Harness
 
 MAC = "52:54:00:00:00:aa"
@@ -68,6 +69,38 @@ class DiagnosisTests(SynchronousTestCase):
     def test_finished_nodes_carry_no_dhcp_view(self):
         self.time_out()
         self.assertNotIn("dhcp", self.status())
+
+    def page(self):
+        code, _, body = self.h.request("GET", "/v1/introspection?limit=10")
+        self.assertEqual(code, 200)
+        return body["introspection"]
+
+    def spoil_ports(self):
+        """Make every stored ``ports`` value undecodable: only a read that skips the column still works."""
+        with self.h.store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE {} SET ports = 'not JSON'".format(schema.nodes.name))
+
+    def test_a_page_shows_the_diagnosis(self):
+        now = self.h.clock.seconds()
+        self.filter.seen[MAC] = {"last_dhcp_request": now, "dhcp_message": "request", "allowed_by_filter": True}
+        status, = self.page()
+        self.assertEqual(status["state"], "waiting")
+        self.assertEqual((status["dhcp"]["seen"], status["dhcp"]["mac"]), (True, MAC))
+
+    def test_a_page_reads_the_ports_when_recording(self):
+        """The counterpart of the next test: with a recording filter the ports are decoded."""
+        self.spoil_ports()
+        code, _, body = self.h.request("GET", "/v1/introspection?limit=10")
+        self.assertEqual(code, 500)
+        self.flushLoggedErrors()
+
+    def test_without_recording_a_page_reads_no_ports(self):
+        """Nothing records DHCP (noop, a firewall driver without sniffer): the ports are not even read."""
+        self.h.introspection._pxe_filter = None
+        self.spoil_ports()
+        status, = self.page()
+        self.assertEqual((status["uuid"], status["state"]), (self.uuid, "waiting"))
+        self.assertNotIn("dhcp", status)
 
     def test_without_recording_the_timeout_message_is_plain(self):
         self.h.introspection._pxe_filter = None

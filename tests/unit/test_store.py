@@ -432,7 +432,7 @@ class PeriodicQueryTests(StoreTestCase):
         self.start(A, macs=[MAC1])
         self.move(A, "wait")
         full, = self.call("list_nodes", 10)
-        brief, = self.successResultOf(self.store.list_nodes(10, brief=True))
+        brief, = self.call("list_nodes", 10, brief=True, active_ports=True)
         self.assertEqual(full.name, "node-" + A[:4])
         self.assertEqual(brief.node, {})
         self.assertEqual(brief.options, {})
@@ -440,13 +440,50 @@ class PeriodicQueryTests(StoreTestCase):
             self.assertEqual(getattr(brief, field), getattr(full, field), field)
         self.assertTrue(brief.active)
 
+    def test_brief_records_carry_every_status_field(self):
+        """Each field of a brief record is its own column's (leased, failed, and pending nodes)."""
+        self.call("start", A, T0, False, {"name": "a"}, {MAC1: {"uuid": "p1", "pxe_enabled": True}}, [("mac", MAC1)],
+                  owner="owner-a", lease_until=T0 + seconds(30))
+        # The ramdisk's data arrives while A is still starting: pending.
+        self.call("accept", [MAC1], [], {"inventory": {}}, T0 + seconds(1), T0 + seconds(30), owner="owner-a")
+        self.start(B, macs=[MAC2], now=T0 + seconds(2))
+        self.move(B, "wait", "error", error="boom", now=T0 + seconds(5))
+        for active_ports in (False, True):
+            full = self.call("list_nodes", 10)
+            brief = self.call("list_nodes", 10, brief=True, active_ports=active_ports)
+            self.assertEqual([r.uuid for r in brief], [B, A])
+            for b, f in zip(brief, full):
+                for field in ("uuid", "state", "started_at", "finished_at", "error", "manage_boot", "version_id",
+                              "lease_until", "lease_owner", "data_pending"):
+                    self.assertEqual(getattr(b, field), getattr(f, field), (b.uuid, field))
+            self.assertEqual(brief[1].ports, {MAC1: {"uuid": "p1", "pxe_enabled": True}} if active_ports else {})
+        self.assertEqual((brief[0].error, brief[0].finished_at), ("boom", T0 + seconds(5)))
+        self.assertEqual((brief[1].manage_boot, brief[1].lease_owner, brief[1].data_pending), (False, "owner-a", True))
+
+    def test_brief_list_reads_no_ports_unless_asked(self):
+        """Without ``active_ports`` (nothing records DHCP) a page selects no ports, even of waiting nodes."""
+        self.start(A, macs=[MAC1])
+        self.move(A, "wait")
+        statements = []
+        sa.event.listen(self.engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, params, context, many: statements.append(statement))
+        brief, = self.call("list_nodes", 10, brief=True)
+        self.assertEqual((brief.uuid, brief.state, brief.ports, brief.node), (A, "waiting", {}, {}))
+        self.assertTrue(brief.active)
+        self.assertEqual(len(statements), 1)
+        self.assertNotIn("ports", statements[-1])
+        self.call("list_nodes", 10, A, brief=True)  # a page after a marker
+        self.assertNotIn("ports", statements[-1])
+        self.call("list_nodes", 10, brief=True, active_ports=True)
+        self.assertIn("ports", statements[-1])
+
     def test_brief_list_of_a_finished_node_reads_no_ports(self):
         """Ports serve the DHCP diagnosis of a node under introspection only."""
         self.start(A, macs=[MAC1])
         self.move(A, "wait", "process", "finish")
         self.start(B, macs=[MAC2], now=T0 + seconds(1))
         self.move(B, "wait")
-        b, a = self.successResultOf(self.store.list_nodes(10, brief=True))
+        b, a = self.call("list_nodes", 10, brief=True, active_ports=True)
         self.assertEqual((a.uuid, a.state, a.ports), (A, "finished", {}))
         self.assertEqual((b.uuid, b.ports), (B, {MAC2: {"uuid": "port-" + MAC2, "pxe_enabled": True}}))
 
@@ -458,12 +495,13 @@ class PeriodicQueryTests(StoreTestCase):
         captured = []
         sa.event.listen(self.engine, "before_cursor_execute",
                         lambda conn, cursor, statement, params, context, many: captured.append((statement, params)))
-        self.sql.thd_list(10, A, brief=True)  # the SQL the store runs, not the contract
-        statement, params = captured[-1]
-        with self.engine.connect() as conn:
-            plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
-        self.assertIn("nodes_started_uuid_idx", plan)
-        self.assertNotIn("TEMP B-TREE", plan)
+        for active_ports in (False, True):
+            self.sql.thd_list(10, A, brief=True, active_ports=active_ports)  # the SQL the store runs, not the contract
+            statement, params = captured[-1]
+            with self.engine.connect() as conn:
+                plan = " ".join(r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params))
+            self.assertIn("nodes_started_uuid_idx", plan)
+            self.assertNotIn("TEMP B-TREE", plan)
 
     def test_list_unknown_marker(self):
         self.refused(errors.NotFound, "list_nodes", 10, C)
