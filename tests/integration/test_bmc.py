@@ -58,6 +58,17 @@ class BMCCase(unittest.TestCase):
     skip = _skip_reason()
     timeout = 120
 
+    async def bmc_log(self, bmc, text, count=1, lines=200, timeout=10):
+        """The simulator's log once ``text`` is in it ``count`` times (or ``timeout`` passed).
+
+        Its notes reach the log through a thread of this process that copies
+        its standard output, a moment after the simulator wrote them.
+        """
+        deadline = time.monotonic() + timeout
+        while bmc.log_tail(lines).count(text) < count and time.monotonic() < deadline:
+            await task.deferLater(reactor, 0.05, lambda: None)
+        return bmc.log_tail(lines)
+
     def setUp(self):
         self.pool = ThreadPoolService(reactor, "test-pyghmi", 2)
         self.pool.startService()
@@ -115,7 +126,8 @@ class SimulatorTests(BMCCase):
         # and with pyghmi's Command (SHA-256, cipher suite 17)
         power = await self.pool.run(pyghmi_power, bmc.address, bmc.port, "newuser", "newpass")
         self.assertEqual(power, "off")
-        self.assertIn("session opened for b'newuser' (cipher suite 17)", bmc.log_tail(100))
+        self.assertIn("session opened for b'newuser' (cipher suite 17)",
+                      await self.bmc_log(bmc, "session opened for b'newuser' (cipher suite 17)", lines=100))
         # the admin account is untouched
         output, code = await run_ipmitool(bmc.ipmitool_argv("user", "list", "1"), bmc.password)
         self.assertRegex(output, r"2\s+admin\s+true\s+true\s+true\s+ADMINISTRATOR")
@@ -167,7 +179,8 @@ class VerifierTests(BMCCase):
         self.assertLess(time.monotonic() - start, 5)
         # again: pyghmi shares sessions by credentials, a second check must log in anew
         await self.verifier(window=0).verify(bmc.address, "newuser", "newpass", port=bmc.port)
-        self.assertEqual(bmc.log_tail(100).count("session opened for b'newuser'"), 2)
+        log = await self.bmc_log(bmc, "session opened for b'newuser'", count=2, lines=100)
+        self.assertEqual(log.count("session opened for b'newuser'"), 2)
 
     async def test_verification_waits_for_the_ramdisk(self):
         bmc = self.start_bmc()
@@ -178,7 +191,8 @@ class VerifierTests(BMCCase):
         self.assertFalse(verifying.called)
         await self.set_credentials(bmc, 3, "newuser", "newpass")
         await verifying
-        self.assertIn("login refused: unknown or disabled user b'newuser'", bmc.log_tail(200))
+        self.assertIn("login refused: unknown or disabled user b'newuser'",
+                      await self.bmc_log(bmc, "login refused: unknown or disabled user b'newuser'"))
 
     async def test_wrong_password_rejected_fast(self):
         bmc = self.start_bmc()
