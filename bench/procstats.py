@@ -14,28 +14,25 @@ def tree(pid):
         return []
 
 
+def cpu_times(pid):
+    """``(user + system, system)`` CPU seconds of ``pid`` and its descendants (live, and reaped ones).
+
+    The second is the part spent in the kernel (system calls).
+    """
+    total = system = 0.0
+    for process in tree(pid):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.children_user
+        system += times.system + times.children_system
+    return total + system, system
+
+
 def cpu_seconds(pid):
     """User + system CPU seconds of ``pid`` and its descendants (live, and reaped ones)."""
-    total = 0.0
-    for process in tree(pid):
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
-
-
-def system_seconds(pid):
-    """System (kernel) CPU seconds of ``pid`` and its descendants: the part of :func:`cpu_seconds` spent in system calls."""
-    total = 0.0
-    for process in tree(pid):
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.system + times.children_system
-    return total
+    return cpu_times(pid)[0]
 
 
 def _status_kb(pid, field):

@@ -169,9 +169,9 @@ def targets(results, count):
     if ins:
         lost = sum(_get(x, "storm.lost") or 0 for x in ins) + sum(_get(x, "storm.callback_errors") or 0 for x in ins)
         rows.append(("0 callbacks lost", "{} lost or failed".format(lost), lost == 0))
-    for phase in ("storm", "start"):
-        r = ratio("service CPU per node, {}: inspectord / ironic-inspector".format(phase) if phase == "storm"
-                  else "service CPU, start: inspectord / ironic-inspector")
+    for phase, name in (("storm", "service CPU per node, storm: inspectord / ironic-inspector"),
+                        ("start", "service CPU, start: inspectord / ironic-inspector")):
+        r = ratio(name)
         if r is not None:
             rows.append(("service CPU per node, {} (without status polls) ≤ 0.1 × ironic-inspector".format(phase),
                          "{:.3f} ×".format(r), r <= 0.1))

@@ -108,11 +108,12 @@ class Snapshot:
 POWER_CALL = "PUT /v1/nodes/{node}/states/power"
 
 
-def last_call_cpu(proxy, pid, count, cpu_before, timeout, settle=0.5, system=None):
-    """The service's CPU seconds since ``cpu_before``, read when Ironic has
+def last_call_cpu(proxy, pid, count, before, timeout, settle=0.5):
+    """The service's ``(total, system)`` CPU seconds since ``before`` (a
+    :func:`bench.procstats.cpu_times` reading), read when Ironic has
     answered ``count`` power requests (the last Ironic call of a start and of
     a node's processing, for both services) and ``settle`` seconds more for
-    the state write that follows; None if that never happens.
+    the state write that follows; ``(None, None)`` if that never happens.
 
     The status polls that tell the harness a node is done cost the service
     CPU too, and how many there are depends on how long the harness waits
@@ -125,11 +126,10 @@ def last_call_cpu(proxy, pid, count, cpu_before, timeout, settle=0.5, system=Non
     while time.monotonic() < deadline:
         if proxy.stats().get("answered", {}).get(POWER_CALL, 0) >= count:
             time.sleep(settle)
-            if system is not None:  # the system CPU of the same window: {"before": seconds} in, "seconds" out
-                system["seconds"] = procstats.system_seconds(pid) - system["before"]
-            return procstats.cpu_seconds(pid) - cpu_before
+            total, system = procstats.cpu_times(pid)
+            return total - before[0], system - before[1]
         time.sleep(0.05)
-    return None
+    return None, None
 
 
 class Profiler:
@@ -190,13 +190,13 @@ def run_service(name, snapshot, workdir, args):
         # -- start introspection of every node, wait until all are waiting
         if args.profile in (name, "all"):
             profiler = Profiler(service.pid, RESULTS / "profile-{}-{}-start.txt".format(name, count))
-        cpu_service, cpu_ironic, t = procstats.cpu_seconds(service.pid), procstats.cpu_seconds(ironic.pid), time.time()
-        start_system = {"before": procstats.system_seconds(service.pid)}
+        start_before, cpu_ironic, t = procstats.cpu_times(service.pid), procstats.cpu_seconds(ironic.pid), time.time()
+        cpu_service = start_before[0]
         failures = asyncio.run(workload.start_introspection(service.url, uuids, args.start_concurrency, say))
         # The service's own CPU for the starts, without the harness's status
         # polls: read once Ironic has answered every node's power request
         # (the last call of a start, for both services).
-        start_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout, system=start_system)
+        start_own, start_system = last_call_cpu(proxy, service.pid, count, start_before, args.timeout)
         waiting = asyncio.run(workload.poll_status(
             service.url, uuids, lambda s: s.get("state") == "waiting" or s.get("finished"), say, "waiting",
             timeout=args.timeout))
@@ -211,7 +211,7 @@ def run_service(name, snapshot, workdir, args):
             "not_waiting": sum(1 for u in uuids if waiting.get(u, {}).get("state") != "waiting"),
             "service_cpu_s": procstats.cpu_seconds(service.pid) - cpu_service,
             "service_cpu_without_polls_s": start_own,
-            "service_system_cpu_without_polls_s": start_system.get("seconds"),
+            "service_system_cpu_without_polls_s": start_system,
             "ironic_cpu_s": procstats.cpu_seconds(ironic.pid) - cpu_ironic,
             "ironic": start_stats,
         }
@@ -221,13 +221,13 @@ def run_service(name, snapshot, workdir, args):
         # -- the storm: N callbacks, then poll until all finished
         if args.profile in (name, "all"):
             profiler = Profiler(service.pid, RESULTS / "profile-{}-{}.txt".format(name, count))
-        cpu_service, cpu_ironic = procstats.cpu_seconds(service.pid), procstats.cpu_seconds(ironic.pid)
-        storm_system = {"before": procstats.system_seconds(service.pid)}
+        storm_before, cpu_ironic = procstats.cpu_times(service.pid), procstats.cpu_seconds(ironic.pid)
+        cpu_service = storm_before[0]
         window = procstats.Window(service=service.pid, ironic=ironic.pid, proxy=proxy.pid)
         say("posting {} callbacks, {} in flight".format(count, args.callback_concurrency))
         records, stale = asyncio.run(workload.storm(service.url, bodies, args.callback_concurrency, say))
         answered = time.time()
-        storm_own = last_call_cpu(proxy, service.pid, count, cpu_service, args.timeout, system=storm_system)
+        storm_own, storm_system = last_call_cpu(proxy, service.pid, count, storm_before, args.timeout)
         polls = {}
         final = asyncio.run(workload.poll_status(
             service.url, uuids, lambda s: s.get("finished"), say, "finished", timeout=args.timeout, counts=polls))
@@ -271,7 +271,7 @@ def run_service(name, snapshot, workdir, args):
             "service_cpu_without_polls_ms_per_node": 1000 * storm_own / count if storm_own is not None else None,
             "status_polls": polls.get("requests", 0),
             "service_system_cpu_without_polls_ms_per_node": (
-                1000 * storm_system["seconds"] / count if "seconds" in storm_system else None),
+                1000 * storm_system / count if storm_system is not None else None),
             "ironic_cpu_ms_per_node": 1000 * cpu_ironic / count,
             "ironic": storm_stats,
             "cpu": cpu_window,
